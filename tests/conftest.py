@@ -8,14 +8,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("NAPARI_SAM_SHARED_DATA", REPO.parent / "shared" / "data" / "rasterio"))
+SHARED_DATA = REPO / "tests" / "data" / "rasterio"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Folder of real rasters from rasterio's test data; tests skip where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared rasters not found at {SHARED_DATA}")
+    """Real rasters from rasterio's test data (CC0), copied into tests/data/rasterio.
+
+    RGB.byte.tif (the Landsat scene) is not duplicated there: it is the bundled
+    sample, ``sample_data/landsat_rgb_epsg32618.tif``; this folder maps the
+    original name to it so tests can use either.
+    """
     return SHARED_DATA
 
 
