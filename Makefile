@@ -6,7 +6,13 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean sysdeps
+
+# The napari widget tests need an X server (Xvfb) and the GL/xcb libraries Qt
+# loads. On Debian/Ubuntu as root they are installed here; elsewhere install
+# them yourself (the list below) or the GUI tests report what is missing.
+SYSDEPS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 \
+	libxkbcommon-x11-0 libgl1 libegl1 libgl1-mesa-dri libdbus-1-3 libfontconfig1
 
 venv: $(STAMP)
 
@@ -20,7 +26,16 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/python -m napari_sam.demo --out demo_output
 
-test: venv
+sysdeps:
+	@if ! command -v Xvfb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Xvfb and Qt's system libraries for the GUI tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSDEPS) >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSDEPS) >/dev/null; }; \
+	  else echo "Xvfb not found: install $(SYSDEPS)"; fi; \
+	fi
+
+test: venv sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
