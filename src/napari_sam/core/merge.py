@@ -1,0 +1,278 @@
+"""Masks from many tiles to one set of objects: edge filter, cleanup, cross-tile deduplication.
+
+Every mask stays *tile-local*: a :class:`Candidate` holds only the pixels of
+its bounding box and the box's offset in the raster, so memory follows the
+size of the objects, never the size of the raster.
+
+Order of the steps for one tile (:func:`tile_candidates`):
+
+1. clip to the tile's part of the raster and drop nodata pixels;
+2. edge filter: a mask whose box comes within ``edge_margin`` pixels of an
+   *inner* tile border (one shared with a neighbour tile, not the raster's
+   edge) is dropped: the object may go on beyond the border and is left to
+   the neighbouring tile, where it is more central;
+3. cleanup: holes and islands smaller than ``min_region_area`` pixels are
+   filled / removed (8-connectivity);
+4. ``min_area`` / ``max_area`` on what is left.
+
+Across tiles (:class:`CrossTileDeduplicator`): two candidates from different
+tiles are the same object when their global boxes overlap with IoU above
+``box_nms_thresh`` or their masks overlap with IoU above ``mask_iou_thresh``;
+the one with the higher (predicted_iou, stability_score) stays. Candidates
+arrive tile by tile and the decision is greedy in that order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from napari_sam.core.pointgrid import AxisWindows
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One mask found in one tile, kept as its bounding-box crop.
+
+    ``mask`` (h, w) bool covers raster rows ``y0 .. y0+h`` and columns
+    ``x0 .. x0+w``; ``point`` is the prompt (x, y) in raster pixels; ``tile``
+    the (row, col) of the tile that decoded it.
+    """
+
+    mask: np.ndarray
+    y0: int
+    x0: int
+    predicted_iou: float
+    stability_score: float
+    tile: tuple[int, int]
+    point: tuple[float, float]
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """Global box XYXY, end-exclusive: (x0, y0, x1, y1)."""
+        h, w = self.mask.shape
+        return (self.x0, self.y0, self.x0 + w, self.y0 + h)
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def rank(self) -> tuple[float, float]:
+        """Sort key: higher is better (predicted IoU, then stability)."""
+        return (float(self.predicted_iou), float(self.stability_score))
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """XYXY end-exclusive box of the True pixels of a (h, w) mask; None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """Fill holes and drop islands smaller than ``min_area`` pixels (8-connected).
+
+    ``mask`` (h, w) bool; returns a new array. Background that reaches the
+    outside of the array is never a hole. When every island is small, the
+    largest one is kept.
+    """
+    if min_area <= 0 or not mask.any():
+        return mask
+    padded = np.pad(mask, 1)
+    holes, n = ndimage.label(~padded, structure=_EIGHT)
+    if n > 1:
+        sizes = np.bincount(holes.ravel())
+        outside = holes[0, 0]
+        small = sizes < min_area
+        small[0] = False
+        small[outside] = False
+        padded = padded | small[holes]
+    islands, n = ndimage.label(padded, structure=_EIGHT)
+    if n > 1:
+        sizes = np.bincount(islands.ravel())
+        sizes[0] = 0
+        keep = sizes >= min_area
+        keep[0] = False
+        if not keep.any():
+            keep[int(np.argmax(sizes))] = True
+        padded = keep[islands]
+    return padded[1:-1, 1:-1]
+
+
+def near_inner_border(
+    box: tuple[int, int, int, int],
+    window: tuple[int, int, int, int],
+    inner: tuple[bool, bool, bool, bool],
+    margin: float,
+) -> bool:
+    """True when a global box XYXY comes within ``margin`` px of an inner border of ``window``.
+
+    ``window`` XYXY end-exclusive (the tile's part of the raster); ``inner``
+    flags its (left, top, right, bottom) borders as shared with a neighbour.
+    """
+    bx0, by0, bx1, by1 = box
+    wx0, wy0, wx1, wy1 = window
+    left, top, right, bottom = inner
+    return bool(
+        (left and bx0 - wx0 <= margin)
+        or (top and by0 - wy0 <= margin)
+        or (right and wx1 - bx1 <= margin)
+        or (bottom and wy1 - by1 <= margin)
+    )
+
+
+@dataclass(frozen=True)
+class TileFilter:
+    """Per-tile settings applied after the decoder's own filters (pixels)."""
+
+    edge_margin: float = 5.0
+    min_region_area: int = 0
+    min_area: int = 0
+    max_area: int | None = None
+
+
+def tile_candidates(
+    masks: np.ndarray,
+    predicted_iou: np.ndarray,
+    stability_score: np.ndarray,
+    points: np.ndarray,
+    *,
+    tile: tuple[int, int],
+    rows: AxisWindows,
+    cols: AxisWindows,
+    valid: np.ndarray | None = None,
+    settings: TileFilter = TileFilter(),
+) -> list[Candidate]:
+    """Turn one tile's decoder output into candidates in raster coordinates.
+
+    ``masks`` (K, H, W) bool in tile pixels (H, W at least the tile's part of
+    the raster; padding beyond it is cut off); ``predicted_iou``,
+    ``stability_score`` (K,); ``points`` (K, 2) XY in raster pixels;
+    ``tile`` the (row, col) index into ``rows`` / ``cols``; ``valid`` (h, w)
+    bool, False on nodata. Steps and their order: see the module docstring.
+    """
+    row, col = tile
+    y0, h = rows.starts[row], rows.sizes[row]
+    x0, w = cols.starts[col], cols.sizes[col]
+    window = (x0, y0, x0 + w, y0 + h)
+    inner = (cols.inner_low(col), rows.inner_low(row), cols.inner_high(col), rows.inner_high(row))
+    out: list[Candidate] = []
+    for k in range(len(masks)):
+        m = np.asarray(masks[k])[:h, :w].astype(bool, copy=False)
+        if valid is not None:
+            m = m & valid[:h, :w]
+        local = mask_box(m)
+        if local is None:
+            continue
+        box = (local[0] + x0, local[1] + y0, local[2] + x0, local[3] + y0)
+        if near_inner_border(box, window, inner, settings.edge_margin):
+            continue
+        crop = m[local[1]:local[3], local[0]:local[2]]
+        crop = remove_small_regions(crop, settings.min_region_area)
+        tight = mask_box(crop)
+        if tight is None:
+            continue
+        crop = crop[tight[1]:tight[3], tight[0]:tight[2]]
+        area = int(crop.sum())
+        if area < settings.min_area or (settings.max_area is not None and area > settings.max_area):
+            continue
+        out.append(
+            Candidate(
+                mask=np.ascontiguousarray(crop),
+                y0=box[1] + tight[1],
+                x0=box[0] + tight[0],
+                predicted_iou=float(predicted_iou[k]),
+                stability_score=float(stability_score[k]),
+                tile=(int(row), int(col)),
+                point=(float(points[k][0]), float(points[k][1])),
+            )
+        )
+    return out
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two XYXY end-exclusive boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def mask_iou(a: Candidate, b: Candidate) -> float:
+    """IoU of two candidates' masks in raster coordinates, computed over their boxes' overlap."""
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    sa = a.mask[y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0]
+    sb = b.mask[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+    inter = int(np.count_nonzero(sa & sb))
+    if inter == 0:
+        return 0.0
+    return inter / (a.area + b.area - inter)
+
+
+class CrossTileDeduplicator:
+    """Keeps one candidate per object across tiles, streaming.
+
+    Feed each tile's candidates with :meth:`add`; call :meth:`pop_settled`
+    with the first raster row that later tiles can still reach, to take out
+    the candidates no later tile can duplicate. Only candidates from different
+    tiles are compared (within a tile the decoder's box NMS already ran).
+    """
+
+    def __init__(self, *, box_nms_thresh: float = 0.7, mask_iou_thresh: float = 0.5) -> None:
+        self.box_nms_thresh = float(box_nms_thresh)
+        self.mask_iou_thresh = float(mask_iou_thresh)
+        self._kept: list[Candidate] = []
+        self.n_duplicates = 0
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def _same_object(self, a: Candidate, b: Candidate) -> bool:
+        return (
+            box_iou(a.box, b.box) > self.box_nms_thresh
+            or mask_iou(a, b) > self.mask_iou_thresh
+        )
+
+    def add(self, candidates: list[Candidate]) -> None:
+        """Merge one tile's candidates, best first, into the kept set."""
+        for cand in sorted(candidates, key=lambda c: c.rank, reverse=True):
+            rivals = [
+                k for k in self._kept if k.tile != cand.tile and self._same_object(cand, k)
+            ]
+            if any(k.rank >= cand.rank for k in rivals):
+                self.n_duplicates += 1
+                continue
+            if rivals:
+                self.n_duplicates += len(rivals)
+                gone = {id(k) for k in rivals}
+                self._kept = [k for k in self._kept if id(k) not in gone]
+            self._kept.append(cand)
+
+    def pop_settled(self, reach_y: int) -> list[Candidate]:
+        """Remove and return kept candidates entirely above row ``reach_y``.
+
+        ``reach_y``: no tile still to come covers a row above it, so those
+        candidates can no longer be duplicated. Returned in (y0, x0) order.
+        """
+        settled = [k for k in self._kept if k.box[3] <= reach_y]
+        self._kept = [k for k in self._kept if k.box[3] > reach_y]
+        settled.sort(key=lambda c: (c.y0, c.x0, -c.rank[0], -c.rank[1]))
+        return settled
+
+    def lowest_pending_row(self) -> int | None:
+        """Top row of the highest-up candidate still pending; None when none is."""
+        return min((k.y0 for k in self._kept), default=None)
