@@ -13,6 +13,7 @@ from napari_sam.core.merge import (
     Candidate,
     CrossTileDeduplicator,
     TileFilter,
+    crops_from_masks,
     mask_iou,
     near_inner_border,
     remove_small_regions,
@@ -84,8 +85,9 @@ def fake_run(truth, tiles, points_per_side, tile_size, settings=None):
                     seen[k] = (x, y)
             masks = np.stack([window == k for k in seen]) if seen else np.zeros((0, 1, 1), bool)
             n = len(seen)
+            crops, offsets = crops_from_masks(masks)
             cands = tile_candidates(
-                masks, np.full(n, 0.95), np.full(n, 0.97), np.array(list(seen.values())).reshape(-1, 2),
+                crops, offsets, np.full(n, 0.95), np.full(n, 0.97), np.array(list(seen.values())).reshape(-1, 2),
                 tile=(t.row, t.col), rows=rows, cols=cols, settings=settings,
             )
             yield (t.row, t.col), cands

@@ -138,8 +138,27 @@ class TileFilter:
     max_area: int | None = None
 
 
+def crops_from_masks(masks) -> tuple[list[np.ndarray], np.ndarray]:
+    """Full-frame masks (K, H, W) to bounding-box crops and their (K, 2) XY offsets.
+
+    Empty masks give an empty (0, 0) crop at offset (0, 0).
+    """
+    crops, offsets = [], []
+    for m in masks:
+        m = np.asarray(m).astype(bool, copy=False)
+        box = mask_box(m)
+        if box is None:
+            crops.append(np.zeros((0, 0), bool))
+            offsets.append((0, 0))
+            continue
+        crops.append(m[box[1]:box[3], box[0]:box[2]])
+        offsets.append((box[0], box[1]))
+    return crops, np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+
+
 def tile_candidates(
-    masks: np.ndarray,
+    crops: list[np.ndarray],
+    offsets: np.ndarray,
     predicted_iou: np.ndarray,
     stability_score: np.ndarray,
     points: np.ndarray,
@@ -152,11 +171,12 @@ def tile_candidates(
 ) -> list[Candidate]:
     """Turn one tile's decoder output into candidates in raster coordinates.
 
-    ``masks`` (K, H, W) bool in tile pixels (H, W at least the tile's part of
-    the raster; padding beyond it is cut off); ``predicted_iou``,
-    ``stability_score`` (K,); ``points`` (K, 2) XY in raster pixels;
-    ``tile`` the (row, col) index into ``rows`` / ``cols``; ``valid`` (h, w)
-    bool, False on nodata. Steps and their order: see the module docstring.
+    ``crops``: K (h_i, w_i) bool masks, crop ``i`` placed at tile pixel
+    ``offsets[i]`` (XY); masks reaching beyond the tile's part of the raster
+    (into padding) are cut there. ``predicted_iou``, ``stability_score`` (K,);
+    ``points`` (K, 2) XY in raster pixels; ``tile`` the (row, col) index into
+    ``rows`` / ``cols``; ``valid`` (h, w) bool over the tile, False on nodata.
+    Steps and their order: see the module docstring.
     """
     row, col = tile
     y0, h = rows.starts[row], rows.sizes[row]
@@ -164,28 +184,29 @@ def tile_candidates(
     window = (x0, y0, x0 + w, y0 + h)
     inner = (cols.inner_low(col), rows.inner_low(row), cols.inner_high(col), rows.inner_high(row))
     out: list[Candidate] = []
-    for k in range(len(masks)):
-        m = np.asarray(masks[k])[:h, :w].astype(bool, copy=False)
-        if valid is not None:
-            m = m & valid[:h, :w]
-        local = mask_box(m)
+    for k, crop in enumerate(crops):
+        ox, oy = int(offsets[k][0]), int(offsets[k][1])
+        m = np.asarray(crop).astype(bool, copy=False)[: max(0, h - oy), : max(0, w - ox)]
+        if valid is not None and m.size:
+            m = m & valid[oy:oy + m.shape[0], ox:ox + m.shape[1]]
+        local = mask_box(m) if m.size else None
         if local is None:
             continue
-        box = (local[0] + x0, local[1] + y0, local[2] + x0, local[3] + y0)
+        box = (local[0] + ox + x0, local[1] + oy + y0, local[2] + ox + x0, local[3] + oy + y0)
         if near_inner_border(box, window, inner, settings.edge_margin):
             continue
-        crop = m[local[1]:local[3], local[0]:local[2]]
-        crop = remove_small_regions(crop, settings.min_region_area)
-        tight = mask_box(crop)
+        m = m[local[1]:local[3], local[0]:local[2]]
+        m = remove_small_regions(m, settings.min_region_area)
+        tight = mask_box(m)
         if tight is None:
             continue
-        crop = crop[tight[1]:tight[3], tight[0]:tight[2]]
-        area = int(crop.sum())
+        m = m[tight[1]:tight[3], tight[0]:tight[2]]
+        area = int(m.sum())
         if area < settings.min_area or (settings.max_area is not None and area > settings.max_area):
             continue
         out.append(
             Candidate(
-                mask=np.ascontiguousarray(crop),
+                mask=np.ascontiguousarray(m),
                 y0=box[1] + tight[1],
                 x0=box[0] + tight[0],
                 predicted_iou=float(predicted_iou[k]),
