@@ -48,7 +48,7 @@ def assemble(
     n_tiles: int | None = None,
     stage: str = "segment",
     block: int = 1024,
-    align: int = 256,
+    align: int = 512,
 ) -> ProgressGen[tuple[list[ObjectRecord], AssemblyStats]]:
     """Merge tiles' candidates, paint them into ``sink``; yield Progress, return (table, stats).
 

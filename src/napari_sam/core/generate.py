@@ -1,0 +1,239 @@
+"""Automatic segmentation of a whole raster, tile by tile, from its embedding store.
+
+Pipeline (see :mod:`napari_sam.core.pointgrid`, :mod:`~napari_sam.core.merge`,
+:mod:`~napari_sam.core.assemble`):
+
+1. a global point grid in raster pixels, ``points_per_side`` points per tile
+   side; each point goes to the one tile where it is most central;
+2. per tile (:class:`TileDecoder`, the unit of work that a dask cluster runs):
+   the cached embedding is restored into a predictor, the tile's points are
+   decoded with the decoder's own filters (predicted IoU, stability score,
+   box NMS), masks are cut to the raster and to valid (non-nodata) pixels,
+   the edge filter drops masks at inner tile borders, small holes and islands
+   are cleaned, ``min_area``/``max_area`` applied; masks stay bounding-box
+   crops;
+3. cross-tile deduplication, ids, painting and the object table stream in
+   row-major tile order, so memory follows about two tile-rows.
+
+Points on nodata pixels are not decoded: an all-nodata raster costs nothing
+and gives an empty result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_sam.core.assemble import AssemblyStats, MergeSettings, assemble
+from napari_sam.core.merge import Candidate, TileFilter, crops_from_masks, tile_candidates
+from napari_sam.core.objects import ObjectRecord
+from napari_sam.core.paint import Sink
+from napari_sam.core.pointgrid import AxisWindows, PointAssignment, assign_points, axis_windows
+from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.errors import InputError
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Automatic segmentation settings; pixels are raster pixels.
+
+    The first six are the reference generator's, with its defaults.
+    ``dedup_box_thresh`` / ``dedup_mask_iou``: two masks from different tiles
+    are one object when their boxes' IoU or their masks' IoU exceed these.
+    ``edge_margin``: how close (px) to an inner tile border a mask's box may
+    come; None scales the reference's 20 px per 1024 px of tile.
+    ``min_region_area``: holes and islands smaller than this are filled /
+    removed. ``min_area`` / ``max_area``: objects outside are dropped.
+    """
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    dedup_box_thresh: float = 0.7
+    dedup_mask_iou: float = 0.5
+    edge_margin: float | None = None
+    min_region_area: int = 0
+    min_area: int = 0
+    max_area: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.points_per_side < 1 or self.points_per_batch < 1:
+            raise ValueError("points_per_side and points_per_batch must be at least 1")
+        if self.max_area is not None and self.max_area < self.min_area:
+            raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
+
+    def tile_filter(self, tile_size: int) -> TileFilter:
+        margin = self.edge_margin
+        if margin is None:
+            margin = max(1.0, 20.0 * tile_size / 1024.0)
+        return TileFilter(edge_margin=float(margin), min_region_area=int(self.min_region_area),
+                          min_area=int(self.min_area), max_area=self.max_area)
+
+    def merge_settings(self) -> MergeSettings:
+        return MergeSettings(box_nms_thresh=self.dedup_box_thresh,
+                             mask_iou_thresh=self.dedup_mask_iou)
+
+
+@dataclass(frozen=True)
+class TileWork:
+    """What one tile needs to be decoded (plain data, cheap to send to a worker).
+
+    ``embedding`` (C, h, w) float; ``input_hw`` the size of the image the
+    encoder saw (before padding); ``origin`` (y0, x0) and ``scale`` map tile
+    input pixels to raster pixels; ``points`` (N, 2) XY raster pixels;
+    ``valid`` (H, W) bool over the tile's raster pixels, or None.
+    """
+
+    index: tuple[int, int]
+    embedding: np.ndarray
+    input_hw: tuple[int, int]
+    origin: tuple[int, int]
+    scale: int
+    points: np.ndarray
+    valid: np.ndarray | None
+
+
+def _decode_points():
+    from sam_model.automatic_mask_generator import decode_points
+
+    return decode_points
+
+
+class TileDecoder:
+    """Decodes one tile's points into candidates; picklable, so it can run on a dask worker.
+
+    ``model``: a ``sam_model.Sam``; ``rows`` / ``cols``: the tile windows.
+    """
+
+    def __init__(self, *, model, config: SegmentConfig, rows: AxisWindows, cols: AxisWindows,
+                 tile_size: int) -> None:
+        self.model = model
+        self.config = config
+        self.rows, self.cols = rows, cols
+        self.filter = config.tile_filter(tile_size)
+
+    def __call__(self, work: TileWork) -> list[Candidate]:
+        import torch
+
+        if len(work.points) == 0:
+            return []
+        from sam_model import SamPredictor
+
+        cfg = self.config
+        predictor = SamPredictor(self.model)  # one per call: workers' threads share the decoder
+        emb = torch.as_tensor(np.asarray(work.embedding), dtype=torch.float32)
+        if emb.ndim == 3:
+            emb = emb[None]
+        hw = (int(work.input_hw[0]), int(work.input_hw[1]))
+        predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
+        y0, x0 = work.origin
+        local = (np.asarray(work.points, dtype=np.float64) - [x0, y0]) / work.scale
+        batch = _decode_points()(
+            predictor, local, points_per_batch=cfg.points_per_batch,
+            pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
+            stability_score_offset=cfg.stability_score_offset, box_nms_thresh=cfg.box_nms_thresh,
+        )
+        crops, offsets = _batch_crops(batch)
+        if work.scale > 1:
+            s = int(work.scale)
+            crops = [np.repeat(np.repeat(c, s, axis=0), s, axis=1) for c in crops]
+            offsets = offsets * s
+        iou = np.asarray(_numpy(batch.iou_preds), dtype=np.float64).reshape(-1)
+        stab = np.asarray(_numpy(batch.stability), dtype=np.float64).reshape(-1)
+        pts = np.asarray(_numpy(batch.points), dtype=np.float64).reshape(-1, 2) * work.scale
+        pts = pts + [x0, y0]
+        return tile_candidates(crops, offsets, iou, stab, pts, tile=work.index, rows=self.rows,
+                               cols=self.cols, valid=work.valid, settings=self.filter)
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _batch_crops(batch) -> tuple[list[np.ndarray], np.ndarray]:
+    """Crops and XY offsets from a decoder result holding crops+boxes or full masks."""
+    crops = getattr(batch, "crops", None)
+    if crops is not None:
+        boxes = np.asarray(_numpy(batch.boxes), dtype=np.int64).reshape(-1, 4)
+        return [np.asarray(c, dtype=bool) for c in crops], boxes[:, :2].copy()
+    return crops_from_masks(_numpy(batch.masks))
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Objects (by id, see :class:`ObjectRecord`), counts and the work done."""
+
+    objects: list[ObjectRecord]
+    stats: AssemblyStats
+    n_tiles: int
+    n_points: int
+
+
+TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
+"""``embedding_for((row, col))`` -> (embedding (C, h, w), input_hw), or None when not embedded."""
+
+
+def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> PointAssignment:
+    """The global grid over ``raster`` assigned to ``tiles`` (any iterable of Tile)."""
+    return assign_points(list(tiles), raster.height, raster.width, tile_size=tile_size,
+                         points_per_side=points_per_side)
+
+
+def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource
+                ) -> Iterator[TileWork]:
+    for tile in tiles:
+        pts = grid.points_for(tile.row, tile.col)
+        if len(pts) == 0:
+            continue
+        _, valid = raster.read_masked(tile.window)
+        inside = valid[(pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)]
+        pts = pts[inside]
+        if len(pts) == 0:
+            continue
+        found = embedding_for(tile.index)
+        if found is None:
+            raise InputError(f"{getattr(raster, 'path', None) or 'raster'}: the embedding store "
+                             f"lacks tile {tile.index}; embed it first")
+        embedding, input_hw = found
+        yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
+                       origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
+                       points=pts, valid=None if valid.all() else valid)
+
+
+def segment_tiles(
+    raster,
+    grid,
+    embedding_for: TileSource,
+    model,
+    *,
+    config: SegmentConfig = SegmentConfig(),
+    sink: Sink,
+    executor=None,
+) -> ProgressGen[SegmentResult]:
+    """Segment ``raster`` over the TileGrid ``grid``; labels go to ``sink``; return the objects.
+
+    ``embedding_for`` gives each tile's cached embedding; ``model`` the Sam
+    that made it. ``executor``: None decodes here; a
+    :class:`napari_sam.core.distributed.DaskExecutor` sends tiles to a dask
+    cluster (same results). Yields Progress ("segment", tiles done).
+    """
+    tiles = list(grid)
+    rows, cols = axis_windows(tiles, raster.height, raster.width)
+    points = plan_points(raster, tiles, tile_size=grid.tile_size,
+                         points_per_side=config.points_per_side)
+    decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
+                          tile_size=grid.tile_size)
+    works = _tile_works(raster, tiles, points, embedding_for)
+    if executor is None:
+        results = ((w.index, decoder(w)) for w in works)
+    else:
+        results = executor.map_ordered(decoder, works)
+    table, stats = yield from assemble(results, rows=rows, cols=cols, sink=sink,
+                                       settings=config.merge_settings(), n_tiles=len(tiles))
+    yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
+    return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points)
