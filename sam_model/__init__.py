@@ -1,0 +1,45 @@
+"""sam_model: Segment Anything (ViT-B/L/H, MobileSAM's TinyViT, sam_tiny) in plain torch.
+
+Weight-compatible with the official checkpoints; imports torch and numpy only.
+
+    model = build_sam("vit_b", "sam_vit_b_01ec64.pth")
+    predictor = SamPredictor(model)
+    predictor.set_image(image)              # HWC uint8 RGB
+    masks, scores, logits = predictor.predict(point_coords=..., point_labels=...)
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .checkpoint import load_checkpoint
+from .configs import SamConfig, tiny_test_config
+from .errors import CheckpointError, ImageFormatError, SamModelError
+from .predictor import SamPredictor
+from .registry import build_sam, build_sam_from_config, list_models
+from .sam import Sam
+
+
+def encode_images(model: Sam, images: Tensor) -> Tensor:
+    """Embed a batch: Bx3xHxW float 0..255 (H, W <= img_size, not normalised, not
+    padded) -> BxCxhxw float32; normalising and padding happen inside."""
+    import torch
+
+    with torch.no_grad():
+        return model.encode_images(images)
+
+
+__all__ = [
+    "CheckpointError",
+    "ImageFormatError",
+    "Sam",
+    "SamConfig",
+    "SamModelError",
+    "SamPredictor",
+    "build_sam",
+    "build_sam_from_config",
+    "encode_images",
+    "list_models",
+    "load_checkpoint",
+    "tiny_test_config",
+]

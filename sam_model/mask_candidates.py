@@ -1,0 +1,258 @@
+"""Decode a set of point prompts on one image embedding into filtered masks.
+
+This is the per-embedding core of automatic mask generation, shared by
+``SamAutomaticMaskGenerator`` (one embedding per crop) and the tiled engine
+(one embedding per tile, through :func:`decode_points`).
+
+Work per batch of points, cheapest first, so that full-resolution work is
+done only for masks that can still be kept:
+
+1. the mask decoder gives low-resolution logits (``B x 3 x 4h x 4w``) and
+   predicted IoUs, without upsampling anything;
+2. the predicted-IoU filter drops most candidates;
+3. the survivors are upsampled to the image size in memory-bounded chunks
+   (the model's own ``postprocess_masks``, so values equal the official
+   pipeline's); the stability score is computed on these upsampled logits,
+   as the official generator does, then filtered;
+4. thresholding and tight boxes are computed for the whole chunk at once, the
+   optional crop-edge filter is applied on the boxes, and each kept mask is
+   stored as its bounding-box crop only (a few KB instead of ``H x W``).
+
+Box NMS runs once over all batches, in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .amg_utils import box_near_crop_edge, masks_to_boxes, nms, stability_score
+
+__all__ = ["Candidates", "decode_candidates", "decode_low_res", "to_input_frame"]
+
+# Upper bound on the float32 logits upsampled at once (bytes).
+_UPSAMPLE_BUDGET = 1 << 27
+
+
+@dataclass
+class Candidates:
+    """Masks kept by the filters, each stored as its bounding-box crop.
+
+    crops: list of K ``(h_i, w_i)`` bool numpy arrays, mask ``i`` restricted to
+        ``boxes[i]`` (rows ``y0..y1``, columns ``x0..x1`` inclusive).
+    boxes: ``(K, 4)`` int64 XYXY, inclusive max, in the image frame.
+    iou_preds, stability: ``(K,)`` float32.
+    points: ``(K, 2)`` float64 XY prompt that produced each mask.
+    image_hw: ``(H, W)`` of the frame the boxes refer to.
+    """
+
+    crops: list[np.ndarray]
+    boxes: torch.Tensor
+    iou_preds: torch.Tensor
+    stability: torch.Tensor
+    points: torch.Tensor
+    image_hw: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @classmethod
+    def empty(cls, image_hw: tuple[int, int]) -> Candidates:
+        return cls(
+            crops=[],
+            boxes=torch.zeros(0, 4, dtype=torch.int64),
+            iou_preds=torch.zeros(0, dtype=torch.float32),
+            stability=torch.zeros(0, dtype=torch.float32),
+            points=torch.zeros(0, 2, dtype=torch.float64),
+            image_hw=image_hw,
+        )
+
+    def select(self, index: torch.Tensor) -> Candidates:
+        """The candidates at ``index`` (int64 indices, in that order)."""
+        idx = index.cpu().tolist()
+        return Candidates(
+            crops=[self.crops[i] for i in idx],
+            boxes=self.boxes[index],
+            iou_preds=self.iou_preds[index],
+            stability=self.stability[index],
+            points=self.points[index],
+            image_hw=self.image_hw,
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Candidates], image_hw: tuple[int, int]) -> Candidates:
+        """Join parts (no copies of the crops)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty(image_hw)
+        return cls(
+            crops=[c for p in parts for c in p.crops],
+            boxes=torch.cat([p.boxes for p in parts]),
+            iou_preds=torch.cat([p.iou_preds for p in parts]),
+            stability=torch.cat([p.stability for p in parts]),
+            points=torch.cat([p.points for p in parts]),
+            image_hw=image_hw,
+        )
+
+    def full_masks(self) -> torch.Tensor:
+        """``(K, H, W)`` bool tensor of the masks in the full frame."""
+        h, w = self.image_hw
+        out = torch.zeros(len(self.crops), h, w, dtype=torch.bool)
+        for i, (crop, box) in enumerate(zip(self.crops, self.boxes.tolist())):
+            x0, y0 = box[0], box[1]
+            ch, cw = crop.shape
+            out[i, y0 : y0 + ch, x0 : x0 + cw] = torch.from_numpy(crop)
+        return out
+
+
+def to_input_frame(points_xy, original_hw, input_hw) -> np.ndarray:
+    """``(N, 2)`` XY pixels of the original image -> the embedded (resized) frame.
+
+    Scales each axis by input/original size: the official resize when the
+    image was resized to the model's long side, and the identity when an
+    embedding was computed on the unresized image (e.g. a padded tile).
+    Returns float64.
+    """
+    out = np.array(points_xy, dtype=np.float64, copy=True).reshape(-1, 2)
+    out[:, 0] = out[:, 0] * (int(input_hw[1]) / int(original_hw[1]))
+    out[:, 1] = out[:, 1] * (int(input_hw[0]) / int(original_hw[0]))
+    return out
+
+
+@torch.no_grad()
+def decode_low_res(
+    predictor, points_xy: np.ndarray, *, multimask: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run prompt encoder and mask decoder for single positive points.
+
+    predictor: a SamPredictor with an image (or embedding) set.
+    points_xy: ``(B, 2)`` XY in pixels of the predictor's original image.
+    Returns low-resolution logits ``(B, M, 4h, 4w)`` and IoU predictions
+    ``(B, M)``, M = 3 with ``multimask`` else 1. Nothing is upsampled.
+    """
+    model = predictor.model
+    coords = to_input_frame(points_xy, predictor.original_size, predictor.input_size)
+    coords = torch.as_tensor(coords, device=predictor.device)[:, None, :]
+    labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
+    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    return model.mask_decoder(
+        image_embeddings=predictor.features,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+    )
+
+
+def _chunk_size(image_hw: tuple[int, int], img_size: int) -> int:
+    per_mask = 4 * max(image_hw[0] * image_hw[1], img_size * img_size)
+    return max(1, _UPSAMPLE_BUDGET // per_mask)
+
+
+@torch.no_grad()
+def _filter_batch(
+    predictor,
+    points_xy: np.ndarray,
+    *,
+    pred_iou_thresh: float,
+    stability_score_thresh: float,
+    stability_score_offset: float,
+    multimask: bool,
+    crop_box: list[int] | None,
+    full_box: list[int] | None,
+) -> Candidates:
+    model = predictor.model
+    image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
+    low_res, iou = decode_low_res(predictor, points_xy, multimask=multimask)
+    m = low_res.shape[1]
+    low_res = low_res.flatten(0, 1)
+    iou = iou.flatten(0, 1)
+    points = torch.as_tensor(np.repeat(np.asarray(points_xy, dtype=np.float64), m, axis=0))
+    if pred_iou_thresh > 0.0:
+        keep = (iou > pred_iou_thresh).nonzero().flatten()
+        low_res, iou, points = low_res[keep], iou[keep], points[keep.cpu()]
+    threshold = float(model.mask_threshold)
+    step = _chunk_size(image_hw, int(model.image_encoder.img_size))
+    parts = []
+    for start in range(0, low_res.shape[0], step):
+        sl = slice(start, start + step)
+        logits = model.postprocess_masks(
+            low_res[sl, None], predictor.input_size, predictor.original_size
+        )[:, 0]
+        stab = stability_score(logits, threshold, stability_score_offset)
+        keep = torch.arange(logits.shape[0], device=logits.device)
+        if stability_score_thresh > 0.0:
+            keep = (stab >= stability_score_thresh).nonzero().flatten()
+            logits = logits[keep]
+        masks = logits > threshold
+        del logits
+        boxes = masks_to_boxes(masks)
+        if crop_box is not None:
+            inner = ~box_near_crop_edge(boxes, crop_box, full_box)
+            sel = inner.nonzero().flatten()
+            masks, boxes, keep = masks[sel], boxes[sel], keep[sel]
+        boxes_cpu = boxes.cpu()
+        crops = [
+            masks[i, y0 : y1 + 1, x0 : x1 + 1].cpu().numpy().copy()
+            for i, (x0, y0, x1, y1) in enumerate(boxes_cpu.tolist())
+        ]
+        keep_cpu = keep.cpu()
+        parts.append(
+            Candidates(
+                crops=crops,
+                boxes=boxes_cpu,
+                iou_preds=iou[sl][keep].float().cpu(),
+                stability=stab[keep].cpu(),
+                points=points[sl][keep_cpu],
+                image_hw=image_hw,
+            )
+        )
+    return Candidates.concat(parts, image_hw)
+
+
+@torch.no_grad()
+def decode_candidates(
+    predictor,
+    points_xy: np.ndarray,
+    *,
+    points_per_batch: int = 64,
+    pred_iou_thresh: float = 0.88,
+    stability_score_thresh: float = 0.95,
+    stability_score_offset: float = 1.0,
+    box_nms_thresh: float = 0.7,
+    multimask: bool = True,
+    crop_box: list[int] | None = None,
+    full_box: list[int] | None = None,
+) -> Candidates:
+    """Decode points in batches, filter, and remove duplicates by box NMS.
+
+    points_xy: ``(N, 2)`` XY pixels in the predictor's original image.
+    crop_box / full_box: when given (XYXY, the predictor's image being the
+    crop ``crop_box`` of a ``full_box`` image), masks whose box lies within 20 px
+    of a crop edge that is not an image edge are dropped (boxes stay in the
+    crop's frame). Returns candidates ordered by decreasing predicted IoU.
+    """
+    if points_per_batch < 1:
+        raise ValueError(f"points_per_batch must be at least 1, got {points_per_batch}")
+    if not predictor.is_image_set:
+        raise RuntimeError("set an image or an embedding on the predictor first")
+    image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
+    points_xy = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    parts = [
+        _filter_batch(
+            predictor,
+            points_xy[start : start + points_per_batch],
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            multimask=multimask,
+            crop_box=crop_box,
+            full_box=full_box,
+        )
+        for start in range(0, len(points_xy), points_per_batch)
+    ]
+    found = Candidates.concat(parts, image_hw)
+    keep = nms(found.boxes, found.iou_preds, box_nms_thresh)
+    return found.select(keep)

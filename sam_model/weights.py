@@ -1,0 +1,540 @@
+"""Published checkpoints: where they live, what they weigh, how to fetch and check them.
+
+The registry names every checkpoint ``build_sam`` knows, with its official
+URL(s), byte size and sha256 as published by others (the source of each value
+is noted beside it). Downloads go to a cache directory (``NAPARI_SAM_CACHE``
+or the platform cache, e.g. ``~/.cache/napari-sam``), are written to
+``<file>.part`` first, resumed with an HTTP Range request when a ``.part`` is
+already there, verified (size, then sha256) and only then renamed into place.
+A file that fails verification is removed, ``.part`` included.
+
+Only the standard library is used here, plus tqdm for the progress bar; torch
+is imported by :func:`verify` alone, to read a file's state-dict keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from sam_model.checkpoint_layout import (
+    KNOWN_LAYOUTS,
+    CheckpointReadError,
+    describe_state_dict,
+    detect_architecture,
+    load_state_dict,
+)
+
+CACHE_ENV = "NAPARI_SAM_CACHE"
+_CHUNK = 1 << 20  # bytes per read while downloading and hashing
+_PACKAGED_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class WeightsError(Exception):
+    """A checkpoint is unknown, missing, unreachable or damaged; the message says which and why."""
+
+
+class DownloadError(WeightsError):
+    """The transfer failed (offline, HTTP error, interrupted); a partial ``.part`` may be kept."""
+
+
+class ChecksumError(WeightsError):
+    """The downloaded bytes do not have the published size or sha256; nothing was kept."""
+
+
+class UnverifiedWeightsWarning(UserWarning):
+    """A checkpoint was downloaded without a published sha256 to check it against."""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One published checkpoint.
+
+    ``urls`` are tried in order (the first is the official one). ``size`` is in
+    bytes and ``sha256`` is lower-case hex; either is ``None`` where no public
+    figure is known. ``packaged`` is set for weights shipped inside this
+    package (no download). ``architecture`` is the ``build_sam`` name whose
+    state-dict layout the file holds.
+    """
+
+    name: str
+    filename: str
+    architecture: str
+    urls: tuple[str, ...] = ()
+    size: int | None = None
+    sha256: str | None = None
+    packaged: Path | None = None
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+
+# Sizes and hashes below are copied from public records, never computed here:
+#   [SAM] Git LFS pointers (oid sha256 + size) of the three official files in
+#         https://huggingface.co/mashb1t/misc/commit/78e181357bf2e286bf2e76635c0b5cd89583c5d9
+#         and the same three values again in
+#         https://huggingface.co/sam-hq-team/sam-hq-training/commit/d401202bc7a12ffcf56557bd3f2c38d1a154f4e8 ;
+#         the sha256 values also in micro-sam's registry,
+#         https://github.com/computational-cell-analytics/micro-sam/blob/4d7a40662c8f52e71cdcc4d94836a5ea94ce3d9b/micro_sam/util.py (models()).
+#   [MOBILESAM] Git LFS pointer of mobile_sam.pt uploaded by a MobileSAM author,
+#         https://huggingface.co/dhkim2810/MobileSAM/commit/87955d8f45ddcaa0212ca6ebcd13785902988e2a ;
+#         the sha256 also in micro-sam's registry (entry "vit_t", same file as above).
+_SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM_SOURCE = (
+    "https://huggingface.co/mashb1t/misc/commit/78e181357bf2e286bf2e76635c0b5cd89583c5d9 "
+    "(LFS pointers); sha256 also in computational-cell-analytics/micro-sam micro_sam/util.py"
+)
+_MOBILESAM_SOURCE = (
+    "https://huggingface.co/dhkim2810/MobileSAM/commit/87955d8f45ddcaa0212ca6ebcd13785902988e2a "
+    "(LFS pointer); sha256 also in computational-cell-analytics/micro-sam micro_sam/util.py"
+)
+
+_ENTRIES = (
+    WeightsEntry(
+        name="vit_b",
+        filename="sam_vit_b_01ec64.pth",
+        architecture="vit_b",
+        urls=(_SAM_BASE + "sam_vit_b_01ec64.pth",),
+        size=375042383,  # [SAM] LFS pointer "size 375042383"
+        sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",  # [SAM]
+        description="SAM ViT-B (Meta, Apache-2.0)",
+        source=_SAM_SOURCE,
+    ),
+    WeightsEntry(
+        name="vit_l",
+        filename="sam_vit_l_0b3195.pth",
+        architecture="vit_l",
+        urls=(_SAM_BASE + "sam_vit_l_0b3195.pth",),
+        size=1249524607,  # [SAM] LFS pointer "size 1249524607"
+        sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",  # [SAM]
+        description="SAM ViT-L (Meta, Apache-2.0)",
+        source=_SAM_SOURCE,
+    ),
+    WeightsEntry(
+        name="vit_h",
+        filename="sam_vit_h_4b8939.pth",
+        architecture="vit_h",
+        urls=(_SAM_BASE + "sam_vit_h_4b8939.pth",),
+        size=2564550879,  # [SAM] LFS pointer "size 2564550879"
+        sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",  # [SAM]
+        description="SAM ViT-H (Meta, Apache-2.0)",
+        source=_SAM_SOURCE,
+    ),
+    WeightsEntry(
+        name="vit_t",
+        filename="mobile_sam.pt",
+        architecture="vit_t",
+        urls=(
+            # official: the file in the MobileSAM repository (weights/mobile_sam.pt)
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            # mirror: the copy a MobileSAM author uploaded to Hugging Face ([MOBILESAM])
+            "https://huggingface.co/dhkim2810/MobileSAM/resolve/main/mobile_sam.pt",
+        ),
+        size=40728226,  # [MOBILESAM] LFS pointer "size 40728226"
+        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",  # [MOBILESAM]
+        description="MobileSAM TinyViT (Zhang et al., Apache-2.0)",
+        source=_MOBILESAM_SOURCE,
+    ),
+    WeightsEntry(
+        name="sam_tiny",
+        filename="sam_tiny.pt",
+        architecture="sam_tiny",
+        packaged=_PACKAGED_DIR / "sam_tiny.pt",
+        description="napari-sam's own small model, shipped inside the package",
+        source="trained by sam_model/train (see sam_model/weights/MODEL_CARD.md)",
+    ),
+)
+
+#: Read-only registry: name -> :class:`WeightsEntry`.
+REGISTRY: Mapping[str, WeightsEntry] = MappingProxyType({e.name: e for e in _ENTRIES})
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def default_cache_dir() -> Path:
+    """The weights cache: ``$NAPARI_SAM_CACHE`` if set, else the platform cache folder.
+
+    Linux: ``$XDG_CACHE_HOME/napari-sam`` (default ``~/.cache/napari-sam``);
+    macOS: ``~/Library/Caches/napari-sam``; Windows: ``%LOCALAPPDATA%\\napari-sam\\Cache``.
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA")
+        return (Path(base) if base else home / "AppData" / "Local") / "napari-sam" / "Cache"
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "napari-sam"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else home / ".cache") / "napari-sam"
+
+
+def _registry(registry: Mapping[str, WeightsEntry] | None) -> Mapping[str, WeightsEntry]:
+    return REGISTRY if registry is None else registry
+
+
+def get_entry(name: str, registry: Mapping[str, WeightsEntry] | None = None) -> WeightsEntry:
+    """The registry entry called ``name``; :class:`WeightsError` naming the known ones otherwise."""
+    reg = _registry(registry)
+    try:
+        return reg[name]
+    except KeyError:
+        known = ", ".join(sorted(reg))
+        raise WeightsError(f"unknown model {name!r} (known: {known})") from None
+
+
+def list_weights(registry: Mapping[str, WeightsEntry] | None = None) -> list[WeightsEntry]:
+    """All registry entries, in registry order."""
+    return list(_registry(registry).values())
+
+
+def target_path(name: str, cache_dir: str | os.PathLike | None = None, *,
+                registry: Mapping[str, WeightsEntry] | None = None) -> Path:
+    """Where ``name``'s file is (packaged weights) or belongs (cache), whether or not it exists."""
+    entry = get_entry(name, registry)
+    if entry.packaged is not None:
+        return entry.packaged
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return folder / entry.filename
+
+
+def cached_path(name: str, cache_dir: str | os.PathLike | None = None, *,
+                registry: Mapping[str, WeightsEntry] | None = None) -> Path | None:
+    """The local file for ``name`` if it is present and has the published size, else ``None``.
+
+    Packaged weights (``sam_tiny``) resolve to the file inside the package.
+    Only the size is checked here (cheap); :func:`verify` checks the hash.
+    """
+    entry = get_entry(name, registry)
+    path = target_path(name, cache_dir, registry=registry)
+    if not path.is_file():
+        return None
+    if entry.size is not None and path.stat().st_size != entry.size:
+        return None
+    return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Lower-case hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "unknown size"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- download
+
+
+class _Interrupted(Exception):
+    """The body ended before Content-Length bytes arrived (the ``.part`` is kept)."""
+
+    def __init__(self, have: int, total: int | None, reason: str):
+        super().__init__(reason)
+        self.have, self.total, self.reason = have, total, reason
+
+
+class _Restart(Exception):
+    """The server answered a Range request with another range: start over."""
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _open(url: str, offset: int, timeout: float):
+    headers = {"User-Agent": "napari-sam (sam_model.weights)", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _transfer(url: str, part: Path, entry: WeightsEntry, *, progress: bool, timeout: float) -> None:
+    """Append the rest of ``url`` to ``part`` (or rewrite it when the server ignores Range)."""
+    offset = part.stat().st_size if part.exists() else 0
+    if entry.size is not None and offset >= entry.size:
+        if offset == entry.size:
+            return  # complete already: the caller verifies it
+        part.unlink()
+        offset = 0
+    try:
+        resp = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # our .part already covers the whole file
+            exc.close()
+            return
+        raise
+    with resp:
+        mode = "wb"
+        if offset and resp.status == 206:
+            match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if match is None or int(match.group(1)) != offset:
+                raise _Restart(f"server sent range {resp.headers.get('Content-Range')!r}")
+            mode = "ab"
+        else:
+            offset = 0  # no Range sent, or the server ignored it: the body is the whole file
+        length_header = resp.headers.get("Content-Length")
+        length = int(length_header) if length_header and length_header.isdigit() else None
+        total = offset + length if length is not None else entry.size
+        received = 0
+        from tqdm.auto import tqdm
+
+        try:
+            fh = open(part, mode)
+        except OSError as exc:
+            raise WeightsError(f"cannot write {part}: {exc.strerror or exc}") from exc
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=entry.filename, file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        with fh, bar:
+            while True:
+                try:
+                    chunk = resp.read(_CHUNK)
+                except (http.client.HTTPException, OSError) as exc:
+                    raise _Interrupted(offset + received, total, repr(exc)) from exc
+                if not chunk:
+                    break
+                try:
+                    fh.write(chunk)
+                except OSError as exc:
+                    raise WeightsError(f"cannot write {part}: {exc.strerror or exc}") from exc
+                received += len(chunk)
+                bar.update(len(chunk))
+        if length is not None and received < length:
+            raise _Interrupted(offset + received, total, "connection closed early")
+
+
+def _check(part: Path, entry: WeightsEntry) -> str | None:
+    """``None`` if ``part`` has the published size and sha256, else what is wrong."""
+    size = part.stat().st_size
+    if entry.size is not None and size != entry.size:
+        return f"{size} bytes instead of {entry.size}"
+    if entry.sha256 is not None:
+        got = sha256_file(part)
+        if got != entry.sha256.lower():
+            return f"sha256 {got} instead of {entry.sha256}"
+    return None
+
+
+def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
+    facts = [_human(entry.size) if entry.size is not None else None,
+             f"sha256 {entry.sha256}" if entry.sha256 else None]
+    facts_text = ", ".join(f for f in facts if f)
+    return (f"Without network access, download {entry.urls[0] if entry.urls else entry.filename} "
+            f"on another machine and copy it to {dest}"
+            + (f" ({facts_text})" if facts_text else "")
+            + f", then check it with `napari-sam models verify {entry.name}`")
+
+
+def download(name: str, cache_dir: str | os.PathLike | None = None, *, progress: bool = True,
+             force: bool = False, registry: Mapping[str, WeightsEntry] | None = None,
+             urls: Sequence[str] | None = None, base_url: str | None = None,
+             retries: int = 2, timeout: float = 60.0) -> Path:
+    """Fetch ``name``'s checkpoint into the cache and return its path.
+
+    An existing file with the published size is returned as is unless
+    ``force``. The transfer writes ``<file>.part``; an existing ``.part`` is
+    continued with an HTTP Range request (a server that ignores Range sends
+    the whole file, which then replaces it). Interrupted transfers are resumed
+    up to ``retries`` times, then :class:`DownloadError` is raised with the
+    ``.part`` kept so that calling again resumes. Complete files are checked
+    for size and sha256: a mismatch removes the ``.part`` and raises
+    :class:`ChecksumError`. Entries without a published sha256 download with
+    an :class:`UnverifiedWeightsWarning`. Only a verified file is renamed to
+    its final name.
+
+    ``urls`` (a list tried in order) or ``base_url`` (``base_url/filename``)
+    replace the registry's URLs, e.g. for an institutional mirror or tests;
+    ``registry`` replaces the whole registry. Packaged weights (``sam_tiny``)
+    are never downloaded: their path is returned, or :class:`WeightsError`
+    raised if the package lacks them.
+    """
+    entry = get_entry(name, registry)
+    dest = target_path(name, cache_dir, registry=registry)
+    if entry.packaged is not None:
+        if not dest.is_file():
+            raise WeightsError(f"{name}: the packaged weights {dest} are missing; reinstall napari-sam")
+        return dest
+    if urls is not None:
+        sources = tuple(urls)
+    elif base_url is not None:
+        sources = (base_url.rstrip("/") + "/" + entry.filename,)
+    else:
+        sources = entry.urls
+    if not sources:
+        raise WeightsError(f"{name}: no download URL is known; {_manual_hint(entry, dest)}")
+    if not force and dest.is_file() and (entry.size is None or dest.stat().st_size == entry.size):
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create the weights cache {dest.parent}: {exc.strerror or exc}; "
+                           f"set {CACHE_ENV} or pass --cache-dir") from exc
+    part = dest.with_name(dest.name + ".part")
+    if force and part.exists():
+        part.unlink()
+    if entry.sha256 is None:
+        warnings.warn(f"{name}: no published sha256 is known for {entry.filename}; "
+                      "it is downloaded without a hash check", UnverifiedWeightsWarning, stacklevel=2)
+
+    failures: list[str] = []
+    bad_bytes = False  # some source sent a complete file with the wrong size or hash
+    for url in sources:
+        attempts = 0
+        restarted = False
+        while True:
+            try:
+                _transfer(url, part, entry, progress=progress, timeout=timeout)
+            except _Restart:
+                part.unlink(missing_ok=True)
+                if restarted:
+                    failures.append(f"{url}: the server answers Range requests inconsistently")
+                    break
+                restarted = True
+                continue
+            except _Interrupted as exc:
+                attempts += 1
+                if attempts <= retries:
+                    continue
+                of = f" of {exc.total}" if exc.total is not None else ""
+                raise DownloadError(
+                    f"download of {name} from {url} was interrupted after {exc.have}{of} bytes "
+                    f"({exc.reason}); run the same command again to resume from {part}") from None
+            except urllib.error.HTTPError as exc:
+                failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                exc.close()
+                break
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+                break
+            problem = _check(part, entry)
+            if problem is not None:
+                part.unlink(missing_ok=True)
+                failures.append(f"{url}: the downloaded file has {problem}")
+                bad_bytes = True
+                break
+            os.replace(part, dest)
+            return dest
+    if bad_bytes:
+        raise ChecksumError(f"{name}: {'; '.join(failures)}; the file was deleted, "
+                            "nothing was kept in the cache")
+    raise DownloadError(f"could not download {name}: {'; '.join(failures)}. {_manual_hint(entry, dest)}")
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found for one file.
+
+    ``expected`` is the entry the file was checked against (when a name was
+    given); ``match`` the registry entry whose size and sha256 equal the
+    file's (``None``: not a published file); ``architecture`` the layout its
+    keys look like; ``problems`` empty when everything checked is right.
+    """
+
+    path: Path
+    size: int
+    sha256: str
+    expected: WeightsEntry | None
+    match: WeightsEntry | None
+    architecture: str | None
+    layout: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """The report as short ``key: value`` lines for the command line."""
+        out = [f"path: {self.path}", f"size: {self.size} bytes", f"sha256: {self.sha256}"]
+        if self.match is not None:
+            out.append(f"matches: {self.match.name} ({self.match.filename}, published sha256)")
+        elif self.expected is not None and self.expected.sha256 is None:
+            out.append(f"matches: {self.expected.name} has no published sha256 to compare with")
+        else:
+            out.append("matches: no published checkpoint (unknown file)")
+        out.append(f"layout: {self.layout}")
+        out.extend(f"problem: {p}" for p in self.problems)
+        out.append("status: OK" if self.ok else "status: FAILED")
+        return out
+
+
+def verify(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *,
+           registry: Mapping[str, WeightsEntry] | None = None, load: bool = True) -> VerifyReport:
+    """Check a registry name's local file, or any checkpoint file, against the registry.
+
+    A name is looked up in the cache (or the package, for ``sam_tiny``) and its
+    size and sha256 compared with the published ones. A path is hashed and
+    matched against every entry, so an official file under any name is
+    recognised. With ``load`` the file is read with ``weights_only=True`` and
+    its key layout reported (and, for a name, compared with the entry's
+    architecture). Raises :class:`WeightsError` when there is no such file.
+    """
+    reg = _registry(registry)
+    expected: WeightsEntry | None = None
+    if isinstance(name_or_path, str) and name_or_path in reg:
+        expected = reg[name_or_path]
+        path = target_path(name_or_path, cache_dir, registry=reg)
+        if not path.is_file():
+            hint = ("reinstall napari-sam" if expected.packaged is not None
+                    else f"run `napari-sam models download {expected.name}`")
+            raise WeightsError(f"{expected.name}: no file at {path}; {hint}")
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"{name_or_path}: neither a known model name "
+                               f"({', '.join(sorted(reg))}) nor an existing file")
+    size = path.stat().st_size
+    digest = sha256_file(path)
+    match = next((e for e in reg.values()
+                  if e.sha256 is not None and e.sha256.lower() == digest
+                  and (e.size is None or e.size == size)), None)
+    problems: list[str] = []
+    if expected is not None:
+        if expected.size is not None and size != expected.size:
+            problems.append(f"size {size} bytes, published {expected.size}")
+        if expected.sha256 is not None and digest != expected.sha256.lower():
+            problems.append(f"sha256 differs from the published {expected.sha256}")
+    architecture = None
+    layout = "not read"
+    if load:
+        try:
+            state = load_state_dict(path)
+        except CheckpointReadError as exc:
+            layout = "unreadable"
+            problems.append(str(exc).removeprefix(f"{path}: "))
+        else:
+            architecture = detect_architecture(state)
+            layout = describe_state_dict(state)
+            del state
+            if layout.startswith("not a SAM"):
+                problems.append(layout)
+            elif (expected is not None and expected.architecture in KNOWN_LAYOUTS
+                  and architecture != expected.architecture):
+                problems.append(f"keys look like {architecture or 'no published layout'}, "
+                                f"not {expected.architecture}")
+    return VerifyReport(path=path, size=size, sha256=digest, expected=expected, match=match,
+                        architecture=architecture, layout=layout, problems=tuple(problems))
