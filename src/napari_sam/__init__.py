@@ -8,7 +8,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = {}  # public name -> "module:attribute", filled as features land
+_API = {  # public name -> "module:attribute", filled as features land
+    "vectorize": "napari_sam.core.vectorize:vectorize",
+}
 
 
 def __getattr__(name: str):
