@@ -2,98 +2,18 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 import numpy as np
 import pytest
+from fake_tiles import disks, fake_run, make_tiles
 
-from napari_sam.core import progress
-from napari_sam.core.assemble import assemble
 from napari_sam.core.merge import (
     Candidate,
     CrossTileDeduplicator,
-    TileFilter,
-    crops_from_masks,
     mask_iou,
     near_inner_border,
     remove_small_regions,
-    tile_candidates,
 )
 from napari_sam.core.pointgrid import assign_points, axis_windows, grid_coordinates
-
-FakeTile = namedtuple("FakeTile", "row col y0 x0 height width")
-
-
-def make_tiles(height, width, tile, overlap):
-    """A simple product grid: stride tile-overlap, last tile clipped to the raster."""
-    stride = tile - overlap
-
-    def starts(extent):
-        s = list(range(0, max(extent - overlap, 1), stride))
-        return s
-
-    out = []
-    for r, y0 in enumerate(starts(height)):
-        for c, x0 in enumerate(starts(width)):
-            out.append(FakeTile(r, c, y0, x0, min(tile, height - y0), min(tile, width - x0)))
-    return out
-
-
-def disks(height, width, n, rmin, rmax, seed):
-    """A labels image of n non-overlapping disks (ids 1..n), radius in [rmin, rmax]."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((height, width), np.int32)
-    yy, xx = np.mgrid[:height, :width]
-    k = 0
-    for _ in range(n * 20):
-        r = rng.uniform(rmin, rmax)
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        if disk.sum() < 12 or (labels[np.pad(disk, 0)] > 0).any():
-            continue
-        grown = np.zeros_like(disk)
-        grown[max(0, int(cy - r - 2)):int(cy + r + 3), max(0, int(cx - r - 2)):int(cx + r + 3)] = True
-        if (labels[grown & ((yy - cy) ** 2 + (xx - cx) ** 2 <= (r + 2) ** 2)] > 0).any():
-            continue
-        k += 1
-        labels[disk] = k
-        if k == n:
-            break
-    return labels
-
-
-def fake_run(truth, tiles, points_per_side, tile_size, settings=None):
-    """Run the merge layer with a decoder that returns the true object under each point."""
-    settings = settings or TileFilter(edge_margin=2)
-    height, width = truth.shape
-    rows, cols = axis_windows(tiles, height, width)
-    grid = assign_points(tiles, height, width, tile_size=tile_size, points_per_side=points_per_side)
-    out = np.zeros(truth.shape, np.uint32)
-
-    def sink(y0, x0, block):
-        assert (out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] == 0).all()
-        out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
-
-    def results():
-        for t in sorted(tiles, key=lambda t: (t.row, t.col)):
-            pts = grid.points_for(t.row, t.col)
-            window = truth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width]
-            seen = {}
-            for x, y in pts:
-                k = truth[int(y), int(x)]
-                if k and k not in seen:
-                    seen[k] = (x, y)
-            masks = np.stack([window == k for k in seen]) if seen else np.zeros((0, 1, 1), bool)
-            n = len(seen)
-            crops, offsets = crops_from_masks(masks)
-            cands = tile_candidates(
-                crops, offsets, np.full(n, 0.95), np.full(n, 0.97), np.array(list(seen.values())).reshape(-1, 2),
-                tile=(t.row, t.col), rows=rows, cols=cols, settings=settings,
-            )
-            yield (t.row, t.col), cands
-
-    table, stats = progress.run(assemble(results(), rows=rows, cols=cols, sink=sink, block=48, align=16))
-    return out, table, stats
 
 
 def match(truth, labels):
