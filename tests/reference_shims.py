@@ -1,0 +1,152 @@
+"""Pure-torch stand-ins for the parts of torchvision and timm that the reference
+packages (``segment_anything``, ``mobile_sam``) import.
+
+torchvision and timm are not installed in this project (a torchvision wheel
+does not import beside the CPU torch build used here). ``install()`` puts small
+fake modules into ``sys.modules`` so the reference packages import, and only
+where the real package is absent:
+
+* ``torchvision.ops.boxes.batched_nms`` / ``box_area`` (and ``torchvision.ops.nms``):
+  greedy NMS with the usual IoU > threshold suppression, highest score first.
+* ``torchvision.transforms.functional.to_pil_image`` / ``resize``: the image
+  stays an HxWxC uint8 array and ``resize`` is the project's documented resize
+  (antialiased bilinear interpolation in float, rounded half to even, clipped
+  to uint8), written here independently of ``sam_model.transforms``.
+* ``timm.models.layers.DropPath`` / ``to_2tuple`` / ``trunc_normal_`` and
+  ``timm.models.registry.register_model``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# -- torchvision.ops ---------------------------------------------------------
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """Areas of Nx4 XYXY boxes."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """NxM IoU matrix of XYXY boxes."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (box_area(a)[:, None] + box_area(b)[None, :] - inter)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Indices of the boxes kept by greedy NMS, in decreasing score order."""
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    iou = box_iou(boxes[order].float(), boxes[order].float())
+    n = order.numel()
+    suppressed = torch.zeros(n, dtype=torch.bool)
+    keep = []
+    over = (iou > iou_threshold).cpu()
+    for i in range(n):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= over[i]
+    return order[torch.tensor(keep, dtype=torch.int64, device=order.device)]
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS within each category ``idxs``; kept indices in decreasing score order."""
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    offsets = idxs.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+# -- torchvision.transforms.functional ----------------------------------------
+def to_pil_image(pic):
+    """Identity stand-in: keeps the HxWxC uint8 array (no PIL image is made)."""
+    return np.asarray(pic)
+
+
+def resize(img, size, *args, **kwargs):
+    """Resize an HxWxC uint8 array to ``size`` (h, w): antialiased bilinear, rounded."""
+    arr = np.asarray(img)
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+    out = F.interpolate(t, size=(int(size[0]), int(size[1])), mode="bilinear",
+                        align_corners=False, antialias=True)
+    return torch.clamp(torch.round(out), 0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
+# -- timm ------------------------------------------------------------------------
+class DropPath(nn.Module):
+    """Stochastic depth: identity in eval mode (and with probability 0)."""
+
+    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+        self.scale_by_keep = scale_by_keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.drop_prob or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep if self.scale_by_keep else x * mask
+
+
+def to_2tuple(x):
+    if isinstance(x, (tuple, list)):
+        return tuple(x)
+    return (x, x)
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    return nn.init.trunc_normal_(tensor, mean=mean, std=std, a=a, b=b)
+
+
+def register_model(fn):
+    return fn
+
+
+def _module(name: str, **attrs) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    mod.__dict__.update(attrs)
+    mod.__reference_shim__ = True
+    return mod
+
+
+def install() -> None:
+    """Register the fake modules where the real packages are missing (idempotent)."""
+    if importlib.util.find_spec("torchvision") is None and "torchvision" not in sys.modules:
+        boxes = _module("torchvision.ops.boxes", batched_nms=batched_nms, box_area=box_area,
+                        nms=nms, box_iou=box_iou)
+        ops = _module("torchvision.ops", boxes=boxes, batched_nms=batched_nms, nms=nms,
+                      box_area=box_area, box_iou=box_iou)
+        functional = _module("torchvision.transforms.functional", resize=resize,
+                             to_pil_image=to_pil_image)
+        transforms = _module("torchvision.transforms", functional=functional)
+        tv = _module("torchvision", ops=ops, transforms=transforms)
+        sys.modules.update({
+            "torchvision": tv, "torchvision.ops": ops, "torchvision.ops.boxes": boxes,
+            "torchvision.transforms": transforms,
+            "torchvision.transforms.functional": functional,
+        })
+    if importlib.util.find_spec("timm") is None and "timm" not in sys.modules:
+        layers = _module("timm.models.layers", DropPath=DropPath, to_2tuple=to_2tuple,
+                         trunc_normal_=trunc_normal_)
+        registry = _module("timm.models.registry", register_model=register_model)
+        models = _module("timm.models", layers=layers, registry=registry)
+        timm = _module("timm", models=models)
+        sys.modules.update({
+            "timm": timm, "timm.models": models, "timm.models.layers": layers,
+            "timm.models.registry": registry,
+        })
