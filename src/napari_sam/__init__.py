@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _API = {  # public name -> "module:attribute", filled as features land
+    "embed": "napari_sam.core.embed:embed",
     "vectorize": "napari_sam.core.vectorize:vectorize",
 }
 
