@@ -88,16 +88,18 @@ def build_sam_from_config(
 
 
 def _pretrained_checkpoint(name: str) -> Path:
-    """The cached official weights of ``name``, or a CheckpointError saying how to get them."""
-    hint = f"run `napari-sam models download {name}` or pass a checkpoint path"
-    try:
-        weights = importlib.import_module("sam_model.weights")
-        finder = weights.cached_checkpoint
-    except (ImportError, AttributeError):
-        raise CheckpointError(f"no weights for {name!r} in the cache; {hint}") from None
-    path = finder(name)
-    if path is None or not Path(path).is_file():
-        raise CheckpointError(f"no weights for {name!r} in the cache; {hint}")
+    """The cached official weights of ``name``, or a CheckpointError saying how to get them.
+
+    The cache is the one of ``sam_model.weights`` (``cached_path``).
+    """
+    from . import weights
+
+    path = weights.cached_path(name)
+    if path is None:
+        raise CheckpointError(
+            f"no weights for {name!r} in the cache ({weights.target_path(name)}); "
+            f"run `napari-sam models download {name}` or pass a checkpoint path"
+        )
     return Path(path)
 
 
@@ -114,9 +116,10 @@ def build_official(
     ``pretrained`` the cached official weights are loaded; otherwise the
     weights are random.
     """
-    model = build_sam_from_config(official_config(name, img_size=img_size))
+    config = official_config(name, img_size=img_size)
     if checkpoint is None and pretrained:
-        checkpoint = _pretrained_checkpoint(name)
+        checkpoint = _pretrained_checkpoint(name)  # fail before building anything
+    model = build_sam_from_config(config)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, model_name=name)
     return model
