@@ -65,6 +65,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     """
     import torch
 
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x80")):
+        raise CheckpointReadError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)")
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -73,12 +77,21 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointReadError(f"{path}: cannot be read as a torch checkpoint ({first})") from exc
+        raise CheckpointReadError(f"{path}: cannot be read as a torch checkpoint "
+                                  f"({_reason(exc)})") from exc
     if not isinstance(state, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointReadError(f"{path}: not a state dict (a flat mapping of names to tensors)")
     return dict(state)
+
+
+def _reason(exc: Exception) -> str:
+    """One short line from torch's (often long, advisory) load errors."""
+    text = str(exc).strip()
+    refused = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    if refused:
+        return f"refused by weights_only=True: {refused.group(1).split('. Please')[0].strip()}"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 #: Names :func:`detect_architecture` can return.
