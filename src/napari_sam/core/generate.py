@@ -159,7 +159,9 @@ def _batch_crops(batch) -> tuple[list[np.ndarray], np.ndarray]:
     """Crops and XY offsets from a decoder result holding crops+boxes or full masks."""
     crops = getattr(batch, "crops", None)
     if crops is not None:
-        boxes = np.asarray(_numpy(batch.boxes), dtype=np.int64).reshape(-1, 4)
+        boxes = getattr(batch, "boxes_xyxy", None)
+        boxes = np.asarray(_numpy(batch.boxes if boxes is None else boxes), dtype=np.int64)
+        boxes = boxes.reshape(-1, 4)
         return [np.asarray(c, dtype=bool) for c in crops], boxes[:, :2].copy()
     return crops_from_masks(_numpy(batch.masks))
 
@@ -175,7 +177,26 @@ class SegmentResult:
 
 
 TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
-"""``embedding_for((row, col))`` -> (embedding (C, h, w), input_hw), or None when not embedded."""
+"""``embedding_for((row, col))`` -> (embedding (C, h, w), input_hw); None for a tile with
+nothing to decode (all nodata); raises InputError when the embedding is missing."""
+
+
+def store_embeddings(store) -> TileSource:
+    """A :data:`TileSource` over an ``EmbeddingStore`` (embeddings restored as float32)."""
+    from napari_sam.core.store import DONE, EMPTY
+
+    grid = store.grid
+
+    def embedding_for(index: tuple[int, int]):
+        state = store.tile_status(*index)
+        if state == EMPTY:
+            return None
+        if state != DONE:
+            raise InputError(f"{store.path}: tile {index} is not embedded yet; run "
+                             f"`napari-sam embed` or let segment embed it")
+        return store.read(*index), grid.tile_for(*index).input_shape
+
+    return embedding_for
 
 
 def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> PointAssignment:
@@ -196,9 +217,8 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource
         if len(pts) == 0:
             continue
         found = embedding_for(tile.index)
-        if found is None:
-            raise InputError(f"{getattr(raster, 'path', None) or 'raster'}: the embedding store "
-                             f"lacks tile {tile.index}; embed it first")
+        if found is None:  # a tile with no valid pixel at the model's input level
+            continue
         embedding, input_hw = found
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
