@@ -109,8 +109,9 @@ class EmbeddingStore:
     Use :meth:`create`, :meth:`open` or :meth:`open_or_create`.
     """
 
-    def __init__(self, *, path: Path, group, settings: StoreSettings):
+    def __init__(self, *, path: Path, group, settings: StoreSettings, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
         self._group = group
         self.settings = settings
         self._embeddings = group["embeddings"]
@@ -158,7 +159,7 @@ class EmbeddingStore:
                 raise StaleCacheError(f"{path}: embedding store made with other settings: "
                                       + "; ".join(diffs)
                                       + " (pass --overwrite to recompute it)")
-        return cls(path=path, group=group, settings=settings)
+        return cls(path=path, group=group, settings=settings, read_only=mode == "r")
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, settings: StoreSettings, *,
