@@ -17,23 +17,16 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import re
 import sys
 import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
-from sam_model.checkpoint_layout import (
-    KNOWN_LAYOUTS,
-    CheckpointReadError,
-    describe_state_dict,
-    detect_architecture,
-    load_state_dict,
-)
+from sam_model.http_fetch import RangeMismatch, TransferInterrupted, WriteError, fetch_resumable
 
 CACHE_ENV = "NAPARI_SAM_CACHE"
 _CHUNK = 1 << 20  # bytes per read while downloading and hashing
@@ -248,82 +241,6 @@ def _human(n: int | None) -> str:
 # --------------------------------------------------------------------------- download
 
 
-class _Interrupted(Exception):
-    """The body ended before Content-Length bytes arrived (the ``.part`` is kept)."""
-
-    def __init__(self, have: int, total: int | None, reason: str):
-        super().__init__(reason)
-        self.have, self.total, self.reason = have, total, reason
-
-
-class _Restart(Exception):
-    """The server answered a Range request with another range: start over."""
-
-
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-
-
-def _open(url: str, offset: int, timeout: float):
-    headers = {"User-Agent": "napari-sam (sam_model.weights)", "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-
-
-def _transfer(url: str, part: Path, entry: WeightsEntry, *, progress: bool, timeout: float) -> None:
-    """Append the rest of ``url`` to ``part`` (or rewrite it when the server ignores Range)."""
-    offset = part.stat().st_size if part.exists() else 0
-    if entry.size is not None and offset >= entry.size:
-        if offset == entry.size:
-            return  # complete already: the caller verifies it
-        part.unlink()
-        offset = 0
-    try:
-        resp = _open(url, offset, timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # our .part already covers the whole file
-            exc.close()
-            return
-        raise
-    with resp:
-        mode = "wb"
-        if offset and resp.status == 206:
-            match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-            if match is None or int(match.group(1)) != offset:
-                raise _Restart(f"server sent range {resp.headers.get('Content-Range')!r}")
-            mode = "ab"
-        else:
-            offset = 0  # no Range sent, or the server ignored it: the body is the whole file
-        length_header = resp.headers.get("Content-Length")
-        length = int(length_header) if length_header and length_header.isdigit() else None
-        total = offset + length if length is not None else entry.size
-        received = 0
-        from tqdm.auto import tqdm
-
-        try:
-            fh = open(part, mode)
-        except OSError as exc:
-            raise WeightsError(f"cannot write {part}: {exc.strerror or exc}") from exc
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=entry.filename, file=sys.stderr, disable=not progress, dynamic_ncols=True)
-        with fh, bar:
-            while True:
-                try:
-                    chunk = resp.read(_CHUNK)
-                except (http.client.HTTPException, OSError) as exc:
-                    raise _Interrupted(offset + received, total, repr(exc)) from exc
-                if not chunk:
-                    break
-                try:
-                    fh.write(chunk)
-                except OSError as exc:
-                    raise WeightsError(f"cannot write {part}: {exc.strerror or exc}") from exc
-                received += len(chunk)
-                bar.update(len(chunk))
-        if length is not None and received < length:
-            raise _Interrupted(offset + received, total, "connection closed early")
-
-
 def _check(part: Path, entry: WeightsEntry) -> str | None:
     """``None`` if ``part`` has the published size and sha256, else what is wrong."""
     size = part.stat().st_size
@@ -404,15 +321,16 @@ def download(name: str, cache_dir: str | os.PathLike | None = None, *, progress:
         restarted = False
         while True:
             try:
-                _transfer(url, part, entry, progress=progress, timeout=timeout)
-            except _Restart:
+                fetch_resumable(url, part, size=entry.size, desc=entry.filename,
+                                progress=progress, timeout=timeout)
+            except RangeMismatch:
                 part.unlink(missing_ok=True)
                 if restarted:
                     failures.append(f"{url}: the server answers Range requests inconsistently")
                     break
                 restarted = True
                 continue
-            except _Interrupted as exc:
+            except TransferInterrupted as exc:
                 attempts += 1
                 if attempts <= retries:
                     continue
@@ -420,6 +338,8 @@ def download(name: str, cache_dir: str | os.PathLike | None = None, *, progress:
                 raise DownloadError(
                     f"download of {name} from {url} was interrupted after {exc.have}{of} bytes "
                     f"({exc.reason}); run the same command again to resume from {part}") from None
+            except WriteError as exc:  # local disk, not the network: no point trying mirrors
+                raise WeightsError(str(exc)) from exc
             except urllib.error.HTTPError as exc:
                 failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
                 exc.close()
@@ -518,23 +438,58 @@ def verify(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None 
             problems.append(f"size {size} bytes, published {expected.size}")
         if expected.sha256 is not None and digest != expected.sha256.lower():
             problems.append(f"sha256 differs from the published {expected.sha256}")
-    architecture = None
-    layout = "not read"
+    architecture, layout = None, "not read"
     if load:
-        try:
-            state = load_state_dict(path)
-        except CheckpointReadError as exc:
-            layout = "unreadable"
-            problems.append(str(exc).removeprefix(f"{path}: "))
-        else:
-            architecture = detect_architecture(state)
-            layout = describe_state_dict(state)
-            del state
-            if layout.startswith("not a SAM"):
-                problems.append(layout)
-            elif (expected is not None and expected.architecture in KNOWN_LAYOUTS
-                  and architecture != expected.architecture):
-                problems.append(f"keys look like {architecture or 'no published layout'}, "
-                                f"not {expected.architecture}")
+        architecture, layout, problem = _inspect(path, expected)
+        if problem:
+            problems.append(problem)
     return VerifyReport(path=path, size=size, sha256=digest, expected=expected, match=match,
                         architecture=architecture, layout=layout, problems=tuple(problems))
+
+
+_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+
+
+def architecture_of(state: Mapping[str, Any]) -> str | None:
+    """The ``build_sam`` model whose state dict has exactly ``state``'s keys and shapes, or None.
+
+    Official layouts come from ``sam_model.checkpoint.guess_model``; the
+    packaged models of the registry (``sam_tiny``) are compared with a build
+    on the meta device (no memory, no weights).
+    """
+    import torch
+
+    from sam_model import build_sam
+    from sam_model.checkpoint import guess_model, state_signature
+
+    found = guess_model(state)
+    if found is not None:
+        return found
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for name in sorted({e.architecture for e in REGISTRY.values() if e.packaged is not None}):
+        with torch.device("meta"):
+            model = build_sam(name, pretrained=False)
+        if state_signature(model) == shapes:
+            return name
+    return None
+
+
+def _inspect(path: Path, expected: WeightsEntry | None) -> tuple[str | None, str, str | None]:
+    """(architecture, layout text, problem or None) of a checkpoint file, read weights-only."""
+    from sam_model import list_models
+    from sam_model.checkpoint import CheckpointError, read_state_dict
+
+    try:
+        state = read_state_dict(path)
+    except CheckpointError as exc:
+        return None, "unreadable", str(exc).removeprefix(f"{path}: ")
+    n = len(state)
+    if not all(any(k.startswith(p) for k in state) for p in _PARTS):
+        text = f"not a SAM state dict (no image_encoder/prompt_encoder/mask_decoder keys; {n} tensors)"
+        return None, text, text
+    arch = architecture_of(state)
+    layout = f"{arch} ({n} tensors)" if arch else f"SAM-like, fits no known model ({n} tensors)"
+    problem = None
+    if expected is not None and expected.architecture in list_models() and arch != expected.architecture:
+        problem = f"keys and shapes are those of {arch or 'no known model'}, not {expected.architecture}"
+    return arch, layout, problem
