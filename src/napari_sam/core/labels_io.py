@@ -266,10 +266,9 @@ class LabelsWriter:
     def _open_tiff(self, tmp: Path, stack: contextlib.ExitStack) -> Any:
         import rasterio
 
-        block = min(self.block, 1 << max(4, (max(self.height, self.width) - 1).bit_length()))
-        block = max(16, block - block % 16)
         profile = dict(driver="GTiff", height=self.height, width=self.width, count=1,
-                       dtype=self.dtype.name, tiled=True, blockxsize=block, blockysize=block,
+                       dtype=self.dtype.name, tiled=True, blockxsize=self.block,
+                       blockysize=self.block,
                        compress="deflate", predictor=2, zlevel=6, BIGTIFF="IF_SAFER")
         if self.crs is not None or self.transform != Affine.identity():
             profile.update(crs=self.crs, transform=self.transform)

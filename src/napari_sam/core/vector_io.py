@@ -266,8 +266,9 @@ def read_vectors(path: str | os.PathLike, *, layer: str | None = None) -> gpd.Ge
 
     GeoPackage: layer ``objects`` when present, else the first. The source
     raster's ``transform``/``shape``/``source`` come back in ``gdf.attrs`` when
-    the file stored them. QuPath files come back in pixel coordinates without
-    CRS, with ``objectType`` as a column.
+    the file stored them. QuPath files (GeoJSON whose features have an
+    ``objectType``) come back in pixel coordinates without CRS, with
+    ``objectType`` as a column and ``gdf.attrs["qupath"] = True``.
     """
     import geopandas as gpd
     import pyogrio
@@ -296,6 +297,10 @@ def read_vectors(path: str | os.PathLike, *, layer: str | None = None) -> gpd.Ge
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError,
             ValueError) as exc:
         raise InputError(f"{path}: cannot be read as a vector file ({exc})") from exc
+    if "objectType" in gdf.columns and suffix in (".geojson", ".json"):
+        # QuPath's GeoJSON is in pixels; GDAL assumes WGS 84 for any GeoJSON without "crs"
+        gdf = gdf.set_crs(None, allow_override=True)
+        gdf.attrs["qupath"] = True
     if suffix == ".shp":
         gdf = gdf.rename(columns={v: k for k, v in _SHP_RENAME.items() if v in gdf.columns})
     if meta.get("transform") is not None:

@@ -359,8 +359,8 @@ def vectorize_labels(labels: Any, *, transform: Affine | None = None, crs: Any =
     :class:`Progress` per window; returns the objects GeoDataFrame.
     """
     source = _as_source(labels, transform, crs)
-    if window < 16:
-        raise InputError(f"window must be at least 16 pixels, got {window}")
+    if window < 1:
+        raise InputError(f"window must be a positive number of pixels, got {window}")
     collector = PolygonCollector(height=source.height, width=source.width)
     spans = list(windows(source.height, source.width, window))
     yield Progress("vectorize", 0, len(spans))
