@@ -1,0 +1,40 @@
+"""Fixtures for the sam_model tests.
+
+The reference packages (``segment_anything``, ``mobile_sam``) import torchvision
+and timm, which this project does not install: ``reference_shims.install()``
+gives them small pure-torch stand-ins (see tests/reference_shims.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+import reference_shims
+import torch
+
+reference_shims.install()
+
+
+def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
+    """Add noise to every float parameter and buffer so that parameters
+    initialised to zero (relative positions, biases, embeddings) matter.
+    Batch-norm variances stay positive."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if not value.dtype.is_floating_point or value.device.type == "meta":
+                continue
+            noise = torch.randn(value.shape, generator=gen) * scale
+            if name.endswith("running_var"):
+                value.copy_(0.5 + torch.rand(value.shape, generator=gen))
+            else:
+                value.add_(noise.to(value.dtype))
+    return model
+
+
+@pytest.fixture
+def tiny_sam():
+    """A perturbed random-weight model of ``tiny_test_config()`` (img_size 256)."""
+    from sam_model import build_sam_from_config, tiny_test_config
+
+    torch.manual_seed(0)
+    return perturb_(build_sam_from_config(tiny_test_config()), seed=1)
