@@ -8,8 +8,9 @@ or the platform cache, e.g. ``~/.cache/napari-sam``), are written to
 already there, verified (size, then sha256) and only then renamed into place.
 A file that fails verification is removed, ``.part`` included.
 
-Only the standard library is used here, plus tqdm for the progress bar; torch
-is imported by :func:`verify` alone, to read a file's state-dict keys.
+This module needs only the standard library and tqdm (the progress bar);
+:func:`verify` alone reads a file with torch (``weights_only=True``) to name
+the model its keys and shapes fit.
 """
 
 from __future__ import annotations
