@@ -1,0 +1,140 @@
+"""``napari-sam segment``: outputs, summary line, exit statuses, no partial output."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from napari_sam.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from sam_model import build_sam_from_config, tiny_test_config
+
+    torch.manual_seed(0)
+    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
+    model.model_name = "tiny-test"
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _use_tiny(monkeypatch, tiny_model):
+    import napari_sam.cli.common as common
+
+    monkeypatch.setattr(common, "load_model_from_args", lambda args: tiny_model)
+
+
+LOOSE = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+         "--quiet"]
+
+
+def test_segment_writes_outputs_in_input_crs(tmp_path, shared_data, capsys):
+    src = shared_data / "rgb-byte-tenth.tif"
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), *LOOSE]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "rgb-byte-tenth" in line and "objects" in line
+    folder = out / "rgb-byte-tenth"
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.tif", "objects.csv", "objects.gpkg"]
+    assert sorted(p.name for p in out.iterdir()) == ["rgb-byte-tenth"]  # no temporary store left
+    with rasterio.open(src) as a, rasterio.open(folder / "labels.tif") as b:
+        assert (b.width, b.height, b.count, b.dtypes[0]) == (a.width, a.height, 1, "uint32")
+        assert b.transform == a.transform and b.crs == a.crs
+        labels = b.read(1)
+    import geopandas as gpd
+
+    gdf = gpd.read_file(folder / "objects.gpkg", layer="objects")
+    assert set(gdf["id"]) == set(np.unique(labels[labels > 0]).tolist())
+    assert gdf.crs == gpd.read_file(folder / "objects.gpkg").crs
+
+
+def test_all_nodata_gives_empty_result_exit_0(tmp_path, shared_data):
+    out = tmp_path / "out"
+    assert main(["segment", str(shared_data / "all-nodata.tif"), "--out", str(out), *LOOSE]) == 0
+    with rasterio.open(out / "all-nodata" / "labels.tif") as ds:
+        assert ds.shape == (2475, 71) and not ds.read(1).any()
+    import geopandas as gpd
+
+    assert len(gpd.read_file(out / "all-nodata" / "objects.gpkg")) == 0
+
+
+def test_existing_output_kept_without_overwrite(tmp_path, shared_data, capsys):
+    src = shared_data / "rgb-byte-tenth.tif"
+    folder = tmp_path / "rgb-byte-tenth"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep")
+    assert main(["segment", str(src), "--out", str(tmp_path), *LOOSE]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0]
+    assert (folder / "mine.txt").exists()
+    assert main(["segment", str(src), "--out", str(tmp_path), "--overwrite", *LOOSE]) == 0
+    assert not (folder / "mine.txt").exists() and (folder / "labels.tif").exists()
+
+
+def test_tiny_float_raster_with_nan(tmp_path, shared_data):
+    out = tmp_path / "out"
+    assert main(["segment", str(shared_data / "float_nan.tif"), "--out", str(out), *LOOSE]) == 0
+    with rasterio.open(out / "float_nan" / "labels.tif") as ds:
+        assert ds.shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", ["corrupt.tif", "missing.tif"])
+def test_bad_input_exit_2_nothing_written(tmp_path, shared_data, capsys, name):
+    src = shared_data / name
+    rc = main(["segment", str(src), "--out", str(tmp_path / "out"), *LOOSE])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and name in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_failure_midway_leaves_no_partial_output(tmp_path, shared_data, monkeypatch):
+    from napari_sam.core import generate
+
+    def broken(self, work):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(generate.TileDecoder, "__call__", broken)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        main(["segment", str(shared_data / "rgb-byte-tenth.tif"), "--out", str(out), *LOOSE])
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_two_inputs_and_embedding_store_reuse(tmp_path, shared_data, capsys):
+    a = shared_data / "rgb-byte-tenth.tif"
+    b = tmp_path / "second.tif"
+    shutil.copy(shared_data / "world.rgb.tif", b)
+    out = tmp_path / "out"
+    assert main(["segment", str(a), str(b), "--out", str(out), *LOOSE]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "second" in lines[1]
+    with rasterio.open(out / "second" / "labels.tif") as ds:
+        assert ds.crs.to_epsg() == 4326
+    # with a store: the store is made (and kept), and a second run reuses it
+    store = tmp_path / "emb.zarr"
+    assert main(["segment", str(a), "--out", str(tmp_path / "o2"), "--embeddings", str(store),
+                 *LOOSE]) == 0
+    assert store.exists()
+    assert main(["segment", str(a), "--out", str(tmp_path / "o3"), "--embeddings", str(store),
+                 *LOOSE]) == 0
+    with rasterio.open(tmp_path / "o2" / "rgb-byte-tenth" / "labels.tif") as x, \
+            rasterio.open(tmp_path / "o3" / "rgb-byte-tenth" / "labels.tif") as y:
+        assert np.array_equal(x.read(1), y.read(1))
+    # one store for two inputs is bad usage
+    assert main(["segment", str(a), str(b), "--out", str(out), "--embeddings", str(store),
+                 *LOOSE]) == 2
+
+
+def test_bad_options_exit_2(tmp_path, shared_data):
+    src = str(shared_data / "rgb-byte-tenth.tif")
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", src, "--out", str(tmp_path), "--pred-iou-thresh", "3"])
+    assert exc.value.code == 2
+    assert main(["segment", src, "--out", str(tmp_path), "--min-area", "50", "--max-area", "10",
+                 "--quiet"]) == 2
