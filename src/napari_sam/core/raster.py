@@ -186,7 +186,7 @@ class GeoRaster:
         if level is not None:
             return level
         return self._derive(source=StridedSource(base=self.source, factor=factor),
-                            transform=self.transform * Affine.scale(factor), overviews=(),
+                            transform=self.transform @ Affine.scale(factor), overviews=(),
                             scale=self.scale * factor, level_name=f"strided{factor}")
 
     # -- identity ------------------------------------------------------------

@@ -244,7 +244,7 @@ def _open_ome(path: Path, group, meta: dict, attrs: dict, axes: str | None) -> G
     for i, (src, transform) in enumerate(level_rasters[1:], start=1):
         factor = base_src.shape[1] / src.shape[1]
         if geo_t is not None:
-            transform = geo_t * Affine.scale(base_src.shape[1] / src.shape[1],
+            transform = geo_t @ Affine.scale(base_src.shape[1] / src.shape[1],
                                              base_src.shape[0] / src.shape[0])
         overviews.append(GeoRaster(source=src, path=path, transform=transform, crs=crs,
                                    nodata=nodata, scale=factor, level_name=str(i)))

@@ -69,7 +69,7 @@ class Tile:
 
     def input_transform(self, affine: Affine) -> Affine:
         """The affine of the model-input pixels of this tile (scaled by ``scale``)."""
-        return self.transform(affine) * Affine.scale(self.scale)
+        return self.transform(affine) @ Affine.scale(self.scale)
 
     def as_dict(self) -> dict:
         return {"row": self.row, "col": self.col, "y0": self.y0, "x0": self.x0,

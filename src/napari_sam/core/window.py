@@ -53,7 +53,7 @@ class Window:
 
     def transform(self, affine: Affine) -> Affine:
         """The affine of this window's pixel (0, 0) corner, given the raster's affine."""
-        return affine * Affine.translation(self.x0, self.y0)
+        return affine @ Affine.translation(self.x0, self.y0)
 
     def intersection(self, other: Window) -> Window | None:
         """The overlap with ``other``, or None when they do not overlap."""
