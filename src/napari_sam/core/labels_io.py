@@ -3,9 +3,9 @@
 Writing streams windows into a tiled, compressed GeoTIFF (``.tif``/``.tiff``)
 or a zarr v3 store (``.zarr``) laid out as a single-level OME-Zarr (NGFF 0.5)
 label image: group attributes ``ome.multiscales`` and ``ome.image-label``,
-array ``0`` with dims (y, x), and the georeference under ``napari_sam``
-(``transform``: 6 numbers a, b, c, d, e, f as in ``affine.Affine``; ``crs``:
-WKT or null). Outputs are written to a temporary sibling and renamed on
+array ``0`` with dims (y, x), and the georeference as ``core.raster`` reads it
+from zarr attributes (``transform``: 6 numbers a, b, c, d, e, f as in
+``affine.Affine``; ``crs``: WKT or null), plus ``napari_sam: {"kind": "labels"}``. Outputs are written to a temporary sibling and renamed on
 success (``core.atomic``): complete or absent.
 
 Reading accepts GeoTIFF/TIFF (band 1 of a single-band file), our zarr labels,
@@ -201,7 +201,7 @@ def _read_zarr_labels(path: Path) -> LabelRaster:
     if len(shape) != 2:
         raise InputError(f"{path}: not a label raster (shape {shape}; labels are (y, x))")
     dtype = check_label_dtype(array.dtype, path)
-    geo = attrs.get(GEO_KEY) or dict(array.attrs).get(GEO_KEY) or {}
+    geo = {**dict(array.attrs), **attrs} if array_path else attrs
     return LabelRaster(path=path, kind="zarr", height=int(shape[0]), width=int(shape[1]),
                        dtype=dtype, transform=_transform(geo.get("transform")),
                        crs=_crs_from(geo.get("crs")), array_path=array_path)
@@ -296,8 +296,9 @@ class LabelsWriter:
                 }],
                 "image-label": {},
             },
-            GEO_KEY: {"transform": list(tuple(self.transform)[:6]),
-                      "crs": _crs_wkt(self.crs), "kind": "labels"},
+            "transform": list(tuple(self.transform)[:6]),
+            "crs": _crs_wkt(self.crs),
+            GEO_KEY: {"kind": "labels"},
         })
         return array
 
