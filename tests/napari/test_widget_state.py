@@ -1,0 +1,72 @@
+"""Widget configuration values and the GUI/core seam, without a viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam._widgets.state import (
+    AutomaticConfig,
+    Candidates,
+    ExportConfig,
+    ModelChoice,
+    TilingChoice,
+)
+
+
+class _W:
+    """A stand-in widget: attributes holding ``.value``."""
+
+    def __init__(self, **values):
+        for name, value in values.items():
+            setattr(self, name, type("V", (), {"value": value})())
+
+
+def test_model_choice_round_trip_and_empty_checkpoint():
+    widget = _W(model_name="vit_b", checkpoint=".", device="cpu")
+    choice = ModelChoice.from_widget(widget)
+    assert choice == ModelChoice(name="vit_b", checkpoint=None, device="cpu")
+    assert hash(choice) == hash(ModelChoice(name="vit_b", device="cpu"))
+    ModelChoice(name="sam_tiny", checkpoint="/x/m.pt", device="auto").apply(widget)
+    assert (widget.model_name.value, widget.checkpoint.value) == ("sam_tiny", "/x/m.pt")
+
+
+def test_tiling_and_automatic_validation():
+    with pytest.raises(ValueError, match="overlap"):
+        TilingChoice(tile_size=256, overlap=128)
+    with pytest.raises(ValueError, match="max area"):
+        AutomaticConfig(min_area=50, max_area=10)
+    cfg = AutomaticConfig(tiling=TilingChoice(tile_size=256, overlap=32), points_per_side=8)
+    kwargs = cfg.generator_kwargs()
+    assert kwargs["points_per_side"] == 8 and kwargs["max_area"] is None
+    assert (kwargs["tile_size"], kwargs["overlap"]) == (256, 32)
+
+
+def test_automatic_config_from_widget_and_apply():
+    names = AutomaticConfig._widget_fields
+    widget = _W(**{n: getattr(AutomaticConfig(), n) for n in names})
+    widget.points_per_side.value = 4
+    widget.max_area.value = 900
+    cfg = AutomaticConfig.from_widget(widget)
+    assert cfg.points_per_side == 4 and cfg.max_area == 900
+    AutomaticConfig(points_per_side=12).apply(widget)
+    assert widget.points_per_side.value == 12 and widget.max_area.value == 0
+
+
+def test_export_config_normalises_paths_and_checks_format():
+    cfg = ExportConfig(labels_path=".", vectors_path="out.gpkg")
+    assert cfg.labels_path == "" and cfg.vectors_path == "out.gpkg"
+    with pytest.raises(ValueError, match="vector format"):
+        ExportConfig(vector_format="kml")
+
+
+def test_candidates_order_and_labels():
+    masks = np.zeros((3, 4, 5), dtype=bool)
+    masks[0, :2] = True
+    masks[1, :1, :1] = True
+    masks[2] = True
+    cands = Candidates(masks=masks, scores=np.array([0.5, 0.9, 0.7]), offset=(10, 20))
+    assert cands.order == [1, 2, 0]
+    assert cands.labels() == ["1: IoU 0.90 (1 px)", "2: IoU 0.70 (20 px)", "3: IoU 0.50 (10 px)"]
+    with pytest.raises(ValueError):
+        Candidates(masks=masks, scores=np.ones(2), offset=(0, 0))
