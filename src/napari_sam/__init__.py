@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _API = {  # public name -> "module:attribute", filled as features land
     "embed": "napari_sam.core.embed:embed",
+    "prompt": "napari_sam.core.prompt_run:prompt",
     "segment": "napari_sam.core.pipeline:segment",
     "vectorize": "napari_sam.core.vectorize:vectorize",
 }
