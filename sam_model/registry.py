@@ -171,13 +171,13 @@ def build_sam(
         builder = _resolve(MODEL_BUILDERS[name])
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_BUILDERS)}") from None
+    if dtype is not None and dtype != torch.float32 and dtype not in _HALF_DTYPES:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype}")
     kwargs = {"checkpoint": checkpoint, "pretrained": pretrained}
     if img_size is not None:
         kwargs["img_size"] = img_size
     model = builder(**kwargs)
-    if dtype is not None and dtype != torch.float32:
-        if dtype not in _HALF_DTYPES:
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype}")
+    if dtype in _HALF_DTYPES:
         model.encoder_autocast = dtype
     if compile:
         model._compiled["encoder"] = torch.compile(model.image_encoder)
