@@ -138,3 +138,12 @@ def test_bad_options_exit_2(tmp_path, shared_data):
     assert exc.value.code == 2
     assert main(["segment", src, "--out", str(tmp_path), "--min-area", "50", "--max-area", "10",
                  "--quiet"]) == 2
+
+
+def test_downscaled_tiles_give_full_resolution_labels(tmp_path, shared_data):
+    src = shared_data / "world.rgb.tif"  # 512 x 256
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), "--scale", "2", "--tile", "256",
+                 "--overlap", "64", *LOOSE]) == 0
+    with rasterio.open(out / "world.rgb" / "labels.tif") as ds, rasterio.open(src) as s:
+        assert ds.shape == s.shape and ds.transform == s.transform

@@ -133,3 +133,22 @@ def test_min_and_max_area(tiny_model):
     cfg = SegmentConfig(**{**LOOSE.__dict__, "max_area": limit})
     _, small = _run(tiny_model, image, grid, config=cfg)
     assert all(r.area <= limit for r in small.objects)
+
+
+def test_downscaled_tiles_paint_full_resolution_masks(tiny_model, tmp_path, shared_data):
+    import rasterio
+
+    from napari_sam.core.pipeline import segment
+
+    [summary] = segment(shared_data / "world.rgb.tif", tmp_path, model=tiny_model, scale=2,
+                        tile_size=512, overlap=128, points_per_side=3, pred_iou_thresh=0.0,
+                        stability_score_thresh=0.0, edge_margin=-1)
+    assert summary.n_objects > 0
+    with rasterio.open(summary.outputs.labels) as ds:
+        labels = ds.read(1)
+    assert labels.shape == (256, 512)
+    import pandas as pd
+
+    table = pd.read_csv(summary.outputs.table)
+    for row in table.itertuples():
+        assert (labels == row.id).sum() == row.area
