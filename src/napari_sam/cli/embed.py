@@ -37,7 +37,8 @@ def run(args) -> int:
     from napari_sam.core.embed import embed_raster
     from napari_sam.core.raster import open_raster
 
-    raster = open_raster(args.input)  # fail on a bad input before loading a model
+    raster = open_raster(args.input)
+    raster.signature()  # reads a few sampled windows: a damaged file fails before the model loads
     model = load_model_from_args(args)
     gen = embed_raster(raster, args.out, model, batch_size=args.batch_size, device=None,
                        overwrite=args.overwrite, **tiling_from_args(args))

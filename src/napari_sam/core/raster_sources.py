@@ -41,7 +41,7 @@ class Source:
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             where = self.path if self.path is not None else "in-memory raster"
             raise InputError(f"{where}: cannot read rows {y0}:{y1}, columns {x0}:{x1} "
-                             f"(damaged or unreadable data): {exc}") from exc
+                             f"(damaged or unreadable data): {_root_cause(exc)}") from exc
         return np.ascontiguousarray(out)
 
     def _read(self, y0, y1, x0, x1, bands) -> np.ndarray:  # pragma: no cover - abstract
@@ -59,6 +59,13 @@ class Source:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost message of an exception chain (GDAL's actual complaint), on one line."""
+    while exc.__cause__ is not None and exc.__cause__ is not exc:
+        exc = exc.__cause__
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class RasterioSource(Source):
