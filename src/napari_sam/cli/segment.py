@@ -53,6 +53,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="keep masks whose stability score is at least T (default 0.95)")
     group.add_argument("--box-nms-thresh", type=_fraction, default=0.7, metavar="T",
                        help="box IoU above which masks are duplicates (default 0.7)")
+    group.add_argument("--edge-margin", type=float, default=None, metavar="PX",
+                       help="masks whose box comes within PX pixels of a border shared with "
+                            "a neighbour tile are left to that tile (default: 20 px per 1024 "
+                            "px of tile; negative turns the edge filter off)")
     group.add_argument("--min-region-area", type=_count, default=0, metavar="PX",
                        help="fill holes and remove islands smaller than PX pixels (default 0)")
     group.add_argument("--min-area", type=_count, default=0, metavar="PX",
@@ -95,6 +99,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "pred_iou_thresh": args.pred_iou_thresh,
         "stability_score_thresh": args.stability_score_thresh,
         "box_nms_thresh": args.box_nms_thresh,
+        "edge_margin": args.edge_margin,
         "min_region_area": args.min_region_area,
         "min_area": args.min_area,
         "max_area": args.max_area,
