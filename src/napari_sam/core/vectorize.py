@@ -71,12 +71,14 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return labels.astype(np.int16), None
     if labels.size == 0 or labels.max() < 2**31:
         return labels.astype(np.int32), None
-    ids, inverse = np.unique(labels, return_inverse=True)
-    inverse = inverse.reshape(labels.shape).astype(np.int32)
-    if ids[0] != 0:  # no background in this window: keep 0 free for it
-        ids = np.concatenate([np.zeros(1, ids.dtype), ids])
-        inverse += 1
-    return inverse, ids
+    import pandas as pd
+
+    # hash-based, O(n): codes 0..k-1 in order of appearance (background included)
+    codes, uniques = pd.factorize(labels.ravel(), sort=False)
+    values = (codes.astype(np.int32) + 1).reshape(labels.shape)
+    values[labels == 0] = 0
+    lookup = np.concatenate([np.zeros(1, labels.dtype), np.asarray(uniques, labels.dtype)])
+    return values, lookup
 
 
 def pixel_parts(labels: np.ndarray, *, y0: int = 0, x0: int = 0) -> tuple[np.ndarray, np.ndarray]:
