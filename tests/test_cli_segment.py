@@ -175,3 +175,21 @@ def test_unreachable_scheduler_exit_2(tmp_path, shared_data, capsys):
     assert rc == 2
     assert "scheduler" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_zarr_input_gives_zarr_labels(tmp_path):
+    import zarr
+
+    from napari_sam.core.labels_io import read_labels
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "mosaic.zarr"
+    arr = zarr.create_array(str(src), shape=(90, 120, 3), chunks=(64, 64, 3), dtype="uint8")
+    arr[:] = (rng.random((90, 120, 3)) * 255).astype(np.uint8)
+    arr.attrs.update({"transform": [2.0, 0, 1000.0, 0, -2.0, 5000.0], "crs": "EPSG:32618"})
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), *LOOSE]) == 0
+    labels = read_labels(out / "mosaic" / "labels.zarr")
+    assert (labels.height, labels.width) == (90, 120)
+    assert labels.crs.to_epsg() == 32618 and tuple(labels.transform)[:6] == (2, 0, 1000, 0, -2, 5000)
+    assert (out / "mosaic" / "objects.gpkg").is_file()
