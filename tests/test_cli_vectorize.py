@@ -59,11 +59,13 @@ def test_qupath_format_table_and_simplify(tmp_path, labels_tif):
     table.write_text("id,predicted_iou,stability_score\n7,0.91,0.97\n")
     out = tmp_path / "cells.geojson"
     rc = main(["vectorize", str(labels_tif), "--out", str(out), "--format", "qupath",
-               "--table", str(table), "--object-type", "annotation", "--quiet"])
+               "--table", str(table), "--object-type", "annotation", "--class-name", "Gland",
+               "--quiet"])
     assert rc == 0
     feats = {f["properties"]["name"]: f for f in json.loads(out.read_text())["features"]}
     assert feats["7"]["properties"]["measurements"]["predicted_iou"] == 0.91
     assert feats["7"]["properties"]["objectType"] == "annotation"
+    assert feats["7"]["properties"]["classification"]["name"] == "Gland"
     ring = np.asarray(feats["7"]["geometry"]["coordinates"][0])
     assert ring.min(axis=0).tolist() == [2, 2] and ring.max(axis=0).tolist() == [12, 12]
     simple = tmp_path / "simple.parquet"

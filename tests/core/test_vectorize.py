@@ -149,6 +149,25 @@ def test_simplify_in_map_units_keeps_valid_topology(georef):
     assert gdf["perimeter"].iloc[0] == pytest.approx(simple.length)
 
 
+def test_simplify_keeps_touching_objects_gap_and_overlap_free(georef):
+    transform, _ = georef
+    yy, xx = np.mgrid[:60, :60]
+    labels = (((yy - 30) ** 2 + (xx - 30) ** 2) < 26**2).astype(np.uint32)
+    labels[(labels == 1) & (xx + 0.4 * yy > 40)] = 2  # a slanted, staircase border
+    labels[(labels == 1) & (yy > 45)] = 3
+    plain = dict(polygons_from_labels(labels, transform))
+    simple = dict(polygons_from_labels(labels, transform, simplify=1.5 * transform.a))
+    for a, b in ((1, 2), (1, 3), (2, 3)):
+        shared = simple[a].intersection(simple[b])
+        assert shared.area == pytest.approx(0.0, abs=1e-6)  # no overlap
+        assert shared.length > 0 or not plain[a].intersects(plain[b])  # still touching
+    union = shapely.union_all(list(simple.values()))
+    assert union.area == pytest.approx(sum(g.area for g in simple.values()), rel=1e-9)
+    assert union.geom_type == "Polygon" and len(union.interiors) == 0  # no gap between them
+    assert sum(shapely.get_num_coordinates(g) for g in simple.values()) < sum(
+        shapely.get_num_coordinates(g) for g in plain.values()) / 2
+
+
 def test_attributes_are_joined_by_id(georef):
     import pandas as pd
 

@@ -16,6 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "One feature per label id, holes and multiple parts kept, valid geometry, "
             "in the raster's CRS (qupath: pixel coordinates in QuPath's GeoJSON). "
+            "--simplify simplifies all objects together, so touching objects keep "
+            "their shared edges. "
             "Columns: id, predicted_iou, stability_score (from --table, else empty), "
             "area and perimeter in map units (pixels without a CRS), pixels."
         ),
@@ -34,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--object-type", default="detection",
                         choices=["detection", "annotation"],
                         help="QuPath objectType (qupath format only)")
+    parser.add_argument("--class-name", default=None, metavar="NAME",
+                        help="QuPath classification given to every object (qupath format only)")
     parser.add_argument("--window", type=int, default=2048, metavar="PX",
                         help="pixels read per window (memory, not results, depends on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     gdf = run_with_bar(vectorize_labels(args.labels, attributes=table, simplify=args.simplify,
                                         window=args.window), disable=args.quiet or None)
     out = write_vectors(gdf, args.out, fmt=fmt, overwrite=args.overwrite,
-                        object_type=args.object_type)
+                        object_type=args.object_type, classification=args.class_name)
     crs = "pixels (QuPath)" if fmt == "qupath" else (
         gdf.crs.to_string() if gdf.crs is not None else "pixels (no CRS)")
     print(f"{len(gdf)} polygons -> {out} ({fmt}, {crs})", file=sys.stderr)
