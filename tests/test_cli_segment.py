@@ -129,6 +129,14 @@ def test_two_inputs_and_embedding_store_reuse(tmp_path, shared_data, capsys):
             rasterio.open(tmp_path / "o3" / "rgb-byte-tenth" / "labels.tif") as y:
         first = x.read(1)
         assert first.any() and np.array_equal(first, y.read(1))
+    # a store made by `napari-sam embed` with its own tiling is used without repeating it
+    store2 = tmp_path / "emb2.zarr"
+    assert main(["embed", str(a), "--out", str(store2), "--tile", "64", "--overlap", "16",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(a), "--out", str(tmp_path / "o4"), "--embeddings", str(store2),
+                 *LOOSE]) == 0
+    assert "(4 tiles)" in capsys.readouterr().out  # the store's 64-px tiles were used
     # one store for two inputs is bad usage
     assert main(["segment", str(a), str(b), "--out", str(out), "--embeddings", str(store),
                  *LOOSE]) == 2

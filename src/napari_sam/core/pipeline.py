@@ -74,6 +74,16 @@ def segment_file(
     start = time.perf_counter()
     config = config or SegmentConfig()
     raster = open_raster(source)
+    if embeddings is not None and Path(embeddings).exists():
+        # an existing store's tiling and bands are the defaults: no need to repeat them
+        from napari_sam.core.store import EmbeddingStore
+
+        stored = EmbeddingStore.open(embeddings, mode="r").settings
+        if tile_size is None and overlap is None and scale is None:
+            tile_size, overlap, scale = (stored.grid.tile_size, stored.grid.overlap,
+                                         stored.grid.scale)
+        if bands is None:
+            bands = stored.source.get("bands")
     raster = raster.select_bands(bands if bands is not None else raster.default_bands())
     folder = check_writable(output_folder(source, out_dir), overwrite)
     temporary = embeddings is None
