@@ -95,3 +95,23 @@ def test_options_are_registered():
     assert (args.tile, args.overlap, args.bands, args.scale) == (512, 64, [3, 2, 1], 2)
     with pytest.raises(SystemExit):
         parser.parse_args(["embed", "in.tif", "--out", "s.zarr", "--bands", "0,1"])
+
+
+def test_model_loading_errors_are_input_errors(tmp_path, tiny_model):
+    from argparse import Namespace
+
+    from napari_sam.cli.common import load_model_from_args
+    from napari_sam.errors import InputError
+
+    with pytest.raises(InputError, match="unknown model"):
+        load_model_from_args(Namespace(model="vit_zz", checkpoint=None, device="cpu"))
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(tiny_model.state_dict(), ckpt)
+    with pytest.raises(InputError, match="cannot tell which model"):
+        load_model_from_args(Namespace(model=None, checkpoint=str(ckpt), device="cpu"))
+    with pytest.raises(InputError, match="tiny.pth"):
+        load_model_from_args(Namespace(model="vit_t", checkpoint=str(ckpt), device="cpu"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(InputError, match="junk.pth"):
+        load_model_from_args(Namespace(model=None, checkpoint=str(tmp_path / "junk.pth"),
+                                       device="cpu"))

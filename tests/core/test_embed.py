@@ -260,3 +260,19 @@ def test_resolve_tiling():
         resolve_tiling(1024, tile_size=3000, scale=2)
     with pytest.raises(InputError, match="overlap"):
         resolve_tiling(256, overlap=256)
+
+
+def test_script_api_and_device_choice(model, tmp_path):
+    import napari_sam
+    from napari_sam.core.device import pick_device
+
+    img = scene(100, 90)
+    store = napari_sam.embed(img, tmp_path / "api.zarr", model=model, device="cpu")
+    assert store.complete and store.grid.shape == (1, 1)
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            pick_device("cuda")
+    with pytest.raises(InputError, match="choose one of"):
+        pick_device("tpu")

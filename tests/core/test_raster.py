@@ -238,3 +238,11 @@ def test_signature_is_cheap_and_sensitive(tmp_path):
     assert open_raster(path).signature()["sample_hash"] != sig["sample_hash"]
     assert isinstance(open_raster(img), GeoRaster)
     assert open_raster(img).signature()["path"] is None
+
+
+def test_default_bands_keep_an_earlier_selection(shared_data):
+    r = open_raster(shared_data / "RGBA.uint16.tif")
+    picked = r.select_bands([1, 2, 4])
+    assert picked.default_bands() == [1, 2, 4]
+    assert picked.select_bands(picked.default_bands()).read().shape == (411, 634, 3)
+    assert r.select_bands([2]).default_bands() == [2]

@@ -138,7 +138,10 @@ class GeoRaster:
 
         The red, green and blue bands when the file labels them (so a BGRA
         file is shown as RGB), else the first three, else the single band.
+        Once bands were selected, the first three of that selection.
         """
+        if self.bands != tuple(range(self.source.shape[2])):
+            return [b + 1 for b in self.bands][:3]
         if self.rgb is not None:
             return [b + 1 for b in self.rgb]
         shown = [b + 1 for b in self.bands if b != self.alpha]
