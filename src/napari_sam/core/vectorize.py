@@ -194,10 +194,11 @@ def to_map_simplified(pixel_geoms: np.ndarray, transform: Affine,
                       tolerance: float | None) -> np.ndarray:
     """Pixel-corner geometries to map coordinates, optionally simplified (map units).
 
-    Simplification treats all objects together as a coverage (GEOS coverage
-    simplification): edges shared by touching objects are simplified once, so
-    neighbours keep sharing them, with no gaps or overlaps, and every object
-    keeps its holes and parts (rings are never dropped). Outlines are first
+    Simplification treats touching objects together as a coverage (GEOS
+    coverage simplification, one cluster of touching objects at a time): edges
+    shared by touching objects are simplified once, so neighbours keep sharing
+    them, with no gaps or overlaps, and every object keeps its holes and parts
+    (rings are never dropped). Outlines are first
     given a vertex at every pixel corner so that shared edges match vertex for
     vertex, as the coverage algorithm requires.
     """
@@ -208,9 +209,36 @@ def to_map_simplified(pixel_geoms: np.ndarray, transform: Affine,
     if len(pixel_geoms) == 0:
         return pixel_geoms
     geoms = to_map(shapely.segmentize(pixel_geoms, 1.0), transform)
-    if hasattr(shapely, "coverage_simplify"):
-        return repair(shapely.coverage_simplify(geoms, tolerance))
-    return repair(shapely.simplify(geoms, tolerance, preserve_topology=True))  # GEOS < 3.12
+    if not hasattr(shapely, "coverage_simplify"):  # GEOS < 3.12: object by object
+        return repair(shapely.simplify(geoms, tolerance, preserve_topology=True))
+    out = np.empty(len(geoms), dtype=object)
+    for group in _touching_groups(pixel_geoms):
+        out[group] = shapely.coverage_simplify(geoms[group], tolerance)
+    return repair(out)
+
+
+def _touching_groups(geoms: np.ndarray, batch: int = 64) -> list[np.ndarray]:
+    """Indexes of ``geoms`` grouped into clusters of touching objects.
+
+    GEOS's coverage simplification costs more than linearly in the number of
+    geometries, so it runs per cluster; isolated objects go in batches of
+    ``batch`` (a batch also keeps its members from crossing each other).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(geoms)
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    alone = np.flatnonzero(sizes[component] == 1)
+    groups = [alone[k:k + batch] for k in range(0, len(alone), batch)]
+    clustered = np.flatnonzero(sizes[component] > 1)
+    order = clustered[np.argsort(component[clustered], kind="stable")]
+    bounds = np.flatnonzero(np.diff(component[order])) + 1
+    groups.extend(np.split(order, bounds) if len(order) else [])
+    return groups
 
 
 def polygons_from_labels(labels: np.ndarray, transform: Affine = IDENTITY, *,
