@@ -28,13 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .amg_utils import box_near_crop_edge, masks_to_boxes, nms, stability_score
+from .amg_utils import box_near_crop_edge, nms
+from .logit_cells import CellUpsampler
 
 __all__ = ["Candidates", "decode_candidates", "decode_low_res", "to_input_frame"]
-
-# Upper bound on the float32 logits upsampled at once (bytes).
-_UPSAMPLE_BUDGET = 1 << 27
-
 
 @dataclass
 class Candidates:
@@ -146,9 +143,15 @@ def decode_low_res(
     )
 
 
-def _chunk_size(image_hw: tuple[int, int], img_size: int) -> int:
-    per_mask = 4 * max(image_hw[0] * image_hw[1], img_size * img_size)
-    return max(1, _UPSAMPLE_BUDGET // per_mask)
+def upsampler_for(predictor, low_hw: tuple[int, int]) -> CellUpsampler:
+    """The cell upsampler matching the predictor's current image sizes."""
+    return CellUpsampler(
+        low_hw=low_hw,
+        img_size=int(predictor.model.image_encoder.img_size),
+        input_hw=tuple(predictor.input_size),
+        out_hw=tuple(predictor.original_size),
+        device=predictor.device,
+    )
 
 
 @torch.no_grad()
@@ -162,9 +165,10 @@ def _filter_batch(
     multimask: bool,
     crop_box: list[int] | None,
     full_box: list[int] | None,
+    upsampler: list,
 ) -> Candidates:
-    model = predictor.model
     image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
+    threshold = float(predictor.model.mask_threshold)
     low_res, iou = decode_low_res(predictor, points_xy, multimask=multimask)
     m = low_res.shape[1]
     low_res = low_res.flatten(0, 1)
@@ -173,43 +177,27 @@ def _filter_batch(
     if pred_iou_thresh > 0.0:
         keep = (iou > pred_iou_thresh).nonzero().flatten()
         low_res, iou, points = low_res[keep], iou[keep], points[keep.cpu()]
-    threshold = float(model.mask_threshold)
-    step = _chunk_size(image_hw, int(model.image_encoder.img_size))
-    parts = []
-    for start in range(0, low_res.shape[0], step):
-        sl = slice(start, start + step)
-        logits = model.postprocess_masks(
-            low_res[sl, None], predictor.input_size, predictor.original_size
-        )[:, 0]
-        stab = stability_score(logits, threshold, stability_score_offset)
-        keep = torch.arange(logits.shape[0], device=logits.device)
-        if stability_score_thresh > 0.0:
-            keep = (stab >= stability_score_thresh).nonzero().flatten()
-            logits = logits[keep]
-        masks = logits > threshold
-        del logits
-        boxes = masks_to_boxes(masks)
-        if crop_box is not None:
-            inner = ~box_near_crop_edge(boxes, crop_box, full_box)
-            sel = inner.nonzero().flatten()
-            masks, boxes, keep = masks[sel], boxes[sel], keep[sel]
-        boxes_cpu = boxes.cpu()
-        crops = [
-            masks[i, y0 : y1 + 1, x0 : x1 + 1].cpu().numpy().copy()
-            for i, (x0, y0, x1, y1) in enumerate(boxes_cpu.tolist())
-        ]
-        keep_cpu = keep.cpu()
-        parts.append(
-            Candidates(
-                crops=crops,
-                boxes=boxes_cpu,
-                iou_preds=iou[sl][keep].float().cpu(),
-                stability=stab[keep].cpu(),
-                points=points[sl][keep_cpu],
-                image_hw=image_hw,
-            )
-        )
-    return Candidates.concat(parts, image_hw)
+    if not upsampler:
+        upsampler.append(upsampler_for(predictor, tuple(low_res.shape[-2:])))
+    ups = upsampler[0]
+    stability = ups.stability(low_res, threshold, stability_score_offset)
+    if stability_score_thresh > 0.0:
+        keep = (stability >= stability_score_thresh).nonzero().flatten()
+        low_res, iou, points, stability = low_res[keep], iou[keep], points[keep.cpu()], stability[keep]
+    crops, boxes = ups.mask_crops(low_res, threshold)
+    found = Candidates(
+        crops=crops,
+        boxes=boxes,
+        iou_preds=iou.float().cpu(),
+        stability=stability.cpu(),
+        points=points,
+        image_hw=image_hw,
+    )
+    if crop_box is not None and len(found):
+        inner = ~box_near_crop_edge(boxes, crop_box, full_box)
+        if not bool(inner.all()):
+            found = found.select(inner.nonzero().flatten())
+    return found
 
 
 @torch.no_grad()
@@ -240,6 +228,7 @@ def decode_candidates(
         raise RuntimeError("set an image or an embedding on the predictor first")
     image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
     points_xy = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    upsampler: list = []  # built on the first batch, when the low-res size is known
     parts = [
         _filter_batch(
             predictor,
@@ -250,6 +239,7 @@ def decode_candidates(
             multimask=multimask,
             crop_box=crop_box,
             full_box=full_box,
+            upsampler=upsampler,
         )
         for start in range(0, len(points_xy), points_per_batch)
     ]
