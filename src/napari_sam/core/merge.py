@@ -269,19 +269,35 @@ class CrossTileDeduplicator:
         )
 
     def add(self, candidates: list[Candidate]) -> None:
-        """Merge one tile's candidates, best first, into the kept set."""
+        """Merge one tile's candidates, best first, into the kept set.
+
+        All candidates are from one tile; they are compared with the kept
+        candidates of other tiles whose boxes intersect theirs.
+        """
+        if not candidates:
+            return
+        tile = candidates[0].tile
+        if any(c.tile != tile for c in candidates):
+            for t in dict.fromkeys(c.tile for c in candidates):
+                self.add([c for c in candidates if c.tile == t])
+            return
+        others = [k for k in self._kept if k.tile != tile]
+        boxes = np.array([k.box for k in others], dtype=np.int64).reshape(-1, 4)
+        gone: set[int] = set()
+        added: list[Candidate] = []
         for cand in sorted(candidates, key=lambda c: c.rank, reverse=True):
-            rivals = [
-                k for k in self._kept if k.tile != cand.tile and self._same_object(cand, k)
-            ]
+            x0, y0, x1, y1 = cand.box
+            near = np.flatnonzero((boxes[:, 0] < x1) & (boxes[:, 2] > x0)
+                                  & (boxes[:, 1] < y1) & (boxes[:, 3] > y0))
+            rivals = [others[i] for i in near
+                      if id(others[i]) not in gone and self._same_object(cand, others[i])]
             if any(k.rank >= cand.rank for k in rivals):
                 self.n_duplicates += 1
                 continue
-            if rivals:
-                self.n_duplicates += len(rivals)
-                gone = {id(k) for k in rivals}
-                self._kept = [k for k in self._kept if id(k) not in gone]
-            self._kept.append(cand)
+            self.n_duplicates += len(rivals)
+            gone.update(id(k) for k in rivals)
+            added.append(cand)
+        self._kept = [k for k in self._kept if id(k) not in gone] + added
 
     def pop_settled(self, reach_y: int) -> list[Candidate]:
         """Remove and return kept candidates entirely above row ``reach_y``.
