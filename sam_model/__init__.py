@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .automatic_mask_generator import MaskBatch, SamAutomaticMaskGenerator, decode_points
 from .checkpoint import load_checkpoint
 from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
@@ -32,12 +33,15 @@ def encode_images(model: Sam, images: Tensor) -> Tensor:
 __all__ = [
     "CheckpointError",
     "ImageFormatError",
+    "MaskBatch",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamModelError",
     "SamPredictor",
     "build_sam",
     "build_sam_from_config",
+    "decode_points",
     "encode_images",
     "list_models",
     "load_checkpoint",
