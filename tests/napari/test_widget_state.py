@@ -33,18 +33,27 @@ def test_model_choice_round_trip_and_empty_checkpoint():
 
 def test_tiling_and_automatic_validation():
     with pytest.raises(ValueError, match="overlap"):
-        TilingChoice(tile_size=256, overlap=128)
+        TilingChoice(tile_size=256, overlap=256)
+    with pytest.raises(ValueError, match="at least 16"):
+        TilingChoice(tile_size=8)
+    assert TilingChoice().core_kwargs() == {"tile_size": None, "overlap": None}  # core's
+    assert TilingChoice(tile_size=512, overlap=0).core_kwargs() == {"tile_size": 512,
+                                                                     "overlap": 0}
     with pytest.raises(ValueError, match="max area"):
         AutomaticConfig(min_area=50, max_area=10)
-    cfg = AutomaticConfig(tiling=TilingChoice(tile_size=256, overlap=32), points_per_side=8)
-    kwargs = cfg.generator_kwargs()
-    assert kwargs["points_per_side"] == 8 and kwargs["max_area"] is None
-    assert (kwargs["tile_size"], kwargs["overlap"]) == (256, 32)
+    cfg = AutomaticConfig(points_per_side=8, store=".", out_dir="/tmp/out")
+    options = cfg.segment_options()
+    assert options["points_per_side"] == 8 and options["max_area"] is None
+    assert "store" not in options and (cfg.store, cfg.out_dir) == ("", "/tmp/out")
+    from napari_sam.core.generate import SegmentConfig
+
+    assert SegmentConfig(**options).points_per_side == 8  # names match core's
 
 
 def test_automatic_config_from_widget_and_apply():
     names = AutomaticConfig._widget_fields
     widget = _W(**{n: getattr(AutomaticConfig(), n) for n in names})
+    assert {"store", "out_dir", "overwrite", "min_area"} <= set(names)
     widget.points_per_side.value = 4
     widget.max_area.value = 900
     cfg = AutomaticConfig.from_widget(widget)
@@ -67,6 +76,6 @@ def test_candidates_order_and_labels():
     masks[2] = True
     cands = Candidates(masks=masks, scores=np.array([0.5, 0.9, 0.7]), offset=(10, 20))
     assert cands.order == [1, 2, 0]
-    assert cands.labels() == ["1: IoU 0.90 (1 px)", "2: IoU 0.70 (20 px)", "3: IoU 0.50 (10 px)"]
+    assert cands.labels() == ["1: IoU 0.90, 1 px", "2: IoU 0.70, 20 px", "3: IoU 0.50, 10 px"]
     with pytest.raises(ValueError):
         Candidates(masks=masks, scores=np.ones(2), offset=(0, 0))

@@ -8,11 +8,148 @@ it is tested without a viewer.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_sam._widgets.state import ExportConfig
+import numpy as np
+
+from napari_sam._widgets.state import (
+    AutomaticConfig,
+    Candidates,
+    ExportConfig,
+    InteractiveConfig,
+    PromptSet,
+)
 from napari_sam.core.progress import Progress, ProgressGen
+
+IN_MEMORY_LIMIT = 8192 * 8192  # labels read back from disk larger than this stay lazy (dask)
+
+
+# -- interactive ---------------------------------------------------------------------------
+def open_prompt_engine(source: Any, model: Any, config: InteractiveConfig) -> Any:
+    """A core ``RasterPredictor`` for ``source`` (a path or an (y, x[, bands]) array)."""
+    from napari_sam.core.prompts import RasterPredictor
+
+    return RasterPredictor(model=model, raster=source, store=config.store or None,
+                           model_name=getattr(model, "model_name", None),
+                           **config.tiling.core_kwargs())
+
+
+def polygon_mask(polygon_xy: np.ndarray, height: int, width: int) -> tuple[Any, np.ndarray]:
+    """``(Window, mask)``: a polygon (XY pixel centres) filled on its bounding window."""
+    from skimage.draw import polygon2mask
+
+    from napari_sam.core.window import Window
+
+    lo = np.clip(np.floor(polygon_xy.min(axis=0)).astype(int), 0, [width - 1, height - 1])
+    hi = np.clip(np.ceil(polygon_xy.max(axis=0)).astype(int) + 1, lo + 1, [width, height])
+    shape = (int(hi[1] - lo[1]), int(hi[0] - lo[0]))
+    mask = polygon2mask(shape, (polygon_xy - lo)[:, ::-1])
+    return Window(int(lo[1]), int(lo[0]), shape[0], shape[1]), mask
+
+
+def predict_candidates(engine: Any, prompts: PromptSet, *,
+                       multimask: bool = True) -> ProgressGen[Candidates]:
+    """Candidate masks for one object's prompts, placed on the tile core picked.
+
+    A polygon adds its filled outline as a mask prompt to its box. With
+    ``multimask`` core gives three candidates for a lone click (one otherwise).
+    """
+    yield Progress("prompt", 0, 1, "embedding and decoding")
+    mask_input = None
+    if prompts.polygon_xy is not None and len(prompts.polygon_xy) >= 3:
+        mask_input = polygon_mask(prompts.polygon_xy, engine.raster.height, engine.raster.width)
+    points = prompts.points_xy if len(prompts.points_xy) else None
+    labels = prompts.labels if len(prompts.points_xy) else None
+    result = engine.predict(points, labels, prompts.box_xyxy, mask_input, coords="pixel",
+                            multimask=None if multimask else False)
+    yield Progress("prompt", 1, 1, f"{len(result.scores)} candidate(s)")
+    return Candidates(masks=np.asarray(result.masks, dtype=bool),
+                      scores=np.asarray(result.scores, dtype=np.float64),
+                      offset=(int(result.window.y0), int(result.window.x0)))
+
+
+# -- automatic -----------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class AutomaticResult:
+    """Labels ((h, w) uint32, numpy or dask), the object table, georeference, outputs."""
+
+    labels: Any
+    table: Any
+    georeference: dict
+    n_tiles: int
+    folder: Path | None = None
+
+
+def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
+                  name: str = "labels") -> ProgressGen[AutomaticResult]:
+    """Embed (into ``config.store`` or a temporary store) and segment the whole raster.
+
+    With ``config.out_dir`` the outputs of ``napari-sam segment`` are written to
+    ``out_dir/<name>/`` atomically and the labels are read back (lazily when
+    large); else labels stream into an in-memory array. Closing the generator
+    (cancel) removes the temporary store and any half-written folder.
+    """
+    from napari_sam.core.embed import embed_raster
+    from napari_sam.core.generate import SegmentConfig, segment_tiles, store_embeddings
+    from napari_sam.core.objects import to_dataframe
+    from napari_sam.core.raster import open_raster
+
+    segment_config = SegmentConfig(**config.segment_options())
+    raster = open_raster(source)
+    raster = raster.select_bands(raster.default_bands())
+    folder = Path(config.out_dir) / name if config.out_dir else None
+    if folder is not None:
+        from napari_sam.core.atomic import check_writable
+
+        check_writable(folder, config.overwrite)
+    scratch = None if config.store else Path(tempfile.mkdtemp(prefix="napari-sam-"))
+    store_path = Path(config.store) if config.store else scratch / "embeddings.zarr"
+    try:
+        store = yield from embed_raster(raster, store_path, model, device=None,
+                                        model_name=getattr(model, "model_name", None),
+                                        **config.tiling.core_kwargs())
+
+        def produce(sink):
+            return (yield from segment_tiles(raster, store.grid, store_embeddings(store), model,
+                                             config=segment_config, sink=sink))
+
+        if folder is None:
+            labels = np.zeros((raster.height, raster.width), dtype=np.uint32)
+
+            def sink(y0: int, x0: int, window: np.ndarray) -> None:
+                labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
+
+            result = yield from produce(sink)
+            objects, n_tiles = result.objects, result.n_tiles
+        else:
+            from napari_sam.core.labels_io import read_labels
+            from napari_sam.core.segment_io import write_segmentation
+
+            holder: dict = {}
+
+            def produce_kept(sink):
+                holder["result"] = yield from produce(sink)
+                return holder["result"]
+
+            outputs = yield from write_segmentation(raster, folder, produce_kept,
+                                                    overwrite=config.overwrite)
+            objects, n_tiles = holder["result"].objects, holder["result"].n_tiles
+            on_disk = read_labels(outputs.labels)
+            labels = on_disk.to_dask()
+            if raster.height * raster.width <= IN_MEMORY_LIMIT:
+                labels = np.asarray(labels)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return AutomaticResult(labels=labels, table=to_dataframe(objects),
+                           georeference=raster.georeference(), n_tiles=n_tiles, folder=folder)
+
+
+# -- export --------------------------------------------------------------------------------
 
 
 def export_gen(labels: Any, geo: dict[str, Any], config: ExportConfig, *,

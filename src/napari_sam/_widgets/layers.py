@@ -18,6 +18,7 @@ from napari_sam._widgets.state import Candidates, PromptSet
 if TYPE_CHECKING:
     import napari.layers
 
+GEO_KEY = "napari_sam"  # layer.metadata[GEO_KEY]: {"transform": [a..f], "crs": WKT, ...}
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "red"
 
@@ -71,7 +72,8 @@ def raster_source(image: napari.layers.Image) -> Any:
 
     Full-resolution level for multiscale layers; (y, x) or (y, x, bands) arrays.
     """
-    path = getattr(image.source, "path", None)
+    geo = (image.metadata or {}).get(GEO_KEY) or {}
+    path = geo.get("path") or getattr(image.source, "path", None)
     if path:
         return str(path)
     return level0(image)
@@ -90,7 +92,8 @@ def new_points_layer(image: napari.layers.Image, name: str) -> napari.layers.Poi
         face_color="positive",
         face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
         border_color="white",
-        size=max(4.0, min(image_shape(image)) / 64),
+        size=max(4.0, min(image_shape(image)) / 40),
+        canvas_size_limits=(8, 24),  # screen pixels: visible at any zoom on any raster size
     )
     layer.feature_defaults["positive"] = True
     return layer
@@ -223,9 +226,6 @@ class LabelEditor:
         return used
 
 
-GEO_KEY = "napari_sam"  # layer.metadata[GEO_KEY] = {"transform": [a..f], "crs": WKT or None}
-
-
 def georeference(layer: napari.layers.Layer) -> dict[str, Any]:
     """``{"transform": [a, b, c, d, e, f] or None, "crs": WKT/str or None}`` from metadata.
 
@@ -247,7 +247,8 @@ def georeference(layer: napari.layers.Layer) -> dict[str, Any]:
 def set_georeference(layer: napari.layers.Layer, geo: dict[str, Any]) -> None:
     """Store ``geo`` (as returned by :func:`georeference`) in ``layer.metadata``."""
     meta = dict(layer.metadata or {})
-    meta[GEO_KEY] = {"transform": geo.get("transform"), "crs": geo.get("crs")}
+    shape = list(np.shape(level0(layer))[:2]) if hasattr(layer, "data") else None
+    meta[GEO_KEY] = {"transform": geo.get("transform"), "crs": geo.get("crs"), "shape": shape}
     layer.metadata = meta
 
 

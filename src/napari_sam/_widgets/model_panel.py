@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, SpinBox
 
 from napari_sam._widgets.state import ModelChoice, TilingChoice
 
@@ -29,11 +29,10 @@ def model_names() -> list[str]:
 
 
 def build_model(choice: ModelChoice) -> Any:
-    """Load the network for ``choice`` (in eval mode) on its device."""
-    from napari_sam.core.device import pick_device
-    from sam_model import build_sam
+    """Load the network for ``choice`` (eval mode, on its device, ``model_name`` set)."""
+    from napari_sam.core.models import load_model
 
-    return build_sam(choice.name, choice.checkpoint, device=pick_device(choice.device))
+    return load_model(choice.name, choice.checkpoint, device=choice.device)
 
 
 class ModelCache:
@@ -52,24 +51,30 @@ class ModelCache:
         return model
 
 
-class ModelPanel(Container):
-    """Model name, checkpoint, device, tile size and overlap."""
+class ModelPanel:
+    """Model name, checkpoint, device, tile size and overlap widgets.
 
-    def __init__(self, *, names: list[str] | None = None, tile_size: int = 1024,
-                 overlap: int = 128) -> None:
-        super().__init__(labels=True)
+    Not a container: a widget adds ``panel.widgets`` to its own labelled
+    column so that every label lines up.
+    """
+
+    def __init__(self, *, names: list[str] | None = None, tile_size: int = 0,
+                 overlap: int = -1) -> None:
         names = names or model_names()
         self.model_name = ComboBox(label="model", choices=names, value=names[0],
-                             tooltip="Network to run; sam_tiny is embedded and needs no download")
+                                   tooltip="Network to run; sam_tiny is embedded, no download")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", value="",
                                    filter="*.pt *.pth",
                                    tooltip="Optional official SAM/MobileSAM checkpoint file")
         self.device = ComboBox(label="device", choices=DEVICES, value="auto")
-        self.tile_size = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=tile_size,
-                                 tooltip="Tile side in raster pixels (the model's input size)")
-        self.overlap = SpinBox(label="overlap (px)", min=0, max=4096, step=16, value=overlap)
-        self.extend([self.model_name, self.checkpoint, self.device, self.tile_size, self.overlap])
-        self.margins = (0, 0, 0, 0)
+        self.tile_size = SpinBox(label="tile (px)", min=0, max=16384, step=64, value=tile_size,
+                                 tooltip="Tile side in raster pixels; auto: the model's input")
+        self.overlap = SpinBox(label="overlap (px)", min=-1, max=8192, step=16, value=overlap,
+                               tooltip="Tile overlap in raster pixels; auto: an eighth of a tile")
+        self.tile_size.native.setSpecialValueText("auto")
+        self.overlap.native.setSpecialValueText("auto")
+        self.widgets = [self.model_name, self.checkpoint, self.device, self.tile_size,
+                        self.overlap]
 
     def model_choice(self) -> ModelChoice:
         return ModelChoice.from_widget(self)

@@ -19,6 +19,12 @@ def _read(widget: Any, name: str) -> Any:
     return getattr(widget, name).value
 
 
+def _path_text(value: Any) -> str:
+    """A path widget's value as text; "" for nothing chosen (magicgui gives ".")."""
+    text = "" if value is None else str(value).strip()
+    return "" if text in ("", ".") else text
+
+
 class _FromWidget:
     """Mixin: map dataclass fields to widget attributes of the same name."""
 
@@ -61,8 +67,7 @@ class ModelChoice(_FromWidget):
     _widget_names = {"name": "model_name"}  # a magicgui widget already has a ``name``
 
     def __post_init__(self) -> None:
-        text = "" if self.checkpoint is None else str(self.checkpoint).strip()
-        object.__setattr__(self, "checkpoint", None if text in ("", ".") else text)
+        object.__setattr__(self, "checkpoint", _path_text(self.checkpoint) or None)
 
     def _widget_value(self, name: str) -> Any:
         return (self.checkpoint or "") if name == "checkpoint" else getattr(self, name)
@@ -70,39 +75,60 @@ class ModelChoice(_FromWidget):
 
 @dataclass(frozen=True)
 class TilingChoice(_FromWidget):
-    """Tile size and overlap in raster pixels (``tile_size`` = the model's input side)."""
+    """Tile size and overlap in raster pixels; 0 / -1 mean core's defaults.
 
-    tile_size: int = 1024
-    overlap: int = 128
+    The defaults are the model's input size for the tile and an eighth of it
+    for the overlap.
+    """
+
+    tile_size: int = 0
+    overlap: int = -1
 
     _widget_fields = ("tile_size", "overlap")
 
     def __post_init__(self) -> None:
-        if self.tile_size < 16:
-            raise ValueError(f"tile size must be at least 16 px, got {self.tile_size}")
-        if not 0 <= self.overlap < self.tile_size // 2:
-            raise ValueError(
-                f"overlap must be in [0, tile size / 2), got {self.overlap} for tile {self.tile_size}"
-            )
+        if self.tile_size and self.tile_size < 16:
+            raise ValueError(f"tile size must be at least 16 px (0: auto), got {self.tile_size}")
+        if self.tile_size and self.overlap >= self.tile_size:
+            raise ValueError(f"overlap ({self.overlap}) must be below the tile size "
+                             f"({self.tile_size})")
+
+    def core_kwargs(self) -> dict[str, int | None]:
+        """``tile_size`` and ``overlap`` for core (None: core's default)."""
+        return {"tile_size": self.tile_size or None,
+                "overlap": self.overlap if self.overlap >= 0 else None}
 
 
 @dataclass(frozen=True)
 class InteractiveConfig(_FromWidget):
-    """Settings of an interactive session: model, tiling and candidate output."""
+    """Settings of an interactive session.
+
+    ``store``: an embedding store made by ``napari-sam embed`` for this image
+    and model ("" keeps embeddings in memory); ``multimask``: three candidates
+    for a lone click (False: one); ``overwrite_labels``: an accepted mask may
+    replace existing labels.
+    """
 
     model: ModelChoice = field(default_factory=ModelChoice)
     tiling: TilingChoice = field(default_factory=TilingChoice)
+    store: str = ""
     multimask: bool = True
     overwrite_labels: bool = False
 
-    _widget_fields = ("multimask", "overwrite_labels")
+    _widget_fields = ("store", "multimask", "overwrite_labels")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "store", _path_text(self.store))
 
 
 @dataclass(frozen=True)
 class AutomaticConfig(_FromWidget):
     """Parameters of automatic segmentation (names and defaults as the CLI's).
 
-    ``max_area`` 0 means no upper limit; areas are in raster pixels.
+    Areas are in raster pixels; ``max_area`` 0 means no upper limit.
+    ``store``: an embedding store to use and complete ("" embeds into a
+    temporary one); ``out_dir``: also write ``labels.tif``/``objects.gpkg``
+    into ``out_dir/<name>/`` ("" keeps the result in memory only).
     """
 
     model: ModelChoice = field(default_factory=ModelChoice)
@@ -114,29 +140,26 @@ class AutomaticConfig(_FromWidget):
     box_nms_thresh: float = 0.7
     min_area: int = 0
     max_area: int = 0
+    store: str = ""
+    out_dir: str = ""
+    overwrite: bool = False
 
-    _widget_fields = (
-        "points_per_side",
-        "points_per_batch",
-        "pred_iou_thresh",
-        "stability_score_thresh",
-        "box_nms_thresh",
-        "min_area",
-        "max_area",
-    )
+    _segment_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
+                       "stability_score_thresh", "box_nms_thresh", "min_area", "max_area")
+    _widget_fields = _segment_fields + ("store", "out_dir", "overwrite")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "store", _path_text(self.store))
+        object.__setattr__(self, "out_dir", _path_text(self.out_dir))
         if self.points_per_side < 1:
             raise ValueError("points per side must be at least 1")
         if self.max_area and self.max_area < self.min_area:
             raise ValueError(f"max area {self.max_area} is below min area {self.min_area}")
 
-    def generator_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for core's automatic generator (tiling included)."""
-        out = {name: getattr(self, name) for name in self._widget_fields}
+    def segment_options(self) -> dict[str, Any]:
+        """The fields of core's ``SegmentConfig`` (``max_area`` None when unlimited)."""
+        out = {name: getattr(self, name) for name in self._segment_fields}
         out["max_area"] = self.max_area or None
-        out["tile_size"] = self.tiling.tile_size
-        out["overlap"] = self.tiling.overlap
         return out
 
 
@@ -162,9 +185,7 @@ class ExportConfig(_FromWidget):
 
     def __post_init__(self) -> None:
         for name in ("labels_path", "vectors_path"):
-            value = getattr(self, name)
-            text = "" if value is None else str(value)
-            object.__setattr__(self, name, "" if text in ("", ".") else text)
+            object.__setattr__(self, name, _path_text(getattr(self, name)))
         if self.vector_format not in VECTOR_FORMATS:
             raise ValueError(f"unknown vector format {self.vector_format!r}; use {VECTOR_FORMATS}")
         if self.simplify < 0:
@@ -218,9 +239,9 @@ class Candidates:
         return [int(i) for i in np.argsort(-np.asarray(self.scores), kind="stable")]
 
     def labels(self) -> list[str]:
-        """One display string per candidate, best first: "1: IoU 0.93 (812 px)"."""
+        """One display string per candidate, best first: "1: IoU 0.93, 812 px"."""
         return [
-            f"{rank + 1}: IoU {float(self.scores[i]):.2f} ({int(self.masks[i].sum())} px)"
+            f"{rank + 1}: IoU {float(self.scores[i]):.2f}, {int(self.masks[i].sum())} px"
             for rank, i in enumerate(self.order)
         ]
 

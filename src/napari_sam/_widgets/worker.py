@@ -73,8 +73,12 @@ class Task:
             self.worker.quit()
 
     def _event(self, event: Any) -> None:
-        if not isinstance(event, Progress):
+        if not isinstance(event, Progress) or self._finished_flag:
             return
+        # the widget first: napari's bars may process pending Qt events (the end of the
+        # run among them) while they update, and nothing may follow that end
+        if self._on_event is not None:
+            self._on_event(event)
         from napari.utils import progress
 
         bar = self._bars.get(event.stage)
@@ -86,8 +90,8 @@ class Task:
         step = event.done - bar.n
         if step:
             bar.update(step)
-        if self._on_event is not None:
-            self._on_event(event)
+        if self._finished_flag:  # the run ended while the bar was being updated
+            bar.close()
 
     def _returned(self, result: Any) -> None:
         self.state = "done"

@@ -1,0 +1,81 @@
+"""Automatic widget: a run gives a Labels layer with an object table; cancel stops a run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_sam._widgets.automatic import AutomaticWidget
+
+
+@pytest.fixture
+def auto(make_napari_viewer, model_factory, make_scene):
+    viewer = make_napari_viewer()
+    widget = AutomaticWidget(viewer, model_factory=model_factory, model_names=["sam_tiny"],
+                             tile_size=256, overlap=32)
+    viewer.window.add_dock_widget(widget, name="SAM automatic")
+    # random weights: open the filters so that some masks survive
+    widget.points_per_side.value = 2
+    widget.pred_iou_thresh.value = 0.0
+    widget.stability_score_thresh.value = 0.0
+    return viewer, widget
+
+
+def test_run_adds_labels_with_object_table_and_writes_outputs(auto, make_scene, wait_idle,
+                                                              tmp_path):
+    viewer, widget = auto
+    image = viewer.add_image(make_scene(), name="scene", rgb=True)
+    assert widget.image.value is image
+    widget.out_dir.value = tmp_path
+    task = widget.run()
+    assert widget.busy and widget.cancel_button.enabled and not widget.run_button.enabled
+    wait_idle(widget)
+    assert task.state == "done", widget.status.value
+    layer = viewer.layers["scene SAM objects"]
+    ids = np.unique(layer.data)
+    ids = ids[ids > 0]
+    assert len(ids) >= 1
+    table = layer.features
+    assert sorted(table["id"]) == ids.tolist()
+    assert {"predicted_iou", "stability_score", "area", "centroid_x"} <= set(table.columns)
+    for _, row in table.iterrows():
+        assert row["area"] == int((layer.data == row["id"]).sum())
+    assert np.allclose(layer.affine.affine_matrix, image.affine.affine_matrix)
+    folder = tmp_path / "scene"
+    assert {p.name for p in folder.iterdir()} == {"labels.tif", "objects.gpkg", "objects.csv"}
+    assert not widget.busy and widget.run_button.enabled and not widget.cancel_button.enabled
+    assert widget.status.value.startswith(f"{len(ids)} objects")
+
+
+def test_cancel_stops_the_run_and_leaves_nothing(auto, make_scene, tiny_model, wait_idle,
+                                                  tmp_path, monkeypatch):
+    import tempfile
+
+    viewer, widget = auto
+    viewer.add_image(make_scene(1024, 1024), name="big", rgb=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    encoded = []
+
+    def slow(module, args):  # each encoder call takes a while, without using the CPU
+        encoded.append(1)
+        time.sleep(0.2)
+
+    hook = tiny_model.image_encoder.register_forward_pre_hook(slow)
+    try:
+        widget.out_dir.value = tmp_path / "out"
+        task = widget.run()
+        task.worker.yielded.connect(lambda _event: widget.cancel())
+        wait_idle(widget)
+    finally:
+        hook.remove()
+    assert task.state == "cancelled"
+    assert widget.status.value == "cancelled"
+    assert 0 < len(encoded) < 25  # a 5x5 grid: stopped early
+    assert "big SAM objects" not in viewer.layers
+    assert not (tmp_path / "out" / "big").exists()
+    assert list(scratch.iterdir()) == []  # the temporary embedding store is gone
+    assert widget.run_button.enabled and not widget.progress.visible
