@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" /
+                        "bench_embed.json", help="write the results here")
     parser.add_argument("--child", nargs=2, metavar=("RASTER", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -143,6 +144,8 @@ def main(argv=None) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     results = {}
+    conditions = {"cpu_count": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0],
+                  "date": time.strftime("%Y-%m-%d %H:%M")}
     for size in args.sizes:
         raster = workdir / f"raster_{size}.tif"
         t0 = time.perf_counter()
@@ -172,7 +175,9 @@ def main(argv=None) -> int:
               f"(target <= 1.3, both < 2048 MB)")
         print(f"time per tile ratio: {per_tile:.2f} (1.0 = linear in tiles)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"conditions": conditions, "results": results},
+                                        indent=2))
     return 0
 
 
