@@ -24,7 +24,7 @@ arrive tile by tile and the decision is greedy in that order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -51,20 +51,21 @@ class Candidate:
     tile: tuple[int, int]
     point: tuple[float, float]
 
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        """Global box XYXY, end-exclusive: (x0, y0, x1, y1)."""
+    def __post_init__(self) -> None:
         h, w = self.mask.shape
-        return (self.x0, self.y0, self.x0 + w, self.y0 + h)
+        # derived values, computed once (the dataclass is frozen)
+        object.__setattr__(self, "box", (int(self.x0), int(self.y0), int(self.x0) + w,
+                                         int(self.y0) + h))
+        object.__setattr__(self, "area", int(np.count_nonzero(self.mask)))
+        object.__setattr__(self, "rank", (float(self.predicted_iou),
+                                          float(self.stability_score)))
 
-    @property
-    def area(self) -> int:
-        return int(self.mask.sum())
-
-    @property
-    def rank(self) -> tuple[float, float]:
-        """Sort key: higher is better (predicted IoU, then stability)."""
-        return (float(self.predicted_iou), float(self.stability_score))
+    box: tuple[int, int, int, int] = field(init=False, repr=False)
+    """Global box XYXY, end-exclusive: (x0, y0, x1, y1)."""
+    area: int = field(init=False, repr=False)
+    """Pixel count of the mask."""
+    rank: tuple[float, float] = field(init=False, repr=False)
+    """Sort key, higher is better: (predicted IoU, stability score)."""
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -256,11 +257,12 @@ class CrossTileDeduplicator:
     def __init__(self, *, box_nms_thresh: float = 0.7, mask_iou_thresh: float = 0.5) -> None:
         self.box_nms_thresh = float(box_nms_thresh)
         self.mask_iou_thresh = float(mask_iou_thresh)
-        self._kept: list[Candidate] = []
+        self._kept: dict[tuple[int, int], list[Candidate]] = {}  # by tile
+        self._extent: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # union of boxes
         self.n_duplicates = 0
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return sum(len(v) for v in self._kept.values())
 
     def _same_object(self, a: Candidate, b: Candidate) -> bool:
         return (
@@ -268,11 +270,21 @@ class CrossTileDeduplicator:
             or mask_iou(a, b) > self.mask_iou_thresh
         )
 
+    def _store(self, tile: tuple[int, int], kept: list[Candidate]) -> None:
+        if not kept:
+            self._kept.pop(tile, None)
+            self._extent.pop(tile, None)
+            return
+        b = np.array([k.box for k in kept])
+        self._kept[tile] = kept
+        self._extent[tile] = (int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()),
+                              int(b[:, 3].max()))
+
     def add(self, candidates: list[Candidate]) -> None:
         """Merge one tile's candidates, best first, into the kept set.
 
-        All candidates are from one tile; they are compared with the kept
-        candidates of other tiles whose boxes intersect theirs.
+        They are compared with the kept candidates of other tiles whose boxes
+        intersect theirs.
         """
         if not candidates:
             return
@@ -281,7 +293,11 @@ class CrossTileDeduplicator:
             for t in dict.fromkeys(c.tile for c in candidates):
                 self.add([c for c in candidates if c.tile == t])
             return
-        others = [k for k in self._kept if k.tile != tile]
+        b = np.array([c.box for c in candidates])
+        ux0, uy0, ux1, uy1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+        near_tiles = [t for t, (x0, y0, x1, y1) in self._extent.items()
+                      if t != tile and x0 < ux1 and x1 > ux0 and y0 < uy1 and y1 > uy0]
+        others = [k for t in near_tiles for k in self._kept[t]]
         boxes = np.array([k.box for k in others], dtype=np.int64).reshape(-1, 4)
         gone: set[int] = set()
         added: list[Candidate] = []
@@ -297,7 +313,10 @@ class CrossTileDeduplicator:
             self.n_duplicates += len(rivals)
             gone.update(id(k) for k in rivals)
             added.append(cand)
-        self._kept = [k for k in self._kept if id(k) not in gone] + added
+        if gone:
+            for t in near_tiles:
+                self._store(t, [k for k in self._kept[t] if id(k) not in gone])
+        self._store(tile, self._kept.get(tile, []) + added)
 
     def pop_settled(self, reach_y: int) -> list[Candidate]:
         """Remove and return kept candidates entirely above row ``reach_y``.
@@ -305,11 +324,14 @@ class CrossTileDeduplicator:
         ``reach_y``: no tile still to come covers a row above it, so those
         candidates can no longer be duplicated. Returned in (y0, x0) order.
         """
-        settled = [k for k in self._kept if k.box[3] <= reach_y]
-        self._kept = [k for k in self._kept if k.box[3] > reach_y]
+        settled = []
+        for t in list(self._kept):
+            kept = self._kept[t]
+            settled.extend(k for k in kept if k.box[3] <= reach_y)
+            self._store(t, [k for k in kept if k.box[3] > reach_y])
         settled.sort(key=lambda c: (c.y0, c.x0, -c.rank[0], -c.rank[1]))
         return settled
 
     def lowest_pending_row(self) -> int | None:
         """Top row of the highest-up candidate still pending; None when none is."""
-        return min((k.y0 for k in self._kept), default=None)
+        return min((e[1] for e in self._extent.values()), default=None)

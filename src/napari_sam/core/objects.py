@@ -13,7 +13,7 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRecord:
     """One object as painted in the labels raster (raster pixel coordinates).
 
