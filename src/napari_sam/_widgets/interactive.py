@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -28,17 +27,23 @@ from magicgui.widgets import (
 
 from napari_sam._widgets import layers as L
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
+from napari_sam._widgets.session import CANDIDATE, LABELS, PromptLayers
 from napari_sam._widgets.state import Candidates, InteractiveConfig, PromptSet
 from napari_sam._widgets.worker import Task, describe
 
 if TYPE_CHECKING:
     import napari
 
-POINTS, BOXES, CANDIDATE, LABELS = "SAM points", "SAM boxes", "SAM candidate", "SAM labels"
+__all__ = ["CANDIDATE", "LABELS", "InteractiveWidget"]
 
 
 class InteractiveWidget(Container):
-    """Dock widget for prompt-based segmentation of the selected image layer."""
+    """Dock widget for prompt-based segmentation of the selected image layer.
+
+    ``model_factory`` (ModelChoice -> Sam) replaces loading the chosen model
+    (tests pass a tiny one); ``tile_size``/``overlap`` preset the tiling
+    (0 / -1: core's defaults).
+    """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, *,
                  model_factory: ModelFactory | None = None,
@@ -51,8 +56,6 @@ class InteractiveWidget(Container):
         self._engine_key: tuple | None = None
         self._task: Task | None = None
         self._pending = False
-        self._clearing = False
-        self._editor: L.LabelEditor | None = None
         self.candidates: Candidates | None = None
 
         self.image = create_widget(annotation="napari.layers.Image", label="image")
@@ -76,91 +79,53 @@ class InteractiveWidget(Container):
             Container(widgets=[self.accept_button, self.undo_button], layout="horizontal",
                       labels=False), self.clear_button, self.status,
         ])
+        self.layers = PromptLayers(napari_viewer, on_change=self._prompts_changed, keys={
+            "a": self.accept, "z": self.undo, "n": self.next_candidate,
+            "t": self.toggle_positive})
         self.image.changed.connect(self._image_changed)
-        self.positive.changed.connect(self._positive_changed)
+        self.positive.changed.connect(self.layers.set_positive)
         self.predict_button.changed.connect(self.predict)
         self.candidate.changed.connect(self._show_selected)
         self.accept_button.changed.connect(self.accept)
         self.undo_button.changed.connect(self.undo)
         self.clear_button.changed.connect(self.clear_prompts)
-        self._bind_keys(napari_viewer)
         self._image_changed(self.image.value)
-
-    def _bind_keys(self, target: Any) -> Any:
-        """A accept, Z undo, N next candidate, T toggle: on the viewer and on our layers
-        (a layer's own keys, such as Z for pan/zoom, would otherwise win)."""
-        for key, action in (("a", self.accept), ("z", self.undo), ("n", self.next_candidate),
-                            ("t", self.toggle_positive)):
-            target.bind_key(key, _ignore_arg(action), overwrite=True)
-        return target
-
-    # layers ---------------------------------------------------------------
-    def _layer(self, name: str) -> Any:
-        return self._viewer.layers[name] if name in self._viewer.layers else None
 
     @property
     def points_layer(self) -> napari.layers.Points | None:
-        return self._layer(POINTS)
+        return self.layers.points
 
     @property
     def shapes_layer(self) -> napari.layers.Shapes | None:
-        return self._layer(BOXES)
+        return self.layers.shapes
 
     @property
-    def labels_layer(self) -> napari.layers.Labels | None:
-        return self._layer(LABELS)
+    def busy(self) -> bool:
+        return self._task is not None and self._task.running
 
     def _image_changed(self, image: napari.layers.Image | None) -> None:
         self._engine = self._engine_key = None
         self._set_candidates(None)
-        if image is None:
-            return
-        points, shapes = self.points_layer, self.shapes_layer
-        if points is None:
-            points = self._bind_keys(self._viewer.add_layer(L.new_points_layer(image, POINTS)))
-            points.events.data.connect(self._prompts_changed)
-        if shapes is None:
-            shapes = self._bind_keys(self._viewer.add_layer(L.new_shapes_layer(image, BOXES)))
-            shapes.events.data.connect(self._prompts_changed)
-        for layer in (points, shapes):
-            layer.affine = L.aligned_affine(image)
-        self._positive_changed(self.positive.value)
-        self._keep_points_active()
-        points.mode = "add"
-
-    def _keep_points_active(self) -> None:
-        """Re-select the points layer after adding a layer, so clicks keep adding prompts."""
-        if self.points_layer is not None:
-            self._viewer.layers.selection.active = self.points_layer
-
-    def _positive_changed(self, value: bool) -> None:
-        points = self.points_layer
-        if points is not None:
-            points.feature_defaults["positive"] = bool(value)
+        if image is not None:
+            self.layers.attach(image, positive=self.positive.value)
 
     def _prompts_changed(self, event: Any = None) -> None:
-        if self._clearing:
-            return
-        action = getattr(event, "action", None)
-        if str(action).lower().endswith(("adding", "removing", "changing")):
+        action = str(getattr(event, "action", "")).lower()
+        if action.endswith(("adding", "removing", "changing")):
             return  # wait for the completed "added"/"removed"/"changed" event
         if self.auto_predict.value:
             self.predict()
 
-    # actions --------------------------------------------------------------
     def config(self) -> InteractiveConfig:
         return InteractiveConfig.from_widget(
             self, model=self.model.model_choice(), tiling=self.model.tiling_choice())
 
     def prompts(self) -> PromptSet:
+        """The current prompts in the image's pixel frame (empty without an image)."""
         image = self.image.value
         if image is None:
             return PromptSet()
         return L.prompts_from_layers(image, self.points_layer, self.shapes_layer)
-
-    @property
-    def busy(self) -> bool:
-        return self._task is not None and self._task.running
 
     def predict(self, *_: Any) -> Task | None:
         """Run a prediction for the current prompts in a worker; the last change wins."""
@@ -171,7 +136,11 @@ class InteractiveWidget(Container):
         if self.busy:
             self._pending = True
             return self._task
-        config = self.config()
+        try:
+            config = self.config()
+        except ValueError as exc:
+            self.status.value = str(exc)
+            return None
         key = (id(image), config.model, config.tiling, config.store)
         if key != self._engine_key:
             self._engine, self._engine_key = None, key
@@ -204,8 +173,9 @@ class InteractiveWidget(Container):
         choices = self._candidate_labels()
         if choices:
             self.candidate.value = choices[0]
-        if candidates is not None:
             self.status.value = f"{len(choices)} candidate(s); A accepts, N shows the next"
+        elif candidates is not None:
+            self.status.value = "no candidate here (nodata?)"
         self._show_selected()
 
     def _candidate_labels(self, *_: Any) -> list[str]:
@@ -219,18 +189,11 @@ class InteractiveWidget(Container):
         return self.candidates.order[choices.index(self.candidate.value)]
 
     def _show_selected(self, *_: Any) -> None:
-        image, index = self.image.value, self.selected_index()
-        if image is None or (index is None and self._layer(CANDIDATE) is None):
-            return
-        created = CANDIDATE not in self._viewer.layers
-        layer = L.show_candidate(self._viewer, image,
-                                 self.candidates if index is not None else None, index or 0,
-                                 CANDIDATE)
-        if created:
-            self._bind_keys(layer)
-            self._keep_points_active()
+        if self.image.value is not None:
+            self.layers.show(self.image.value, self.candidates, self.selected_index())
 
     def next_candidate(self) -> None:
+        """Show the next candidate (in decreasing score order, wrapping around)."""
         choices = self._candidate_labels()
         if choices:
             rank = choices.index(self.candidate.value) if self.candidate.value in choices else -1
@@ -238,70 +201,29 @@ class InteractiveWidget(Container):
 
     def toggle_positive(self) -> None:
         """Flip the sign of the next points; in select mode, of the selected points."""
-        points = self.points_layer
-        selected = sorted(points.selected_data) if points is not None else []
-        if selected and points.mode == "select":
-            flags = np.asarray(points.features["positive"], dtype=bool).copy()
-            flags[selected] = ~flags[selected]
-            points.features["positive"] = flags
-            points.refresh_colors()
-            self._prompts_changed()
-        else:
+        if not self.layers.flip_selected():
             self.positive.value = not self.positive.value
-
-    def _labels_editor(self) -> L.LabelEditor:
-        labels = self.labels_layer
-        if labels is None:
-            from napari.layers import Labels
-
-            image = self.image.value
-            data = np.zeros(L.image_shape(image), dtype=np.uint32)
-            labels = self._viewer.add_layer(
-                Labels(data, name=LABELS, affine=L.aligned_affine(image), opacity=0.6))
-            geo = L.georeference(image)
-            if geo["transform"] is None and self._engine is not None:
-                geo = self._engine.raster.georeference()
-            L.set_georeference(labels, geo)
-            self._bind_keys(labels)
-            self._keep_points_active()
-            self._viewer.layers.move(self._viewer.layers.index(labels),
-                                     self._viewer.layers.index(self.points_layer))
-        if self._editor is None or self._editor.layer is not labels:
-            self._editor = L.LabelEditor(labels)
-        return self._editor
 
     def accept(self, *_: Any) -> int:
         """Write the shown candidate into "SAM labels" with a new id; clear the prompts."""
-        index = self.selected_index()
-        if index is None or self.busy:
+        index, image = self.selected_index(), self.image.value
+        if index is None or image is None or self.busy:
             return 0
-        new_id = self._labels_editor().paste(self.candidates.masks[index],
-                                             self.candidates.offset,
-                                             overwrite=self.overwrite_labels.value)
+        engine = self._engine
+        fallback = (lambda: engine.raster.georeference()) if engine is not None else None
+        new_id = self.layers.editor(image, fallback).paste(
+            self.candidates.masks[index], self.candidates.offset,
+            overwrite=self.overwrite_labels.value)
         self.status.value = f"accepted object {new_id}" if new_id else "nothing new to accept"
         self.clear_prompts()
         return new_id
 
     def undo(self, *_: Any) -> int:
-        used = self._editor.undo() if self._editor is not None else 0
+        """Remove the last accepted object (restoring what it covered); its id, or 0."""
+        used = self.layers.undo()
         self.status.value = f"removed object {used}" if used else "nothing to undo"
         return used
 
     def clear_prompts(self, *_: Any) -> None:
-        self._clearing = True
-        try:
-            for layer in (self.points_layer, self.shapes_layer):
-                if layer is not None and len(layer.data):
-                    layer.selected_data = set(range(len(layer.data)))
-                    layer.remove_selected()
-        finally:
-            self._clearing = False
+        self.layers.clear()
         self._set_candidates(None)
-
-
-def _ignore_arg(action):
-    def call(_viewer_or_layer: Any) -> None:
-        action()
-
-    call.__name__ = call.__doc__ = action.__name__
-    return call
