@@ -10,6 +10,7 @@ flight, which bounds the client's memory whatever the raster's size.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -78,8 +79,12 @@ def dask_executor(*, scheduler: str | None = None, workers: int | None = None,
         return
     if workers is None or workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    extra = {}
+    if processes:  # share the cores between worker processes instead of oversubscribing them
+        share = max(1, (os.cpu_count() or 1) // int(workers))
+        extra["env"] = {"OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share)}
     cluster = LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker,
-                           processes=processes, dashboard_address=None)
+                           processes=processes, dashboard_address=None, **extra)
     client = Client(cluster)
     try:
         yield DaskExecutor(client=client)
