@@ -102,3 +102,11 @@ def test_screenshot_with_the_widget_docked(session, qtbot, wait_idle):
     assert len(colours) > 50 and shot[..., :3].std() > 10
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(shot[..., :3]).save(SCREENSHOT)
+
+
+def test_prompt_outside_the_raster_reports_the_error(session, wait_idle):
+    viewer, image, widget = session
+    widget.points_layer.add([-40.0, 300.0])
+    wait_idle(widget)
+    assert widget.status.value.startswith("prediction failed: prompt outside the raster")
+    assert widget.candidates is None and widget.accept() == 0
