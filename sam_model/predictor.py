@@ -132,6 +132,19 @@ class SamPredictor:
             raise RuntimeError("no image set: call set_image() or set_image_embedding() first")
 
     # -- prompts -----------------------------------------------------------------
+    def _to_input_frame(self, coords: np.ndarray) -> np.ndarray:
+        """...x2 XY pixels of the original image -> the model's input frame.
+
+        Scales by ``input_size / original_size``, which is the longest-side
+        resize after ``set_image`` and the identity for an embedding restored
+        with ``input_size == original_size`` (tiles of the tiled engine).
+        """
+        (h, w), (newh, neww) = self.original_size, self.input_size
+        out = np.array(coords, dtype=np.float64, copy=True)
+        out[..., 0] *= neww / w
+        out[..., 1] *= newh / h
+        return out
+
     def predict(
         self,
         point_coords: np.ndarray | None = None,
@@ -164,12 +177,12 @@ class SamPredictor:
             pl = np.asarray(point_labels).reshape(-1)
             if len(pl) != len(pc):
                 raise SamModelError(f"{len(pc)} points but {len(pl)} labels")
-            pc = self.transform.apply_coords(pc, self.original_size)
+            pc = self._to_input_frame(pc)
             coords = torch.as_tensor(pc, dtype=torch.float32, device=self.device)[None]
             labels = torch.as_tensor(pl.astype(np.int64), device=self.device)[None]
         if box is not None:
-            b = self.transform.apply_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4)[:1],
-                                           self.original_size)
+            b = self._to_input_frame(np.asarray(box, dtype=np.float64).reshape(-1, 2, 2)[:1])
+            b = b.reshape(-1, 4)
             box_t = torch.as_tensor(b, dtype=torch.float32, device=self.device)
         if mask_input is not None:
             m = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)

@@ -184,3 +184,26 @@ def test_resize_is_antialiased_bilinear():
     np.testing.assert_allclose(boxes, [[0, 0, 1024, 768]])
     tb = tr.apply_boxes_torch(torch.tensor([[0.0, 0.0, 400.0, 300.0]]), (300, 400))
     torch.testing.assert_close(tb, torch.tensor([[0.0, 0.0, 1024.0, 768.0]]))
+
+
+def test_predict_on_restored_tile_embedding_matches_predict_torch():
+    """A restored embedding with input_size == original_size (an edge tile of
+    the tiled engine) takes prompts in tile pixels, unscaled."""
+    from sam_model import SamPredictor, build_sam_from_config, encode_images
+    from sam_model.configs import tiny_test_config
+
+    torch.manual_seed(0)
+    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
+    pred = SamPredictor(model)
+    with torch.no_grad():
+        feats = encode_images(model, torch.rand(1, 3, 200, 150) * 255)
+    pred.set_image_embedding(feats, original_size=(200, 150), input_size=(200, 150))
+    masks, iou, low = pred.predict(
+        point_coords=np.array([[40.0, 60.0]]), point_labels=np.array([1]),
+        box=np.array([10.0, 20.0, 120.0, 180.0]))
+    t_masks, t_iou, t_low = pred.predict_torch(
+        torch.tensor([[[40.0, 60.0]]]), torch.tensor([[1]]),
+        boxes=torch.tensor([[10.0, 20.0, 120.0, 180.0]]))
+    np.testing.assert_array_equal(masks, t_masks[0].numpy())
+    np.testing.assert_allclose(iou, t_iou[0].numpy())
+    np.testing.assert_allclose(low, t_low[0].numpy())
