@@ -1,0 +1,107 @@
+"""Train sam_tiny from scratch on generated scenes: ``python -m sam_model.train``.
+
+Needs only torch, numpy, scipy and scikit-image, so it runs on a bare GPU
+machine with the repository on ``PYTHONPATH``. Resumes from ``OUT/last.pt``;
+``--export`` writes the float16 weights file, ``--eval-scenes N`` scores the
+result on held-out generated scenes (see :mod:`.evaluate`).
+
+Example (the command recorded in ``sam_model/weights/MODEL_CARD.md``)::
+
+    python -m sam_model.train --out runs/sam_tiny --time-budget-minutes 16 --workers 14 \\
+        --max-minutes 8.5 --export runs/sam_tiny/sam_tiny.pt --eval-scenes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .data import BatchPlan
+from .loop import TrainConfig, export_weights, train
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sam_model.train", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="run folder (checkpoint last.pt, log.jsonl)")
+    p.add_argument("--steps", type=int, default=100000, help="most steps to run")
+    p.add_argument("--time-budget-minutes", type=float, default=None,
+                   help="total training time of the run (all sittings); the learning-rate "
+                        "schedule follows it")
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objects", type=int, default=16, help="target objects per crop")
+    p.add_argument("--pixels-per-batch", type=int, default=24 * 384 * 384)
+    p.add_argument("--crop-sizes", default="256,384,512")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (with a checkpoint) after this many minutes of training")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--export", default=None, help="write float16 weights here at the end")
+    p.add_argument("--eval-scenes", type=int, default=0,
+                   help="evaluate on this many held-out scenes at the end")
+    p.add_argument("--eval-size", type=int, default=1024, help="side of the held-out scenes")
+    p.add_argument("--eval-json", default=None, help="write the evaluation here as JSON")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from sam_model.sam_tiny import build_sam_tiny
+
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(args.seed)
+    sizes = tuple(int(v) for v in args.crop_sizes.split(","))
+    default_plan = BatchPlan()
+    weights = (default_plan.crop_weights if sizes == default_plan.crop_sizes
+               else tuple(1.0 for _ in sizes))
+    model = build_sam_tiny(pretrained=False).to(device)
+    config = TrainConfig(
+        steps=args.steps, lr=args.lr, rounds=args.rounds, seed=args.seed, workers=args.workers,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        time_budget_s=None if args.time_budget_minutes is None else args.time_budget_minutes * 60,
+        plan=BatchPlan(objects=args.objects, pixels_per_batch=args.pixels_per_batch,
+                       crop_sizes=sizes, crop_weights=weights),
+    )
+    t0 = time.time()
+    gen = train(model, config=config, run_dir=args.out,
+                max_seconds=None if args.max_minutes is None else args.max_minutes * 60)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        print(f"[{time.time() - t0:7.1f}s] step {event.done}/{event.total} {event.message}",
+              flush=True)
+    print(f"stopped at step {result.step} (finished: {result.finished}); "
+          f"training wall time so far {result.wall_s:.0f} s", flush=True)
+    model.eval()
+    if args.export:
+        digest = export_weights(model, args.export)
+        size = Path(args.export).stat().st_size
+        print(f"exported {args.export}: {size / 1e6:.2f} MB sha256 {digest}", flush=True)
+    if args.eval_scenes:
+        from .evaluate import evaluate_scenes
+
+        if args.export:  # score exactly what was exported (float16 weights)
+            model = build_sam_tiny(checkpoint=args.export).to(device)
+        report = evaluate_scenes(model, count=args.eval_scenes, size=args.eval_size)
+        print(json.dumps(report, indent=1), flush=True)
+        if args.eval_json:
+            Path(args.eval_json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

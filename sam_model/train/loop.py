@@ -1,0 +1,392 @@
+"""The training loop: simulated interactive sessions, checkpoints, resume, export.
+
+One step takes a batch of crops (see :mod:`.data`), embeds them, and plays
+``rounds`` rounds of interaction per target object, as in the SAM paper: the
+first prompt is a random point inside the object (decoded with the three
+multimask outputs, of which only the best gets the mask loss) or a noisy box;
+each later round adds a click drawn from the error region of the previous
+prediction and, usually, feeds that prediction's low-res logits back as the
+mask prompt. The loss of every round (20:1 focal:dice, plus MSE of the
+predicted IoU) is averaged.
+
+Crops keep the inference geometry: a crop placed at ``offset`` in the 1024
+input frame is embedded alone (the encoder is fully convolutional), the dense
+positional encoding is sliced at the offset, prompts are shifted into the
+frame, and the low-res masks are 4x the crop's embedding grid.
+
+:func:`train` is a generator of progress events returning a
+:class:`TrainResult`; it checkpoints every ``checkpoint_every`` steps and on
+a time limit or SIGTERM, and resumes from ``run_dir/last.pt``. Batches and
+click sampling depend only on ``(seed, step)``, so a resumed run equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import BatchPlan, BatchStream, batch_loader, prepare_pairs
+from .interact import error_clicks, noisy_boxes, random_points_in
+from .losses import LossWeights, sam_loss
+
+CHECKPOINT_NAME = "last.pt"
+# Settings that may differ when a run is resumed: how long it runs, and bookkeeping.
+EXTENDABLE = ("steps", "time_budget_s", "workers", "checkpoint_every", "log_every")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a run (stored in its checkpoints).
+
+    With ``time_budget_s`` the run ends after that much training time or
+    ``steps`` steps, whichever comes first, and the learning-rate schedule
+    follows whichever is further along (a run sized by the clock; not
+    reproducible step for step). Without it everything depends on the step.
+    """
+
+    steps: int = 20000
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 300
+    min_lr_ratio: float = 0.05
+    rounds: int = 8
+    point_first_prob: float = 0.5
+    mask_input_prob: float = 0.8
+    grad_clip: float = 1.0
+    freeze_encoder: bool = False
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    amp: bool = True
+    workers: int = 0
+    time_budget_s: float | None = None
+    plan: BatchPlan = field(default_factory=BatchPlan)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        plan = BatchPlan(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in d.pop("plan").items()})
+        loss = LossWeights(**d.pop("loss"))
+        return cls(plan=plan, loss=loss, **d)
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress of a run (same fields as ``napari_sam.core.progress.Progress``)."""
+
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call of :func:`train` did."""
+
+    step: int
+    finished: bool
+    wall_s: float
+    checkpoint: Path
+    history: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------ one step
+
+def _normalise(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """BxSxSx3 uint8 -> Bx3xSxS normalised float."""
+    x = images.permute(0, 3, 1, 2).float()
+    return (x - model.pixel_mean) / model.pixel_std
+
+
+def interactive_loss(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    *,
+    rounds: int,
+    generator: torch.Generator,
+    point_first: bool,
+    use_mask_input: bool,
+    freeze_encoder: bool = False,
+    weights: LossWeights | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean loss over ``rounds`` simulated rounds for every object of ``batch``.
+
+    Returns the loss (with gradient) and statistics: the true IoU of the
+    first and last rounds' chosen masks and the loss parts.
+    """
+    weights = weights or LossWeights()
+    device = model.pixel_mean.device
+    images = batch["image"].to(device, non_blocking=True)
+    gt = batch["masks"].to(device, non_blocking=True).flatten(0, 1)
+    valid = batch["valid"].to(device, non_blocking=True).flatten()
+    k = batch["masks"].shape[1]
+    oy, ox = (int(v) for v in batch["offset"])
+    x = _normalise(model, images)
+    if freeze_encoder:
+        with torch.no_grad():
+            emb = model.image_encoder(x)
+    else:
+        emb = model.image_encoder(x)
+    emb = emb.repeat_interleave(k, 0)
+    h, w = emb.shape[-2:]
+    pe = model.prompt_encoder.get_dense_pe()[..., oy // 16: oy // 16 + h, ox // 16: ox // 16 + w]
+    shift = torch.tensor([ox, oy], device=device, dtype=torch.float32)
+    n = gt.shape[0]
+    rows = torch.arange(n, device=device)
+    pts = torch.zeros(n, 0, 2, device=device)
+    labs = torch.zeros(n, 0, dtype=torch.long, device=device)
+    box = None
+    if point_first:
+        p, _ = random_points_in(gt, generator)
+        pts, labs = p[:, None], torch.ones(n, 1, dtype=torch.long, device=device)
+    else:
+        box = noisy_boxes(gt, generator)
+    total = torch.zeros((), device=device)
+    stats: dict[str, torch.Tensor] = {}
+    prev_low = pred = None
+    for r in range(rounds):
+        if r > 0:
+            p, lab = error_clicks(pred, gt, generator)
+            pts = torch.cat([pts, p[:, None]], 1)
+            labs = torch.cat([labs, lab[:, None]], 1)
+        points = (pts + shift, labs) if pts.shape[1] else None
+        boxes = box + shift.repeat(2) if box is not None else None
+        masks_in = prev_low if (r > 0 and use_mask_input) else None
+        sparse, dense = model.prompt_encoder(points, boxes, masks_in)
+        if masks_in is None:
+            dense = dense[..., :h, :w]  # the constant "no mask" embedding, at the crop's size
+        multimask = r == 0 and point_first
+        low, iou = model.mask_decoder(emb, pe, sparse, dense, multimask)
+        up = F.interpolate(low.float(), size=gt.shape[-2:], mode="bilinear", align_corners=False)
+        parts = sam_loss(up, iou.float(), gt, weights=weights, valid=valid)
+        total = total + parts.total
+        with torch.no_grad():
+            pick = iou.argmax(1) if multimask else torch.zeros(n, dtype=torch.long, device=device)
+            prev_low = low[rows, pick][:, None].detach().float()
+            pred = up[rows, pick] > 0
+            if r == 0 or r == rounds - 1:
+                chosen = ((pred & gt).flatten(1).sum(1).float()
+                          / (pred | gt).flatten(1).sum(1).clamp(min=1).float())
+                key = "iou_first" if r == 0 else "iou_last"
+                stats[key] = (chosen * valid).sum() / valid.sum().clamp(min=1)
+        if r == 0:
+            stats.update(focal=parts.focal, dice=parts.dice, iou_mse=parts.iou_mse)
+    loss = total / rounds
+    stats["loss"] = loss.detach()
+    # one device sync per step, not one per round
+    names = list(stats)
+    values = torch.stack([stats[k].float() for k in names]).tolist()
+    return loss, dict(zip(names, values))
+
+
+# ------------------------------------------------------------ schedule, checkpoints
+
+def progress_of(step: int, wall_s: float, config: TrainConfig) -> float:
+    """Fraction of the run done: by steps, or by time when that is further along."""
+    done = step / max(1, config.steps)
+    if config.time_budget_s:
+        done = max(done, wall_s / config.time_budget_s)
+    return min(1.0, done)
+
+
+def lr_at(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_lr_ratio * lr``
+    at the end of the run (see :func:`progress_of`)."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    start = config.warmup / max(1, config.steps)
+    t = min(1.0, max(0.0, progress_of(step, wall_s, config) - start) / max(1e-9, 1 - start))
+    ratio = config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    return config.lr * ratio
+
+
+def _trainable(model: nn.Module, config: TrainConfig) -> list[nn.Parameter]:
+    if config.freeze_encoder:
+        return [p for name, p in model.named_parameters() if not name.startswith("image_encoder.")]
+    return list(model.parameters())
+
+
+def save_checkpoint(path: Path, *, model, optimizer, step, config, wall_s, history,
+                    model_name) -> None:
+    """Write a resumable checkpoint atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "config": config.to_dict(),
+        "wall_s": wall_s,
+        "history": history,
+        "model_name": model_name,
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint_state(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The dict written by :func:`save_checkpoint` (read with ``weights_only``)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def export_weights(model: nn.Module, path: str | os.PathLike, *, half: bool = True) -> str:
+    """Write the model's state dict (official key names) atomically; return its sha256.
+
+    With ``half`` floating tensors are stored as float16 (loading casts them
+    back to the model's float32).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.detach().to("cpu", torch.float16) if half and v.is_floating_point()
+                 else v.detach().cpu()).contiguous()
+             for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(flag: dict):
+    """Turn SIGTERM into a request to stop after the current step (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ------------------------------------------------------------ the loop
+
+def train(
+    model: nn.Module,
+    *,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    model_name: str = "sam_tiny",
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    max_seconds: float | None = None,
+    resume: bool = True,
+) -> Generator[TrainEvent, None, TrainResult]:
+    """Train ``model`` in place (on its device) for ``config.steps`` steps.
+
+    ``pairs`` None trains on generated scenes; otherwise on crops of the
+    given (image HxWx3 uint8, labels HxW int) pairs. Checkpoints go to
+    ``run_dir/last.pt``; with ``resume`` an existing one is continued (its
+    config must match, except for the fields in ``EXTENDABLE``). Stops early, with a checkpoint, after ``max_seconds``
+    or on SIGTERM. Logged statistics are appended to ``run_dir/log.jsonl``.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    device = model.pixel_mean.device
+    params = _trainable(model, config)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    step, wall_before, history = 0, 0.0, []
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint_state(ckpt_path, map_location=device)
+        saved = TrainConfig.from_dict(state["config"])
+        if dataclasses.replace(saved, **{k: getattr(config, k) for k in EXTENDABLE}) != config:
+            raise ValueError(f"{ckpt_path}: made with another training config; use another "
+                             "run folder or the same options (only the run's length, "
+                             "workers and logging may change on resume)")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, wall_before, history = state["step"], state["wall_s"], state["history"]
+    if pairs is not None:
+        pairs = prepare_pairs(pairs, config.plan.img_size)
+    stream = BatchStream(seed=config.seed, plan=config.plan, start=step, stop=config.steps,
+                         pairs=pairs)
+    loader = batch_loader(stream, workers=config.workers)
+    amp = config.amp and device.type == "cuda"
+    model.train()
+    if config.freeze_encoder:
+        model.image_encoder.eval()
+        model.image_encoder.requires_grad_(False)
+    t0 = time.monotonic()
+    flag = {"stop": False}
+    running: dict[str, list[float]] = {}
+    log = run_dir / "log.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, config=config,
+                        wall_s=wall_before + time.monotonic() - t0, history=history,
+                        model_name=model_name)
+
+    yield TrainEvent("train", step, config.steps, "starting")
+    with _stop_on_sigterm(flag):
+        for batch in loader:
+            rng = np.random.default_rng([config.seed, step, 7])
+            gen = torch.Generator(device=device)
+            gen.manual_seed(int(rng.integers(2**62)))
+            wall = wall_before + time.monotonic() - t0
+            lr = lr_at(step, config, wall)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, stats = interactive_loss(
+                    model, batch, rounds=config.rounds, generator=gen,
+                    point_first=bool(rng.random() < config.point_first_prob),
+                    use_mask_input=bool(rng.random() < config.mask_input_prob),
+                    freeze_encoder=config.freeze_encoder, weights=config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            step += 1
+            for key, value in stats.items():
+                running.setdefault(key, []).append(value)
+            if step % config.log_every == 0 or step == config.steps:
+                entry = {"step": step, "lr": lr,
+                         "wall_s": round(wall_before + time.monotonic() - t0, 1)}
+                entry.update({k: round(float(np.mean(v)), 4) for k, v in running.items()})
+                running.clear()
+                history.append(entry)
+                with open(log, "a") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+                yield TrainEvent("train", step, config.steps,
+                                 f"loss {entry['loss']:.3f} iou {entry.get('iou_first', 0):.3f}"
+                                 f"->{entry.get('iou_last', 0):.3f}")
+            elapsed = time.monotonic() - t0
+            out_of_time = max_seconds is not None and elapsed >= max_seconds
+            done = progress_of(step, wall_before + elapsed, config) >= 1.0
+            if step % config.checkpoint_every == 0 or done or out_of_time or flag["stop"]:
+                checkpoint()
+            if out_of_time or flag["stop"] or done:
+                break
+    if step == 0 or not ckpt_path.is_file():
+        checkpoint()
+    model.eval()
+    wall = wall_before + time.monotonic() - t0
+    return TrainResult(step=step, finished=progress_of(step, wall, config) >= 1.0,
+                       wall_s=wall, checkpoint=ckpt_path,
+                       history=history)
