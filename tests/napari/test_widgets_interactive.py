@@ -111,5 +111,22 @@ def test_prompt_outside_the_raster_reports_the_error(session, wait_idle):
     viewer, image, widget = session
     widget.points_layer.add([-40.0, 300.0])
     wait_idle(widget)
-    assert widget.status.value.startswith("prediction failed: prompt outside the raster")
+    assert widget.status.value.startswith("failed: prompt outside the raster")
     assert widget.candidates is None and widget.accept() == 0
+
+
+def test_embed_all_tiles_into_a_store_then_prompts_read_it(session, wait_idle, tmp_path):
+    viewer, image, widget = session
+    assert widget.embed_all() is not None
+    wait_idle(widget)
+    assert widget.status.value.startswith("failed: choose an embeddings store")
+    widget.store.value = tmp_path / "scene.zarr"
+    task = widget.embed_all()
+    assert widget.cancel_button.enabled
+    wait_idle(widget)
+    assert task.state == "done" and widget.status.value.startswith("1 of 1 tiles embedded")
+    assert not widget.cancel_button.enabled
+    widget.points_layer.add([80.0, 90.0])
+    wait_idle(widget)
+    assert widget.candidates is not None
+    assert widget._engine.store is not None and widget._engine.store.complete

@@ -38,6 +38,18 @@ def open_prompt_engine(source: Any, model: Any, config: InteractiveConfig) -> An
                            **config.tiling.core_kwargs())
 
 
+def embed_gen(source: Any, model: Any, config: InteractiveConfig) -> ProgressGen[Any]:
+    """Embed every tile of ``source`` into ``config.store`` (resumed when it exists)."""
+    from napari_sam.core.embed import embed_raster
+    from napari_sam.errors import InputError
+
+    if not config.store:
+        raise InputError("choose an embeddings store (a folder ending in .zarr) first")
+    return (yield from embed_raster(source, config.store, model, device=None,
+                                    model_name=getattr(model, "model_name", None),
+                                    **config.tiling.core_kwargs()))
+
+
 def polygon_mask(polygon_xy: np.ndarray, height: int, width: int) -> tuple[Any, np.ndarray]:
     """``(Window, mask)``: a polygon (XY pixel centres) filled on its bounding window."""
     from skimage.draw import polygon2mask

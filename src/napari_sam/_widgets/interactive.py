@@ -13,6 +13,7 @@ Keys: A accept, Z undo, N next candidate, T toggle positive/negative.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
@@ -61,8 +62,11 @@ class InteractiveWidget(Container):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ModelPanel(names=model_names, tile_size=tile_size, overlap=overlap)
         self.store = FileEdit(label="embeddings", mode="d", value="",
-                              tooltip="Optional store from `napari-sam embed` for this image "
-                                      "and model; empty: embed tiles as they are needed")
+                              tooltip="Optional embedding store (.zarr) for this image and "
+                                      "model; empty: tiles are embedded in memory as needed")
+        self.embed_button = PushButton(text="Embed all tiles",
+                                       tooltip="Fill the embedding store in the background")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.positive = CheckBox(text="positive points (T toggles)", value=True)
         self.multimask = CheckBox(text="three candidates per prompt", value=True)
         self.auto_predict = CheckBox(text="predict on every change", value=True)
@@ -74,7 +78,9 @@ class InteractiveWidget(Container):
         self.clear_button = PushButton(text="Clear prompts")
         self.status = Label(value="add a point or draw a box")
         self.extend([
-            self.image, *self.model.widgets, self.store, self.positive, self.multimask,
+            self.image, *self.model.widgets, self.store,
+            Container(widgets=[self.embed_button, self.cancel_button], layout="horizontal",
+                      labels=False), self.positive, self.multimask,
             self.auto_predict, self.overwrite_labels, self.predict_button, self.candidate,
             Container(widgets=[self.accept_button, self.undo_button], layout="horizontal",
                       labels=False), self.clear_button, self.status,
@@ -85,6 +91,8 @@ class InteractiveWidget(Container):
         self.image.changed.connect(self._image_changed)
         self.positive.changed.connect(self.layers.set_positive)
         self.predict_button.changed.connect(self.predict)
+        self.embed_button.changed.connect(self.embed_all)
+        self.cancel_button.changed.connect(lambda: self._task and self._task.cancel())
         self.candidate.changed.connect(self._show_selected)
         self.accept_button.changed.connect(self.accept)
         self.undo_button.changed.connect(self.undo)
@@ -160,9 +168,34 @@ class InteractiveWidget(Container):
             self._engine = open_prompt_engine(source, model, config)
         return (yield from predict_candidates(self._engine, prompts, multimask=config.multimask))
 
+    def embed_all(self, *_: Any) -> Task | None:
+        """Embed every tile into the chosen store in a worker (Cancel stops; it resumes)."""
+        image = self.image.value
+        if image is None or self.busy:
+            return None
+        config, source = self.config(), L.raster_source(image)
+        self.cancel_button.enabled = True
+        self._task = Task(lambda: self._embed_gen(source, config), on_done=self._embedded,
+                          on_finish=self._predict_finished,
+                          on_event=lambda e: setattr(self.status, "value", describe(e)),
+                          desc="SAM embed")
+        return self._task
+
+    def _embed_gen(self, source: Any, config: InteractiveConfig):
+        from napari_sam._widgets.engine import embed_gen
+
+        return (yield from embed_gen(source, self._models.get(config.model), config))
+
+    def _embedded(self, store: Any) -> None:
+        self._engine = self._engine_key = None  # the next prompt reads the store
+        counts = store.counts()
+        self.status.value = (f"{counts['done']} of {counts['total']} tiles embedded in "
+                             f"{Path(store.path).name}")
+
     def _predict_finished(self, task: Task) -> None:
-        if task.state == "failed":
-            self.status.value = f"prediction failed: {task.error}"
+        self.cancel_button.enabled = False
+        if task.state in ("failed", "cancelled"):
+            self.status.value = f"{task.state}: {task.error}" if task.error else task.state
         if self._pending:
             self._pending = False
             self.predict()
