@@ -85,15 +85,24 @@ def test_negative_points_and_keyboard_shortcuts(session, qtbot, wait_idle):
     assert viewer.layers[LABELS].data.max() == 0
 
 
-def test_screenshot_with_the_widget_docked(session, qtbot, wait_idle, tmp_path):
+def test_screenshot_with_the_default_model_on_the_sample_scene(make_napari_viewer, qtbot,
+                                                               sample_scene, wait_idle,
+                                                               tmp_path):
+    """The embedded sam_tiny (the widget's own loading path) on the bundled Landsat scene."""
     from PIL import Image
 
-    viewer, image, widget = session
-    widget.points_layer.add([80.0, 90.0])
+    viewer = make_napari_viewer()
+    viewer.open(sample_scene, plugin="napari-sam")
+    widget = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="SAM interactive")
+    assert widget.model.model_choice().name == "sam_tiny"
+    for row, col in ((95.0, 455.0), (183.0, 520.0)):  # a cloud, an island
+        widget.points_layer.add([row, col])
+        wait_idle(widget)
+        assert widget.accept() > 0
+    widget.points_layer.add([212.0, 330.0])  # another cloud, left as candidates
     wait_idle(widget)
-    widget.accept()
-    widget.points_layer.add([185.0, 185.0])
-    wait_idle(widget)
+    assert widget.candidates is not None
     viewer.window._qt_window.resize(1280, 860)
     viewer.reset_view()
     qtbot.wait(50)

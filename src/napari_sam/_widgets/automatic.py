@@ -64,9 +64,8 @@ class AutomaticWidget(Container):
         self.box_nms_thresh = FloatSpinBox(label="box NMS thresh", min=0.0, max=1.0, step=0.01,
                                            value=d.box_nms_thresh)
         self.min_area = SpinBox(label="min area (px)", min=0, max=2**31 - 1, value=d.min_area)
-        self.max_area = SpinBox(label="max area (px)", min=0, max=2**31 - 1, value=d.max_area,
+        self.max_area = SpinBox(label="max area (0: none)", min=0, max=2**31 - 1, value=d.max_area,
                                 tooltip="0: no upper limit")
-        self.max_area.native.setSpecialValueText("no limit")
         self.store = FileEdit(label="embeddings", mode="d", value="",
                               tooltip="Embedding store to use and complete; empty: temporary")
         self.out_dir = FileEdit(label="output folder", mode="d", value="",

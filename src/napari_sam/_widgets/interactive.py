@@ -5,7 +5,7 @@ Prompts live in two layers aligned to the image's pixel frame: "SAM points"
 (rectangles or polygons; the last one drawn is the box prompt). Each change
 runs a prediction in a worker thread: core picks the tile that holds the
 prompt (embedding it first when needed), so clicks anywhere on a raster of any
-size work. The candidates appear in "SAM candidate" with their predicted IoU;
+size work. The candidates appear in "SAM candidate" (magenta) with their predicted IoU;
 accepting writes the chosen one into "SAM labels" with a new id.
 
 Keys: A accept, Z undo, N next candidate, T toggle positive/negative.

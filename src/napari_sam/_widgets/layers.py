@@ -166,7 +166,7 @@ def show_candidate(viewer: Any, image: napari.layers.Image, candidates: Candidat
 def _single_colour_map() -> Any:
     from napari.utils.colormaps import DirectLabelColormap
 
-    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "cyan"})
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "magenta"})
 
 
 class LabelEditor:

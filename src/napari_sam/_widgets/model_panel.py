@@ -67,12 +67,12 @@ class ModelPanel:
                                    filter="*.pt *.pth",
                                    tooltip="Optional official SAM/MobileSAM checkpoint file")
         self.device = ComboBox(label="device", choices=DEVICES, value="auto")
-        self.tile_size = SpinBox(label="tile (px)", min=0, max=16384, step=64, value=tile_size,
+        self.tile_size = SpinBox(label="tile px (0: auto)", min=0, max=16384, step=64,
+                                 value=tile_size,
                                  tooltip="Tile side in raster pixels; auto: the model's input")
-        self.overlap = SpinBox(label="overlap (px)", min=-1, max=8192, step=16, value=overlap,
+        self.overlap = SpinBox(label="overlap (-1: auto)", min=-1, max=8192, step=16,
+                               value=overlap,
                                tooltip="Tile overlap in raster pixels; auto: an eighth of a tile")
-        self.tile_size.native.setSpecialValueText("auto")
-        self.overlap.native.setSpecialValueText("auto")
         self.widgets = [self.model_name, self.checkpoint, self.device, self.tile_size,
                         self.overlap]
 

@@ -79,6 +79,13 @@ class PromptLayers:
         if not self._clearing:
             self._on_change(event)
 
+    def _below_prompts(self, layer: Any) -> None:
+        """Move ``layer`` under the prompt layers so that points stay visible on top."""
+        below = [self.viewer.layers.index(x) for x in (self.points, self.shapes)
+                 if x is not None]
+        if below and self.viewer.layers.index(layer) > min(below):
+            self.viewer.layers.move(self.viewer.layers.index(layer), min(below))
+
     def activate_points(self) -> None:
         """Re-select the points layer (napari selects each new layer)."""
         if self.points is not None:
@@ -112,6 +119,7 @@ class PromptLayers:
                                  index or 0, CANDIDATE)
         if created:
             self.bind(layer)
+            self._below_prompts(layer)
             self.activate_points()
 
     def editor(self, image: napari.layers.Image,
@@ -132,9 +140,7 @@ class PromptLayers:
                 geo = georeference()
             L.set_georeference(labels, geo)
             self.bind(self.viewer.add_layer(labels))
-            if self.points is not None:
-                self.viewer.layers.move(self.viewer.layers.index(labels),
-                                        self.viewer.layers.index(self.points))
+            self._below_prompts(labels)
             self.activate_points()
         if self._editor is None or self._editor.layer is not labels:
             self._editor = L.LabelEditor(labels)
