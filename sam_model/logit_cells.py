@@ -64,7 +64,8 @@ class AxisMap:
     low-res sample of each cell, ``members`` (G, M) output indices (padded),
     ``valid`` (G, M) bool, ``weights`` (G, M, S) float32, ``cell_of`` (n_out,)
     cell of each output sample, ``slot_of`` (n_out,) its position in the cell,
-    ``sizes`` (G,) float32 outputs per cell.
+    ``sizes`` (G,) float32 outputs per cell, ``contiguous`` whether the
+    starts are consecutive samples.
     """
 
     def __init__(self, *, n_low: int, size: int, keep: int, n_out: int, device=None) -> None:
@@ -103,6 +104,7 @@ class AxisMap:
         self.cell_of = torch.as_tensor(cell_of, device=dev)
         self.slot_of = torch.as_tensor(slot_of, device=dev)
         self.sizes = torch.as_tensor(counts, dtype=torch.float32, device=dev)
+        self.contiguous = bool(np.all(np.diff(starts) == 1))
 
 
 def _window_extreme(x: torch.Tensor, span: int, dim: int, op) -> torch.Tensor:
@@ -112,6 +114,18 @@ def _window_extreme(x: torch.Tensor, span: int, dim: int, op) -> torch.Tensor:
     for i in range(1, span):
         out = op(out, x.narrow(dim, i, n - span + 1))
     return out
+
+
+def _count(flags: torch.Tensor) -> torch.Tensor:
+    """True entries per leading index of a (K, R, C) bool tensor (C < 2**15), int32."""
+    return flags.sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+
+
+def _pick(x: torch.Tensor, axis: AxisMap, dim: int) -> torch.Tensor:
+    """Entries ``axis.starts`` of ``x`` along ``dim`` (a view when they are a range)."""
+    if axis.contiguous:
+        return x.narrow(dim, int(axis.starts[0]), len(axis.starts))
+    return x.index_select(dim, axis.starts)
 
 
 class CellUpsampler:
@@ -166,10 +180,10 @@ class CellUpsampler:
     def _extremes(self, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Smallest and largest low-res value of each cell: two (K, Gh, Gw) tensors."""
         r, c = self.rows, self.cols
-        lo = _window_extreme(_window_extreme(low, c.span, 2, torch.minimum), r.span, 1, torch.minimum)
-        hi = _window_extreme(_window_extreme(low, c.span, 2, torch.maximum), r.span, 1, torch.maximum)
-        lo = lo[:, r.starts][:, :, c.starts]
-        hi = hi[:, r.starts][:, :, c.starts]
+        lo_c = _window_extreme(low, c.span, 2, torch.minimum)
+        hi_c = _window_extreme(low, c.span, 2, torch.maximum)
+        lo = _pick(_window_extreme(_pick(lo_c, c, 2), r.span, 1, torch.minimum), r, 1)
+        hi = _pick(_window_extreme(_pick(hi_c, c, 2), r.span, 1, torch.maximum), r, 1)
         return lo, hi
 
     def _evaluate(self, low: torch.Tensor, k, gy, gx) -> torch.Tensor:
@@ -184,8 +198,9 @@ class CellUpsampler:
         return self.rows.valid[gy][:, :, None] & self.cols.valid[gx][:, None, :]
 
     @staticmethod
-    def _tolerance(low: torch.Tensor) -> float:
-        scale = float(low.abs().max()) if low.numel() else 0.0
+    def _tolerance(lo: torch.Tensor, hi: torch.Tensor) -> float:
+        """Margin that float rounding of a cell's pixel values cannot cross."""
+        scale = max(float(hi.max()), -float(lo.min())) if lo.numel() else 0.0
         return 1e-4 + 1e-6 * scale
 
     # -- public ---------------------------------------------------------------
@@ -200,9 +215,9 @@ class CellUpsampler:
             return out
         low = low.float()
         lo, hi = self._extremes(low)
-        tol = self._tolerance(low)
+        tol = self._tolerance(lo, hi)
         band = (hi > min(thresholds) - tol) & (lo <= max(thresholds) + tol)
-        heavy = band.flatten(1).sum(1) > DENSE_SHARE * self.n_cells
+        heavy = _count(band) > DENSE_SHARE * self.n_cells
         if bool(heavy.any()):
             out[heavy] = self._dense_counts(low[heavy], thresholds)
             light = (~heavy).nonzero().flatten()
@@ -213,7 +228,7 @@ class CellUpsampler:
             full = lo > thr + tol
             # Pixels in full cells: rows.sizes^T full cols.sizes (exact in float32 below 2**24).
             out[:, t] = ((full.to(torch.float32) @ self.cols.sizes) @ self.rows.sizes).round().long()
-            kk, gy, gx = ((hi > thr - tol) & ~full).nonzero(as_tuple=True)
+            kk, gy, gx = ((hi > thr - tol) ^ full).nonzero(as_tuple=True)  # lo <= hi
             if kk.numel():
                 above = (self._evaluate(low, kk, gy, gx) > thr) & self._valid(gy, gx)
                 extra = torch.zeros(k, dtype=torch.int64, device=low.device)
@@ -241,10 +256,10 @@ class CellUpsampler:
             return [], boxes
         low = low.float()
         lo, hi = self._extremes(low)
-        tol = self._tolerance(low)
+        tol = self._tolerance(lo, hi)
         full = lo > threshold + tol
-        unsure = (hi > threshold - tol) & ~full
-        heavy = unsure.flatten(1).sum(1) > DENSE_SHARE * self.n_cells
+        unsure = (hi > threshold - tol) ^ full  # lo <= hi: full cells are above too
+        heavy = _count(unsure) > DENSE_SHARE * self.n_cells
         light = (~heavy).nonzero().flatten()
         heavy = heavy.nonzero().flatten()
         if heavy.numel():

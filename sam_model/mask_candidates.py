@@ -30,8 +30,15 @@ import torch
 
 from .amg_utils import box_near_crop_edge, nms
 from .logit_cells import CellUpsampler
+from .mask_decoder import MaskDecoder
 
-__all__ = ["Candidates", "decode_candidates", "decode_low_res", "to_input_frame"]
+__all__ = [
+    "Candidates",
+    "decode_candidates",
+    "decode_low_res",
+    "decode_passing",
+    "to_input_frame",
+]
 
 @dataclass
 class Candidates:
@@ -118,6 +125,14 @@ def to_input_frame(points_xy, original_hw, input_hw) -> np.ndarray:
     return out
 
 
+def _prompt_embeddings(predictor, points_xy: np.ndarray):
+    model = predictor.model
+    coords = to_input_frame(points_xy, predictor.original_size, predictor.input_size)
+    coords = torch.as_tensor(coords, device=predictor.device)[:, None, :]
+    labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
+    return model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+
+
 @torch.no_grad()
 def decode_low_res(
     predictor, points_xy: np.ndarray, *, multimask: bool = True
@@ -130,10 +145,7 @@ def decode_low_res(
     ``(B, M)``, M = 3 with ``multimask`` else 1. Nothing is upsampled.
     """
     model = predictor.model
-    coords = to_input_frame(points_xy, predictor.original_size, predictor.input_size)
-    coords = torch.as_tensor(coords, device=predictor.device)[:, None, :]
-    labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
-    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    sparse, dense = _prompt_embeddings(predictor, points_xy)
     return model.mask_decoder(
         image_embeddings=predictor.features,
         image_pe=model.prompt_encoder.get_dense_pe(),
@@ -141,6 +153,62 @@ def decode_low_res(
         dense_prompt_embeddings=dense,
         multimask_output=multimask,
     )
+
+
+def _splits_decoder(decoder) -> bool:
+    """Whether the decoder is ours, whose parts can run separately (see below)."""
+    return isinstance(decoder, MaskDecoder) and hasattr(decoder, "_masks_from_tokens")
+
+
+@torch.no_grad()
+def decode_passing(
+    predictor, points_xy: np.ndarray, *, multimask: bool, pred_iou_thresh: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Low-res logits of the candidates whose predicted IoU passes the filter.
+
+    Returns ``(logits (K, 4h, 4w), iou (K,), prompt (K,) int64)``, candidates in
+    prompt-major order (as the official generator flattens them). With our
+    ``MaskDecoder`` the IoU head runs first, on the transformer's output, and
+    the mask upscaling (about a third of the decoder's work) runs only for
+    prompts with at least one passing candidate; the logits are the ones the
+    full decoder returns. Other decoders run whole, then get filtered.
+    """
+    model = predictor.model
+    decoder = model.mask_decoder
+    if not _splits_decoder(decoder):
+        low_res, iou = decode_low_res(predictor, points_xy, multimask=multimask)
+        m = low_res.shape[1]
+        keep = iou > pred_iou_thresh if pred_iou_thresh > 0.0 else torch.ones_like(iou, dtype=torch.bool)
+        idx = keep.flatten().nonzero().flatten()
+        return low_res.flatten(0, 1)[idx], iou.flatten()[idx], idx // m
+    sparse, dense = _prompt_embeddings(predictor, points_xy)
+    b = sparse.shape[0]
+    wanted = list(range(1, decoder.num_mask_tokens)) if multimask else [0]
+    out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+    src = predictor.features + dense[:1]  # point prompts: the same "no mask" embedding
+    h, w = src.shape[-2:]
+    hs, keys = decoder.transformer(src, model.prompt_encoder.get_dense_pe(), tokens)
+    iou = decoder.iou_prediction_head(hs[:, 0, :])[:, wanted]
+    if pred_iou_thresh > 0.0:
+        keep = iou > pred_iou_thresh
+    else:
+        keep = torch.ones_like(iou, dtype=torch.bool)
+    prompts = keep.any(dim=1).nonzero().flatten()
+    if prompts.numel() == 0:
+        side = 4 * h, 4 * w
+        empty = torch.zeros(0, *side, dtype=torch.float32, device=src.device)
+        return empty, iou.new_zeros(0), prompts
+    if keys.shape[0] != b:
+        keys = keys.expand(b, -1, -1)
+    hyper = torch.stack(
+        [decoder.output_hypernetworks_mlps[i](hs[prompts, 1 + i, :]) for i in wanted], dim=1
+    )
+    logits = decoder._masks_from_tokens(keys[prompts], h, w, hyper)  # (P, M, 4h, 4w)
+    sub = keep[prompts]
+    pos = sub.flatten().nonzero().flatten()
+    m = len(wanted)
+    return logits.flatten(0, 1)[pos], iou[prompts].flatten()[pos], prompts[pos // m]
 
 
 def upsampler_for(predictor, low_hw: tuple[int, int]) -> CellUpsampler:
@@ -169,14 +237,10 @@ def _filter_batch(
 ) -> Candidates:
     image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
     threshold = float(predictor.model.mask_threshold)
-    low_res, iou = decode_low_res(predictor, points_xy, multimask=multimask)
-    m = low_res.shape[1]
-    low_res = low_res.flatten(0, 1)
-    iou = iou.flatten(0, 1)
-    points = torch.as_tensor(np.repeat(np.asarray(points_xy, dtype=np.float64), m, axis=0))
-    if pred_iou_thresh > 0.0:
-        keep = (iou > pred_iou_thresh).nonzero().flatten()
-        low_res, iou, points = low_res[keep], iou[keep], points[keep.cpu()]
+    low_res, iou, prompt = decode_passing(
+        predictor, points_xy, multimask=multimask, pred_iou_thresh=pred_iou_thresh
+    )
+    points = torch.as_tensor(np.asarray(points_xy, dtype=np.float64))[prompt.cpu()]
     if not upsampler:
         upsampler.append(upsampler_for(predictor, tuple(low_res.shape[-2:])))
     ups = upsampler[0]

@@ -6,7 +6,8 @@ mask). This model is a ``sam_model.Sam`` whose three parts are simple
 functions instead of networks:
 
 * the image encoder stores the image, average-pooled 4x, in the embedding
-  (``Bx48x16x16`` for a 256 px input: pixel-unshuffled RGB at 64x64);
+  (``Bx48x16x16`` for a 256 px input: pixel-unshuffled RGB at 64x64, the
+  low-res mask size);
 * the prompt encoder passes point coordinates through as tokens;
 * the mask decoder colour-fills from the clicked pixel: logits are high where
   the colour is close to the clicked one and the pixel is near the click, with
@@ -26,16 +27,16 @@ from torch import nn
 
 from sam_model import Sam
 
-IMG_SIZE = 256
-GRID = IMG_SIZE // 16
-CHANNELS = 48
-# Per output: colour tolerance, reach (low-res px), slope.
+CHANNELS = 48  # 3 colours x 4 x 4 pixel-unshuffled
+# Per output: colour tolerance, and reach as a share of the low-res side.
 TOLERANCE = (0.5, 0.25, 0.5, 1.0)
-REACH = (40.0, 8.0, 20.0, 64.0)
+REACH = (0.625, 0.125, 0.3125, 1.0)
 
 
 class PoolEncoder(nn.Module):
-    img_size = IMG_SIZE
+    def __init__(self, img_size: int) -> None:
+        super().__init__()
+        self.img_size = img_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_unshuffle(F.avg_pool2d(x, 4), 4)
@@ -43,11 +44,14 @@ class PoolEncoder(nn.Module):
 
 class PassPromptEncoder(nn.Module):
     embed_dim = CHANNELS
-    image_embedding_size = (GRID, GRID)
-    input_image_size = (IMG_SIZE, IMG_SIZE)
+
+    def __init__(self, img_size: int) -> None:
+        super().__init__()
+        self.image_embedding_size = (img_size // 16, img_size // 16)
+        self.input_image_size = (img_size, img_size)
 
     def get_dense_pe(self) -> torch.Tensor:
-        return torch.zeros(1, CHANNELS, GRID, GRID)
+        return torch.zeros(1, CHANNELS, *self.image_embedding_size)
 
     def forward(self, points=None, boxes=None, masks=None):
         coords, labels = points
@@ -55,7 +59,7 @@ class PassPromptEncoder(nn.Module):
         sparse = torch.zeros(b, n, CHANNELS)
         sparse[..., :2] = coords.to(torch.float32)
         sparse[..., 2] = labels.to(torch.float32)
-        dense = torch.zeros(1, CHANNELS, GRID, GRID).expand(b, -1, -1, -1)
+        dense = torch.zeros(1, CHANNELS, *self.image_embedding_size).expand(b, -1, -1, -1)
         return sparse, dense
 
 
@@ -68,28 +72,29 @@ class ColourFillDecoder(nn.Module):
         dense_prompt_embeddings,
         multimask_output,
     ):
-        image = F.pixel_shuffle(image_embeddings[:1], 4)[0]  # 3 x 64 x 64
+        image = F.pixel_shuffle(image_embeddings[:1], 4)[0]  # 3 x 4h x 4w
         side = image.shape[-1]
         xy = sparse_prompt_embeddings[:, 0, :2] / 4.0 - 0.5  # low-res pixel frame
         ix = xy[:, 0].round().clamp(0, side - 1).long()
         iy = xy[:, 1].round().clamp(0, side - 1).long()
         colour = image[:, iy, ix].T  # B x 3
-        dist_c = (image[None] - colour[:, :, None, None]).norm(dim=1)  # B x 64 x 64
+        dist_c = (image[None] - colour[:, :, None, None]).norm(dim=1)  # B x 4h x 4w
         ys = torch.arange(side, dtype=torch.float32)
         dist_p = ((ys[None, :, None] - xy[:, 1, None, None]) ** 2
                   + (ys[None, None, :] - xy[:, 0, None, None]) ** 2).sqrt()
         tol = torch.tensor(TOLERANCE)[None, :, None, None]
-        reach = torch.tensor(REACH)[None, :, None, None]
+        reach = side * torch.tensor(REACH)[None, :, None, None]
         logits = 12.0 * (tol - dist_c[:, None]) + 6.0 * (1.0 - dist_p[:, None] / reach)
         iou = (logits.abs() > 3.0).float().mean(dim=(2, 3))
         wanted = slice(1, None) if multimask_output else slice(0, 1)
         return logits[:, wanted], iou[:, wanted]
 
 
-def synthetic_sam() -> Sam:
+def synthetic_sam(img_size: int = 256) -> Sam:
+    """The colour-fill model for square inputs of side ``img_size`` (a multiple of 16)."""
     return Sam(
-        image_encoder=PoolEncoder(),
-        prompt_encoder=PassPromptEncoder(),
+        image_encoder=PoolEncoder(img_size),
+        prompt_encoder=PassPromptEncoder(img_size),
         mask_decoder=ColourFillDecoder(),
     ).eval()
 

@@ -200,3 +200,23 @@ def test_decode_points_on_a_cached_embedding(model, scene):
     # Default filters keep fewer, and NMS leaves no pair of boxes with IoU > 0.7.
     kept = decode_points(pred, points, pred_iou_thresh=0.5, stability_score_thresh=0.8)
     assert len(kept) < 9
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_early_iou_exit_equals_the_full_decoder(tiny_sam, multimask):
+    """Upscaling only prompts with a passing candidate gives the full decoder's logits."""
+    from sam_model.mask_candidates import decode_low_res, decode_passing
+
+    pred = SamPredictor(tiny_sam)
+    pred.set_image(disc_scene(96, 128, n=6, seed=3))
+    points = np.random.default_rng(0).random((20, 2)) * [128, 96]
+    low_res, iou = decode_low_res(pred, points, multimask=multimask)
+    m = iou.shape[1]
+    for thr in (0.0, float(iou.flatten().median())):
+        logits, scores, prompt = decode_passing(pred, points, multimask=multimask,
+                                                pred_iou_thresh=thr)
+        keep = (iou > thr).flatten() if thr > 0 else torch.ones(iou.numel(), dtype=torch.bool)
+        idx = keep.nonzero().flatten()
+        assert 0 < len(idx) <= iou.numel() and torch.equal(prompt, idx // m)
+        torch.testing.assert_close(scores, iou.flatten()[idx], rtol=0, atol=1e-6)
+        torch.testing.assert_close(logits, low_res.flatten(0, 1)[idx], rtol=1e-5, atol=1e-5)
