@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .common import LayerNorm2d, MLPBlock
 
-_GLOBAL_QUERY_CHUNK = 1024  # query rows per SDPA call in global attention
+_GLOBAL_QUERY_CHUNK = 256  # queries per SDPA call in global attention (bounds the bias memory)
 
 
 class PatchEmbed(nn.Module):
@@ -93,20 +93,27 @@ class Attention(nn.Module):
             return out.transpose(1, 2).reshape(n, t, heads * d)
         rh = relative_position_table(gh, self.rel_pos_h).to(q.dtype)  # gh x gh x d
         rw = relative_position_table(gw, self.rel_pos_w).to(q.dtype)  # gw x gw x d
-        chunk = t if query_chunk is None else max(gw, (query_chunk // gw) * gw)
-        outs = []
+        rows_per_chunk = gh if query_chunk is None else max(1, min(gh, query_chunk // gw))
+        chunk = rows_per_chunk * gw
+        # the bias is written into one contiguous buffer (a broadcast sum would
+        # otherwise take the strided layout of q and need another copy)
+        bias = q.new_empty((n, heads, rows_per_chunk, gw, gh, gw))
+        out = q.new_empty((n, heads, t, d)) if chunk < t else None
         for start in range(0, t, chunk):
             stop = min(t, start + chunk)
             rows = (stop - start) // gw
             r0 = start // gw
-            qc = q[:, :, start:stop].reshape(n, heads, rows, gw, d)
-            bias_h = torch.einsum("nhywd,ykd->nhywk", qc, rh[r0 : r0 + rows])
-            bias_w = torch.einsum("nhywd,wkd->nhywk", qc, rw)
-            bias = (bias_h.unsqueeze(-1) + bias_w.unsqueeze(-2)).reshape(
-                n, heads, stop - start, t
-            )
-            outs.append(F.scaled_dot_product_attention(q[:, :, start:stop], k, v, attn_mask=bias))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+            qc = q[:, :, start:stop]
+            q5 = qc.reshape(n, heads, rows, gw, d)
+            bias_h = torch.einsum("nhywd,ykd->nhywk", q5, rh[r0 : r0 + rows])
+            bias_w = torch.einsum("nhywd,wkd->nhywk", q5, rw)
+            b = bias[:, :, :rows]
+            torch.add(bias_h.unsqueeze(-1), bias_w.unsqueeze(-2), out=b)
+            res = F.scaled_dot_product_attention(qc, k, v, attn_mask=b.view(n, heads, stop - start, t))
+            if out is None:
+                out = res
+            else:
+                out[:, :, start:stop] = res
         return out.transpose(1, 2).reshape(n, t, heads * d)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -140,14 +140,15 @@ class MaskDecoder(nn.Module):
         b, c = keys.shape[0], keys.shape[2]
         c4, c8 = up1.out_channels, up2.out_channels
         w1 = up1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c4)
-        y = (keys.reshape(b * h * w, c) @ w1).view(b * h * w * 4, c4) + up1.bias
+        y = torch.addmm(up1.bias.repeat(4), keys.reshape(b * h * w, c), w1)
+        y = y.view(b * h * w * 4, c4)
         if isinstance(norm, LayerNorm2d):
             y = F.layer_norm(y, (c4,), norm.weight, norm.bias, norm.eps)
         else:  # pragma: no cover - only LayerNorm2d is built here
             raise TypeError("unexpected normalisation in output_upscaling")
         y = act1(y)
         w2 = up2.weight.permute(0, 2, 3, 1).reshape(c4, 4 * c8)
-        z = act2((y @ w2).view(b, h * w * 16, c8) + up2.bias)
+        z = act2(torch.addmm(up2.bias.repeat(4), y, w2).view(b, h * w * 16, c8))
         m = hyper.shape[1]
         logits = (z @ hyper.transpose(1, 2)).view(b, h, w, 2, 2, 2, 2, m)
         # rows: 4*i + 2*di + di2, columns: 4*j + 2*dj + dj2

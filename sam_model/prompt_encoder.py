@@ -105,10 +105,24 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe_cache: tuple | None = None
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image embedding grid: 1xCxhxw."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image embedding grid: 1xCxhxw.
+
+        Computed once and reused while the Gaussian matrix is unchanged (same
+        storage, version, device and dtype); callers must not modify it in place.
+        """
+        matrix = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (matrix.device, matrix.dtype, matrix.data_ptr(), matrix._version,
+               self.image_embedding_size)
+        cached = self._dense_pe_cache
+        if cached is None or cached[0] != key or torch.is_grad_enabled() and matrix.requires_grad:
+            pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            if matrix.device.type == "meta":
+                return pe
+            self._dense_pe_cache = cached = (key, pe)
+        return cached[1]
 
     def _embed_points(
         self, points: torch.Tensor, labels: torch.Tensor, pad: bool

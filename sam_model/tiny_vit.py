@@ -61,6 +61,10 @@ class Conv2dBN(nn.Module):
             return self.bn(self.c(x))
         weight, bias = self.fused()
         c = self.c
+        if c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1:
+            # a pointwise convolution is a matrix product over channels-last pixels
+            y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias)
+            return y.permute(0, 3, 1, 2)
         return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
 
 
@@ -93,8 +97,17 @@ class MBConv(nn.Module):
         self.act3 = nn.GELU()
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.act2(self.conv2(self.act1(self.conv1(x))))
+        y = _gelu(self.act1, self.conv1(x))
+        y = _gelu(self.act2, self.conv2(y))
         return self.act3(self.conv3(y) + x)
+
+
+def _gelu(act: nn.Module, x: Tensor) -> Tensor:
+    """Apply ``act`` (a GELU); in place on fresh activations when no gradient is needed
+    (the large stage-0 maps then cost one buffer instead of two)."""
+    if isinstance(act, nn.GELU) and not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    return act(x)
 
 
 class PatchMerging(nn.Module):
@@ -167,7 +180,8 @@ class Attention(nn.Module):
         q, k, v = (
             qkv.view(n, t, self.num_heads, -1).permute(0, 2, 1, 3).split([kd, kd, self.d], dim=3)
         )
-        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
+        # a 4-D mask keeps SDPA on its fused path (a 3-D one falls back to the slow one)
+        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype).unsqueeze(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return out.transpose(1, 2).reshape(n, t, self.dh)
 
