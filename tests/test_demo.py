@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_sam import demo
-
-
-def _weights_present() -> bool:
-    from pathlib import Path
-
-    import sam_model
-
-    return (Path(sam_model.__file__).parent / "weights" / "sam_tiny.pt").is_file()
 
 
 def test_overlay_outlines_sit_on_the_polygons(tmp_path, sample_scene):
@@ -40,27 +31,19 @@ def test_overlay_outlines_sit_on_the_polygons(tmp_path, sample_scene):
     assert not outline[430:490, 230:290].any()  # inside: the image, not the line
 
 
-def test_run_demo_with_an_explicit_tiny_model(tmp_path):
-    from sam_model import build_sam_from_config, tiny_test_config
-
-    torch.manual_seed(0)
-    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
-    paths = demo.run_demo(tmp_path / "demo", model=model, points_per_side=2, quiet=True)
-    for key in ("labels", "objects", "table", "overlay"):
-        assert paths[key].is_file()
+def test_demo_main_with_embedded_weights(tmp_path, capsys):
     import geopandas as gpd
     import rasterio
 
-    assert gpd.read_file(paths["objects"], layer="objects").crs.to_epsg() == 32618
-    with rasterio.open(paths["labels"]) as ds:
+    out = tmp_path / "d"
+    args = ["--out", str(out), "--points-per-side", "6", "--quiet"]
+    assert demo.main(args) == 0
+    text = capsys.readouterr().out
+    assert "overlay" in text and "EPSG:32618" in text
+    folder = out / "landsat_rgb_epsg32618"
+    for name in ("labels.tif", "objects.gpkg", "objects.csv", "overlay.png"):
+        assert (folder / name).is_file()
+    assert gpd.read_file(folder / "objects.gpkg", layer="objects").crs.to_epsg() == 32618
+    with rasterio.open(folder / "labels.tif") as ds:
         assert ds.crs.to_epsg() == 32618 and ds.shape == (718, 791)
-    # run again: the demo replaces its own earlier output
-    demo.run_demo(tmp_path / "demo", model=model, points_per_side=2, quiet=True)
-
-
-@pytest.mark.skipif(not _weights_present(), reason="sam_tiny weights not shipped yet")
-def test_demo_main_with_embedded_weights(tmp_path, capsys):
-    assert demo.main(["--out", str(tmp_path / "d"), "--points-per-side", "6", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "overlay" in out and "EPSG:32618" in out
-    assert (tmp_path / "d" / "landsat_rgb_epsg32618" / "overlay.png").is_file()
+    assert demo.main(args) == 0  # a second run replaces the demo's own output
