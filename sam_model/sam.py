@@ -120,13 +120,16 @@ class Sam(nn.Module):
         to ``original_size`` (skipped when the sizes agree: it is the identity).
         """
         s = self.img_size
-        masks = F.interpolate(masks, (s, s), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        if tuple(masks.shape[-2:]) != tuple(int(v) for v in original_size):
-            masks = F.interpolate(
-                masks, tuple(int(v) for v in original_size), mode="bilinear", align_corners=False
-            )
-        return masks
+        lead = masks.shape[:-2]
+        # one plane per batch entry: the interpolation is per plane anyway, and
+        # few-channel inputs take a much slower kernel on the CPU
+        planes = masks.reshape(-1, 1, *masks.shape[-2:])
+        planes = F.interpolate(planes, (s, s), mode="bilinear", align_corners=False)
+        planes = planes[..., : input_size[0], : input_size[1]]
+        original = tuple(int(v) for v in original_size)
+        if tuple(planes.shape[-2:]) != original:
+            planes = F.interpolate(planes, original, mode="bilinear", align_corners=False)
+        return planes.reshape(*lead, *planes.shape[-2:])
 
     @torch.no_grad()
     def forward(

@@ -107,13 +107,15 @@ class Attention(nn.Module):
         vh = self._split(self.v_proj(v))  # Bk x h x Nk x d
         wq = self.q_proj.weight.view(h, d, c)
         g = (kh @ wq).reshape(kh.shape[0], h * nk, c)  # Bk x hNk x C
-        const = (kh @ self.q_proj.bias.view(h, d, 1)).reshape(kh.shape[0], 1, h * nk)
-        s = _bmm_broadcast(q, g.transpose(1, 2)) + const  # B x Nq x hNk
-        nq = s.shape[1]
-        p = torch.softmax(s.view(b, nq, h, nk), dim=-1).view(b, nq, h * nk)
+        const = (kh @ self.q_proj.bias.view(h, d, 1)).reshape(kh.shape[0], h * nk, 1)
+        # scores laid out keys-first (B x hNk x Nq): the softmax then runs over a
+        # short middle axis, vectorised along the many queries
+        s = _bmm_broadcast(g, q.transpose(1, 2)) + const
+        nq = s.shape[2]
+        p = torch.softmax(s.view(b, h, nk, nq), dim=2).view(b, h * nk, nq)
         wo = self.out_proj.weight.view(c, h, d).permute(1, 2, 0)  # h x d x C
         u = (vh @ wo).reshape(vh.shape[0], h * nk, c)  # Bk x hNk x C
-        return _bmm_broadcast(p, u) + self.out_proj.bias
+        return _bmm_broadcast(p.transpose(1, 2), u) + self.out_proj.bias
 
 
 def _bmm_broadcast(x: Tensor, y: Tensor) -> Tensor:
