@@ -130,20 +130,21 @@ def pair_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], seed: int, index:
 
     The pairs must already be resized so their longest side is
     ``plan.img_size`` (the predictor's geometry, see :func:`prepare_pairs`).
-    All crops of a batch are cut at one random place of the input frame (the
-    positional encoding is sliced there); what lies outside the image is the
+    All crops of a batch are cut at one place of the input frame, chosen so
+    that a random image has an object there (the positional encoding is
+    sliced at that place); what lies outside the image is the
     model's mean colour, as the model pads its input. Objects are the label
     ids (0 = background) with at least ``min_area`` pixels inside the crop.
     """
     rng = np.random.default_rng([seed, index])
     size, count = plan.shape(rng)
-    images, masks, valid = [], [], []
-    offset = batch_offset = plan.offset(rng, size)
+    images, labs = [], []
+    offset = plan.offset(rng, size)
     for attempt in range(count * 40):
         if len(images) == count:
             break
-        if attempt % 10 == 9:  # nothing here in several images: look elsewhere
-            offset = plan.offset(rng, size)
+        if not images and attempt % 3 == 0:  # aim the batch at an object of a random image
+            offset = _offset_near_object(pairs, size, plan, rng)
         image, labels = pairs[int(rng.integers(len(pairs)))]
         y0, x0 = offset
         crop_img = np.empty((size, size, 3), np.uint8)
@@ -154,19 +155,35 @@ def pair_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], seed: int, index:
         crop_lab[:sub.shape[0], :sub.shape[1]] = sub
         ids, counts = np.unique(crop_lab, return_counts=True)
         ids = [int(i) for i, c in zip(ids, counts) if i != 0 and c >= min_area]
-        if not ids:
-            continue
-        if images and offset != batch_offset:
-            images, masks, valid = [], [], []  # the offset moved: restart the batch
-        batch_offset = offset
-        m, v = _pick_objects([crop_lab == i for i in ids], plan.objects, rng)
-        images.append(crop_img)
-        masks.append(m)
-        valid.append(v)
-    if len(images) < count:
+        if ids:
+            images.append(crop_img)
+            labs.append((crop_lab, ids))
+    if not images:
         raise ValueError(f"found no labelled object of at least {min_area} px in "
                          f"{count * 40} random {size}px crops")
-    return _collate(images, masks, valid, batch_offset)
+    while len(images) < count:  # few images have objects here: reuse crops
+        i = int(rng.integers(len(images)))
+        images.append(images[i])
+        labs.append(labs[i])
+    masks, valid = [], []
+    for crop_lab, ids in labs:
+        m, v = _pick_objects([crop_lab == i for i in ids], plan.objects, rng)
+        masks.append(m)
+        valid.append(v)
+    return _collate(images, masks, valid, offset)
+
+
+def _offset_near_object(pairs, size: int, plan: BatchPlan, rng: np.random.Generator
+                        ) -> tuple[int, int]:
+    """A grid-aligned crop corner whose crop holds a labelled pixel of a random pair."""
+    labels = pairs[int(rng.integers(len(pairs)))][1]
+    flat = np.flatnonzero(labels)
+    if flat.size == 0:
+        return plan.offset(rng, size)
+    y, x = np.unravel_index(int(flat[rng.integers(flat.size)]), labels.shape)
+    top = plan.img_size - size
+    return tuple(int(np.clip(v - rng.integers(0, size - 15), 0, top)) // 16 * 16 for v in (y, x))
+
 
 def prepare_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray]], img_size: int
                   ) -> list[tuple[np.ndarray, np.ndarray]]:

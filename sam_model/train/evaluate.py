@@ -173,7 +173,8 @@ def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5
              ) -> dict[str, object]:
     """mIoU per prompt type over all objects of ``samples``, with counts and timing."""
     model.eval()
-    per: dict[str, list[float]] = {}
+    keys = ["point_top", "point_best", "box", "clicks"] + [f"click{c + 1}" for c in range(clicks)]
+    per: dict[str, list[float]] = {k: [] for k in keys}
     images = 0
     t0 = time.perf_counter()
     for sample in samples:
@@ -182,7 +183,7 @@ def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5
         images += 1
         for key, values in score_image(model, sample, clicks=clicks).items():
             per.setdefault(key, []).extend(values)
-    report: dict[str, object] = {"images": images, "objects": len(per.get("box", []))}
+    report: dict[str, object] = {"images": images, "objects": len(per["box"])}
     for key, values in per.items():
         report[key] = round(float(np.mean(values)), 4) if values else math.nan
     report["clicks_curve"] = [report.pop(f"click{c + 1}") for c in range(clicks)]

@@ -14,7 +14,7 @@ import sys
 from napari_sam.errors import InputError
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ["models", "embed", "segment", "prompt", "vectorize"]
+SUBCOMMANDS = ["models", "embed", "segment", "prompt", "vectorize", "train", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
