@@ -18,6 +18,12 @@ from torch import Tensor, nn
 
 from .common import LayerNorm2d, MLPBlock
 
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
 _GLOBAL_QUERY_CHUNK = 256  # queries per SDPA call in global attention (bounds the bias memory)
 
 
@@ -95,21 +101,26 @@ class Attention(nn.Module):
         rw = relative_position_table(gw, self.rel_pos_w).to(q.dtype)  # gw x gw x d
         rows_per_chunk = gh if query_chunk is None else max(1, min(gh, query_chunk // gw))
         chunk = rows_per_chunk * gw
-        # the bias is written into one contiguous buffer (a broadcast sum would
-        # otherwise take the strided layout of q and need another copy)
-        bias = q.new_empty((n, heads, rows_per_chunk, gw, gh, gw))
         out = q.new_empty((n, heads, t, d)) if chunk < t else None
+        # eager mode reuses one bias buffer (fresh large buffers cost page faults);
+        # a compiled graph allocates its own
+        buffer = None if _compiling() else q.new_empty((n, heads, rows_per_chunk, gw, gh, gw))
         for start in range(0, t, chunk):
             stop = min(t, start + chunk)
             rows = (stop - start) // gw
             r0 = start // gw
             qc = q[:, :, start:stop]
             q5 = qc.reshape(n, heads, rows, gw, d)
-            bias_h = torch.einsum("nhywd,ykd->nhywk", q5, rh[r0 : r0 + rows])
-            bias_w = torch.einsum("nhywd,wkd->nhywk", q5, rw)
-            b = bias[:, :, :rows]
-            torch.add(bias_h.unsqueeze(-1), bias_w.unsqueeze(-2), out=b)
-            res = F.scaled_dot_product_attention(qc, k, v, attn_mask=b.view(n, heads, stop - start, t))
+            # contiguous terms make the broadcast sum contiguous, so the bias
+            # reshapes without another copy
+            bias_h = torch.einsum("nhywd,ykd->nhywk", q5, rh[r0 : r0 + rows]).contiguous()
+            bias_w = torch.einsum("nhywd,wkd->nhywk", q5, rw).contiguous()
+            if buffer is None:
+                bias = bias_h.unsqueeze(-1) + bias_w.unsqueeze(-2)
+            else:
+                bias = torch.add(bias_h.unsqueeze(-1), bias_w.unsqueeze(-2), out=buffer[:, :, :rows])
+            bias = bias.view(n, heads, stop - start, t)
+            res = F.scaled_dot_product_attention(qc, k, v, attn_mask=bias)
             if out is None:
                 out = res
             else:

@@ -247,3 +247,18 @@ def test_official_state_dict_keys_and_shapes(name):
     sig = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     ref_sig = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
     assert sig == ref_sig
+
+
+def test_encoder_autocast_is_opt_in(tiny_sam):
+    """float32 by default; bf16 autocast (meant for GPUs) stays close and returns float32."""
+    imgs = torch.rand(1, 3, 256, 256) * 255
+    exact = sam_model.encode_images(tiny_sam, imgs)
+    torch.testing.assert_close(exact, tiny_sam.image_encoder(tiny_sam.preprocess(imgs)))
+    tiny_sam.encoder_autocast = torch.bfloat16
+    try:
+        fast = sam_model.encode_images(tiny_sam, imgs)
+    finally:
+        tiny_sam.encoder_autocast = None
+    assert fast.dtype == torch.float32
+    assert (fast - exact).abs().max() < 0.05 * exact.abs().max()
+    assert not torch.equal(fast, exact)
