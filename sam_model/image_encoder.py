@@ -102,9 +102,10 @@ class Attention(nn.Module):
         rows_per_chunk = gh if query_chunk is None else max(1, min(gh, query_chunk // gw))
         chunk = rows_per_chunk * gw
         out = q.new_empty((n, heads, t, d)) if chunk < t else None
-        # eager mode reuses one bias buffer (fresh large buffers cost page faults);
-        # a compiled graph allocates its own
-        buffer = None if _compiling() else q.new_empty((n, heads, rows_per_chunk, gw, gh, gw))
+        # inference in eager mode reuses one bias buffer (fresh large buffers cost
+        # page faults); autograd and compiled graphs allocate their own
+        reuse = not _compiling() and not (torch.is_grad_enabled() and q.requires_grad)
+        buffer = q.new_empty((n, heads, rows_per_chunk, gw, gh, gw)) if reuse else None
         for start in range(0, t, chunk):
             stop = min(t, start + chunk)
             rows = (stop - start) // gw

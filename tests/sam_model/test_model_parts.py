@@ -262,3 +262,20 @@ def test_encoder_autocast_is_opt_in(tiny_sam):
     assert fast.dtype == torch.float32
     assert (fast - exact).abs().max() < 0.05 * exact.abs().max()
     assert not torch.equal(fast, exact)
+
+
+def test_gradients_flow_for_training(tiny_sam):
+    """Fine-tuning needs gradients through encoder, prompt encoder and decoder."""
+    imgs = torch.rand(2, 3, 256, 256) * 255
+    emb = tiny_sam.image_encoder(tiny_sam.preprocess(imgs))
+    (pts, labels), boxes, _ = _prompts(2)[3]
+    sparse, dense = tiny_sam.prompt_encoder((pts, labels), boxes, None)
+    masks, iou = tiny_sam.mask_decoder(emb, tiny_sam.prompt_encoder.get_dense_pe(),
+                                       sparse, dense, True)
+    (masks.square().mean() + iou.sum()).backward()
+    for name in ("image_encoder.blocks.1.attn.rel_pos_h", "image_encoder.patch_embed.proj.weight",
+                 "prompt_encoder.point_embeddings.1.weight",
+                 "mask_decoder.transformer.layers.0.cross_attn_image_to_token.q_proj.weight",
+                 "mask_decoder.output_upscaling.0.weight"):
+        grad = tiny_sam.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
