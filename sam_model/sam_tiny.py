@@ -154,6 +154,9 @@ class TinyConvEncoder(nn.Module):
     crops. ``img_size`` is the square input size the model is used at.
     """
 
+    #: the training code may feed crops smaller than ``img_size``
+    accepts_crops = True
+
     def __init__(self, *, config: TinyEncoderConfig = TinyEncoderConfig()) -> None:
         super().__init__()
         self.config = config

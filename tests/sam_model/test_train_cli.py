@@ -86,3 +86,25 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert main(["train", "--out", str(tmp_path / "r")]) == 2  # neither DATA nor --scenes
     assert not (tmp_path / "r").exists()
+
+
+def test_fixed_size_encoders_train_on_whole_frames():
+    """A ViT encoder (fixed position table) gets whole frames, and a training step runs."""
+    import argparse
+
+    from napari_sam.cli.train import _plan
+    from sam_model import build_sam_from_config, tiny_test_config
+    from sam_model.train.data import pair_batch, prepare_pairs
+    from sam_model.train.loop import interactive_loss
+
+    torch.manual_seed(0)
+    model = build_sam_from_config(tiny_test_config(img_size=256)).train()
+    args = argparse.Namespace(crop=[64, 128], crops_per_batch=2, objects=2, rounds=2, steps=1)
+    plan = _plan(args, model)
+    assert plan.crop_sizes == (256,) and plan.img_size == 256
+    batch = pair_batch(prepare_pairs([_pair(1)], 256), 0, 0, plan)
+    assert batch["image"].shape == (2, 256, 256, 3) and batch["offset"].tolist() == [0, 0]
+    loss, _ = interactive_loss(model, batch, rounds=2, generator=torch.Generator(),
+                               point_first=True, use_mask_input=True)
+    loss.backward()
+    assert model.image_encoder.pos_embed.grad is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="simulated interaction rounds per object and step")
     parser.add_argument("--objects", type=int, default=8, help="target objects per crop")
     parser.add_argument("--crop", type=int, nargs="+", default=[256, 384], metavar="PX",
-                        help="crop sides (multiples of 16) drawn for each batch")
+                        help="crop sides (multiples of 16) drawn for each batch; models "
+                             "whose encoder needs whole frames (vit_*) use the full input")
     parser.add_argument("--crops-per-batch", type=int, default=4,
                         help="crops per batch at the largest crop side (more at smaller)")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,10 +117,16 @@ def read_pairs(data: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
 
 # ------------------------------------------------------------ the command
 
-def _plan(args: argparse.Namespace, img_size: int):
+def _plan(args: argparse.Namespace, model):
     from sam_model.train.data import BatchPlan
 
+    img_size = model.img_size
     crops = tuple(sorted(set(args.crop)))
+    if not getattr(model.image_encoder, "accepts_crops", False):
+        # ViT / TinyViT encoders have fixed-size position tables: whole frames only
+        print(f"note: {type(model.image_encoder).__name__} takes only whole "
+              f"{img_size}px inputs; training on full frames", file=sys.stderr)
+        crops = (img_size,)
     if any(c % 16 or c < 32 or c > img_size for c in crops):
         raise InputError(f"--crop {args.crop}: crop sides must be multiples of 16 between 32 "
                          f"and the model's input size {img_size}")
@@ -153,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps, lr=args.lr, warmup=max(1, min(300, args.steps // 10)),
         rounds=args.rounds, freeze_encoder=not args.train_encoder, seed=args.seed,
         checkpoint_every=max(10, min(500, args.steps // 5)), log_every=max(1, args.steps // 50),
-        workers=args.workers, plan=_plan(args, model.img_size),
+        workers=args.workers, plan=_plan(args, model),
     )
     torch.manual_seed(args.seed)
     try:
