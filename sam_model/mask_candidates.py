@@ -7,16 +7,16 @@ This is the per-embedding core of automatic mask generation, shared by
 Work per batch of points, cheapest first, so that full-resolution work is
 done only for masks that can still be kept:
 
-1. the mask decoder gives low-resolution logits (``B x 3 x 4h x 4w``) and
-   predicted IoUs, without upsampling anything;
-2. the predicted-IoU filter drops most candidates;
-3. the survivors are upsampled to the image size in memory-bounded chunks
-   (the model's own ``postprocess_masks``, so values equal the official
-   pipeline's); the stability score is computed on these upsampled logits,
-   as the official generator does, then filtered;
-4. thresholding and tight boxes are computed for the whole chunk at once, the
-   optional crop-edge filter is applied on the boxes, and each kept mask is
-   stored as its bounding-box crop only (a few KB instead of ``H x W``).
+1. the decoder's transformer and IoU head run for the whole batch; the
+   predicted-IoU filter is applied there, and the mask upscaling runs only
+   for prompts with a passing candidate (``decode_passing``);
+2. the stability score of the survivors is computed on their upsampled
+   logits, as the official generator does, but cell by cell from the
+   low-resolution logits (``logit_cells``): only cells that straddle a
+   threshold are evaluated pixel by pixel;
+3. the masks that pass are thresholded the same way and stored as their
+   bounding-box crop only (a few KB instead of ``H x W``), boxes included;
+   the optional crop-edge filter uses those boxes.
 
 Box NMS runs once over all batches, in torch.
 """
