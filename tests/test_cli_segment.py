@@ -25,8 +25,11 @@ def tiny_model():
 @pytest.fixture(autouse=True)
 def _use_tiny(monkeypatch, tiny_model):
     import napari_sam.cli.common as common
+    import napari_sam.cli.embed as embed_cli
 
-    monkeypatch.setattr(common, "load_model_from_args", lambda args: tiny_model)
+    # cli.embed binds the name at import; patch both so test order does not matter
+    for module in (common, embed_cli):
+        monkeypatch.setattr(module, "load_model_from_args", lambda args: tiny_model)
 
 
 # filters off and no edge filter, so random weights still give objects
