@@ -128,7 +128,8 @@ def to_input_frame(points_xy, original_hw, input_hw) -> np.ndarray:
 def _prompt_embeddings(predictor, points_xy: np.ndarray):
     model = predictor.model
     coords = to_input_frame(points_xy, predictor.original_size, predictor.input_size)
-    coords = torch.as_tensor(coords, device=predictor.device)[:, None, :]
+    # float32: what the prompt encoder computes in anyway (and all that MPS supports)
+    coords = torch.as_tensor(coords, dtype=torch.float32, device=predictor.device)[:, None, :]
     labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
     return model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
 
