@@ -17,7 +17,7 @@ from .checkpoint import load_checkpoint
 from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
 from .predictor import SamPredictor
-from .registry import build_sam, build_sam_from_config, list_models
+from .registry import automatic_thresholds, build_sam, build_sam_from_config, list_models
 from .sam import Sam
 
 
@@ -39,6 +39,7 @@ __all__ = [
     "SamConfig",
     "SamModelError",
     "SamPredictor",
+    "automatic_thresholds",
     "build_sam",
     "build_sam_from_config",
     "decode_points",

@@ -139,6 +139,24 @@ def list_models() -> list[str]:
     return list(MODEL_BUILDERS)
 
 
+# Mask filter thresholds for automatic generation, per model. The official
+# models use the SAM paper's (the reference generator's defaults). sam_tiny's
+# IoU head predicts lower scores (at most about 0.5 on real scenes, see its
+# model card), so the paper's thresholds would keep nothing at all.
+_REFERENCE_THRESHOLDS = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
+_AUTOMATIC_THRESHOLDS: dict[str, dict[str, float]] = {
+    "sam_tiny": {"pred_iou_thresh": 0.3, "stability_score_thresh": 0.5},
+}
+
+
+def automatic_thresholds(name: str | None) -> dict[str, float]:
+    """``pred_iou_thresh`` and ``stability_score_thresh`` suited to model ``name``.
+
+    Unknown names and checkpoints (``None``) get the reference's 0.88 / 0.95.
+    """
+    return dict(_AUTOMATIC_THRESHOLDS.get(name or "", _REFERENCE_THRESHOLDS))
+
+
 _HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 

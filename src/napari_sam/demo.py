@@ -28,9 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sam_model import automatic_thresholds
+
 OUTLINE = (255, 230, 0)
-DEMO_PRED_IOU = 0.3
-DEMO_STABILITY = 0.5
+_SAM_TINY_THRESHOLDS = automatic_thresholds("sam_tiny")
+DEMO_PRED_IOU = _SAM_TINY_THRESHOLDS["pred_iou_thresh"]
+DEMO_STABILITY = _SAM_TINY_THRESHOLDS["stability_score_thresh"]
 
 
 def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *, zoom: int = 2

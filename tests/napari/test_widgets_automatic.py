@@ -79,3 +79,14 @@ def test_cancel_stops_the_run_and_leaves_nothing(auto, make_scene, tiny_model, w
     assert not (tmp_path / "out" / "big").exists()
     assert list(scratch.iterdir()) == []  # the temporary embedding store is gone
     assert widget.run_button.enabled and not widget.progress.visible
+
+
+def test_thresholds_follow_the_chosen_model(make_napari_viewer, model_factory):
+    from sam_model import automatic_thresholds
+
+    widget = AutomaticWidget(make_napari_viewer(), model_factory=model_factory,
+                             model_names=["sam_tiny", "vit_b"])
+    assert widget.pred_iou_thresh.value == automatic_thresholds("sam_tiny")["pred_iou_thresh"]
+    widget.model.model_name.value = "vit_b"
+    assert widget.pred_iou_thresh.value == 0.88
+    assert widget.stability_score_thresh.value == 0.95

@@ -85,6 +85,16 @@ class AutomaticWidget(Container):
             self.progress, self.status])
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.model.model_name.changed.connect(self._use_model_thresholds)
+        self._use_model_thresholds(self.model.model_name.value)
+
+    def _use_model_thresholds(self, name: str) -> None:
+        """Mask thresholds suited to the chosen model (sam_tiny scores lower)."""
+        from sam_model import automatic_thresholds
+
+        thresholds = automatic_thresholds(name)
+        self.pred_iou_thresh.value = thresholds["pred_iou_thresh"]
+        self.stability_score_thresh.value = thresholds["stability_score_thresh"]
 
     @property
     def busy(self) -> bool:

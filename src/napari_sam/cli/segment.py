@@ -47,10 +47,12 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="prompt points per tile side (default 32)")
     group.add_argument("--points-per-batch", type=_positive, default=64, metavar="N",
                        help="points per decoder call (default 64)")
-    group.add_argument("--pred-iou-thresh", type=_fraction, default=0.88, metavar="T",
-                       help="keep masks whose predicted IoU exceeds T (default 0.88)")
-    group.add_argument("--stability-score-thresh", type=_fraction, default=0.95, metavar="T",
-                       help="keep masks whose stability score is at least T (default 0.95)")
+    group.add_argument("--pred-iou-thresh", type=_fraction, default=None, metavar="T",
+                       help="keep masks whose predicted IoU exceeds T (default 0.88; 0.3 for "
+                            "sam_tiny, whose IoU head scores lower)")
+    group.add_argument("--stability-score-thresh", type=_fraction, default=None, metavar="T",
+                       help="keep masks whose stability score is at least T (default 0.95; "
+                            "0.5 for sam_tiny)")
     group.add_argument("--box-nms-thresh", type=_fraction, default=0.7, metavar="T",
                        help="box IoU above which masks are duplicates (default 0.7)")
     group.add_argument("--edge-margin", type=float, default=None, metavar="PX",
@@ -92,8 +94,8 @@ def add_parser(subparsers) -> None:
 
 
 def generation_options(args: argparse.Namespace) -> dict:
-    """SegmentConfig fields from the parsed options."""
-    return {
+    """SegmentConfig fields from the parsed options (thresholds left out when not given)."""
+    options = {
         "points_per_side": args.points_per_side,
         "points_per_batch": args.points_per_batch,
         "pred_iou_thresh": args.pred_iou_thresh,
@@ -104,6 +106,10 @@ def generation_options(args: argparse.Namespace) -> dict:
         "min_area": args.min_area,
         "max_area": args.max_area,
     }
+    for key in ("pred_iou_thresh", "stability_score_thresh"):
+        if options[key] is None:  # the model's own default, chosen once it is loaded
+            del options[key]
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,13 +120,15 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam.core.progress import run_with_bar
     from napari_sam.errors import InputError
 
+    options = generation_options(args)
     try:
-        config = SegmentConfig(**generation_options(args))
+        SegmentConfig(**options)  # bad combinations fail before the model loads
     except ValueError as exc:
         raise InputError(f"segment: {exc}") from exc
     pipeline.check_inputs(args.inputs, args.out, embeddings=args.embeddings,
                           overwrite=args.overwrite)
     model = load_model_from_args(args)
+    config = pipeline.config_for_model(getattr(model, "model_name", None), options)
     tiling = tiling_from_args(args)
     use_dask = args.scheduler is not None or args.workers is not None
     context = (dask_executor(scheduler=args.scheduler, workers=args.workers) if use_dask

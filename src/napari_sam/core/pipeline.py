@@ -168,7 +168,7 @@ def segment(
         inputs = [inputs]
     inputs = list(inputs)
     try:
-        config = SegmentConfig(**options)
+        SegmentConfig(**options)  # bad options fail before the model loads
     except (TypeError, ValueError) as exc:
         raise InputError(f"segment: {exc}") from exc
     check_inputs(inputs, out, embeddings=embeddings, overwrite=overwrite)
@@ -178,6 +178,7 @@ def segment(
 
         name = model
         model = load_model(model, checkpoint, device=device)
+    config = config_for_model(name or getattr(model, "model_name", None), options)
     drain = progress_mod.run_with_bar if progress else progress_mod.run
     summaries = []
     with _executor(scheduler, workers) as executor:
@@ -188,6 +189,14 @@ def segment(
                                model_name=name)
             summaries.append(drain(gen))
     return summaries
+
+
+def config_for_model(model_name: str | None, options: dict) -> SegmentConfig:
+    """A SegmentConfig from ``options``, with the mask thresholds suited to the
+    model (``sam_model.automatic_thresholds``) where ``options`` leaves them out."""
+    from sam_model import automatic_thresholds
+
+    return SegmentConfig(**{**automatic_thresholds(model_name), **options})
 
 
 def _executor(scheduler: str | None, workers: int | None):
