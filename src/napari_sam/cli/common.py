@@ -25,23 +25,33 @@ def parse_bands(text: str) -> list[int]:
     return bands
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
     return value
 
 
@@ -56,18 +66,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                             "recognised from the file unless --model is given")
     group.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                        help="where to run the model (default auto: cuda, then mps, then cpu)")
-    group.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                        help="tiles per encoder call (default 1 on a CPU, 4 on a GPU)")
 
 
 def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     """--tile, --overlap, --scale, --bands."""
     group = parser.add_argument_group("tiling")
-    group.add_argument("--tile", type=_positive_int, default=None, metavar="PX",
+    group.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                        help="tile side in raster pixels (default: the model's input size)")
-    group.add_argument("--overlap", type=_non_negative_int, default=None, metavar="PX",
+    group.add_argument("--overlap", type=non_negative_int, default=None, metavar="PX",
                        help="overlap between neighbouring tiles in pixels (default: tile/8)")
-    group.add_argument("--scale", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--scale", type=positive_int, default=None, metavar="N",
                        help="downscale factor for objects larger than a tile (a pyramid level "
                             "is used when the file has one; default 1)")
     group.add_argument("--bands", type=parse_bands, default=None, metavar="B,B,B",

@@ -10,60 +10,40 @@ from __future__ import annotations
 
 import argparse
 
-from napari_sam.cli.common import add_model_options, add_tiling_options, tiling_from_args
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
+from napari_sam.cli.common import (
+    add_model_options,
+    add_tiling_options,
+    fraction,
+    non_negative_int,
+    positive_int,
+    tiling_from_args,
+)
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """The automatic generator's options (reference names and defaults)."""
     group = parser.add_argument_group("automatic generation")
-    group.add_argument("--points-per-side", type=_positive, default=32, metavar="N",
+    group.add_argument("--points-per-side", type=positive_int, default=32, metavar="N",
                        help="prompt points per tile side (default 32)")
-    group.add_argument("--points-per-batch", type=_positive, default=64, metavar="N",
+    group.add_argument("--points-per-batch", type=positive_int, default=64, metavar="N",
                        help="points per decoder call (default 64)")
-    group.add_argument("--pred-iou-thresh", type=_fraction, default=None, metavar="T",
+    group.add_argument("--pred-iou-thresh", type=fraction, default=None, metavar="T",
                        help="keep masks whose predicted IoU exceeds T (default 0.88; 0.3 for "
                             "sam_tiny, whose IoU head scores lower)")
-    group.add_argument("--stability-score-thresh", type=_fraction, default=None, metavar="T",
+    group.add_argument("--stability-score-thresh", type=fraction, default=None, metavar="T",
                        help="keep masks whose stability score is at least T (default 0.95; "
                             "0.5 for sam_tiny)")
-    group.add_argument("--box-nms-thresh", type=_fraction, default=0.7, metavar="T",
+    group.add_argument("--box-nms-thresh", type=fraction, default=0.7, metavar="T",
                        help="box IoU above which masks are duplicates (default 0.7)")
     group.add_argument("--edge-margin", type=float, default=None, metavar="PX",
                        help="masks whose box comes within PX pixels of a border shared with "
                             "a neighbour tile are left to that tile (default: 20 px per 1024 "
                             "px of tile; negative turns the edge filter off)")
-    group.add_argument("--min-region-area", type=_count, default=0, metavar="PX",
+    group.add_argument("--min-region-area", type=non_negative_int, default=0, metavar="PX",
                        help="fill holes and remove islands smaller than PX pixels (default 0)")
-    group.add_argument("--min-area", type=_count, default=0, metavar="PX",
+    group.add_argument("--min-area", type=non_negative_int, default=0, metavar="PX",
                        help="drop objects smaller than PX pixels (default 0)")
-    group.add_argument("--max-area", type=_positive, default=None, metavar="PX",
+    group.add_argument("--max-area", type=positive_int, default=None, metavar="PX",
                        help="drop objects larger than PX pixels (default: no limit)")
 
 
@@ -85,7 +65,7 @@ def add_parser(subparsers) -> None:
     scale_out = parser.add_mutually_exclusive_group()
     scale_out.add_argument("--scheduler", metavar="ADDRESS", default=None,
                            help="decode tiles on this running dask.distributed scheduler")
-    scale_out.add_argument("--workers", type=_positive, default=None, metavar="N",
+    scale_out.add_argument("--workers", type=positive_int, default=None, metavar="N",
                            help="start N local dask workers to decode tiles")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing DIR/<stem> folders")
