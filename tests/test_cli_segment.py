@@ -95,7 +95,7 @@ def test_bad_input_exit_2_nothing_written(tmp_path, shared_data, capsys, name):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and name in err[0]
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists()  # not even an empty folder
 
 
 def test_failure_midway_leaves_no_partial_output(tmp_path, shared_data, monkeypatch):

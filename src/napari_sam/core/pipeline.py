@@ -9,6 +9,7 @@ beside the outputs, removed afterwards), decode every tile from the store
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -89,7 +90,9 @@ def segment_file(
     temporary = embeddings is None
     store_path = Path(embeddings) if embeddings is not None else (
         Path(out_dir) / f".{folder.name}.embeddings-{uuid.uuid4().hex[:8]}.zarr")
+    made_folder = not store_path.parent.exists()
     store_path.parent.mkdir(parents=True, exist_ok=True)
+    finished = False
     try:
         store = yield from embed_raster(raster, store_path, model, tile_size=tile_size,
                                         overlap=overlap, scale=scale, batch_size=batch_size,
@@ -106,9 +109,13 @@ def segment_file(
 
         outputs = yield from write_segmentation(raster, folder, produce, overwrite=overwrite,
                                                 zarr_labels=is_zarr_input(source))
+        finished = True
     finally:
         if temporary:
             shutil.rmtree(store_path, ignore_errors=True)
+        if made_folder and not finished:
+            with contextlib.suppress(OSError):  # only an empty folder this run made
+                store_path.parent.rmdir()
     result = holder["result"]
     return SegmentSummary(input=Path(str(source)), outputs=outputs, n_objects=outputs.n_objects,
                           n_tiles=result.n_tiles, n_points=result.n_points,
