@@ -158,7 +158,7 @@ def decode_low_res(
 
 def _splits_decoder(decoder) -> bool:
     """Whether the decoder is ours, whose parts can run separately (see below)."""
-    return isinstance(decoder, MaskDecoder) and hasattr(decoder, "_masks_from_tokens")
+    return isinstance(decoder, MaskDecoder)
 
 
 @torch.no_grad()
@@ -183,14 +183,10 @@ def decode_passing(
         idx = keep.flatten().nonzero().flatten()
         return low_res.flatten(0, 1)[idx], iou.flatten()[idx], idx // m
     sparse, dense = _prompt_embeddings(predictor, points_xy)
-    b = sparse.shape[0]
     wanted = list(range(1, decoder.num_mask_tokens)) if multimask else [0]
-    out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
-    src = predictor.features + dense[:1]  # point prompts: the same "no mask" embedding
-    h, w = src.shape[-2:]
-    hs, keys = decoder.transformer(src, model.prompt_encoder.get_dense_pe(), tokens)
-    iou = decoder.iou_prediction_head(hs[:, 0, :])[:, wanted]
+    hs, keys, (h, w) = decoder.run_transformer(
+        predictor.features, model.prompt_encoder.get_dense_pe(), sparse, dense)
+    iou = decoder.iou_from_tokens(hs, wanted)
     if pred_iou_thresh > 0.0:
         keep = iou > pred_iou_thresh
     else:
@@ -198,14 +194,9 @@ def decode_passing(
     prompts = keep.any(dim=1).nonzero().flatten()
     if prompts.numel() == 0:
         side = 4 * h, 4 * w
-        empty = torch.zeros(0, *side, dtype=torch.float32, device=src.device)
+        empty = torch.zeros(0, *side, dtype=torch.float32, device=hs.device)
         return empty, iou.new_zeros(0), prompts
-    if keys.shape[0] != b:
-        keys = keys.expand(b, -1, -1)
-    hyper = torch.stack(
-        [decoder.output_hypernetworks_mlps[i](hs[prompts, 1 + i, :]) for i in wanted], dim=1
-    )
-    logits = decoder._masks_from_tokens(keys[prompts], h, w, hyper)  # (P, M, 4h, 4w)
+    logits = decoder.masks_from_tokens(hs[prompts], keys[prompts], (h, w), wanted)  # (P, M, 4h, 4w)
     sub = keep[prompts]
     pos = sub.flatten().nonzero().flatten()
     m = len(wanted)

@@ -110,6 +110,20 @@ class MaskDecoder(nn.Module):
         dense: Tensor,
         wanted: list[int],
     ) -> tuple[Tensor, Tensor]:
+        hs, keys, hw = self.run_transformer(image_embeddings, image_pe, sparse, dense)
+        return self.masks_from_tokens(hs, keys, hw, wanted), self.iou_from_tokens(hs, wanted)
+
+    # The decoder in three public steps, so that callers (the automatic mask
+    # generator) can read the IoU head before paying for the mask upscaling.
+    def run_transformer(
+        self, image_embeddings: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor
+    ) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """Two-way transformer over the output, prompt and image tokens.
+
+        Args as :meth:`forward`. Returns output tokens BxTxC (IoU token first,
+        then the mask tokens), image tokens Bx(h*w)xC (an expanded view when the
+        image embedding is shared) and the grid size (h, w).
+        """
         b = sparse.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
@@ -120,12 +134,21 @@ class MaskDecoder(nn.Module):
         hs, keys = self.transformer(src, image_pe, tokens)
         if keys.shape[0] != b:
             keys = keys.expand(b, -1, -1)
-        iou_pred = self.iou_prediction_head(hs[:, 0, :])[:, wanted]
+        return hs, keys, (int(h), int(w))
+
+    def iou_from_tokens(self, hs: Tensor, wanted: list[int]) -> Tensor:
+        """IoU predictions BxM of the ``wanted`` mask outputs, from output tokens BxTxC."""
+        return self.iou_prediction_head(hs[:, 0, :])[:, wanted]
+
+    def masks_from_tokens(
+        self, hs: Tensor, keys: Tensor, hw: tuple[int, int], wanted: list[int]
+    ) -> Tensor:
+        """Mask logits BxMx(4h)x(4w) of the ``wanted`` outputs (hs, keys as returned
+        by :meth:`run_transformer`, possibly indexed to a subset of prompts)."""
         hyper = torch.stack(
             [self.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in wanted], dim=1
         )  # B x M x C/8
-        masks = self._masks_from_tokens(keys, h, w, hyper)
-        return masks, iou_pred
+        return self._masks_from_tokens(keys, hw[0], hw[1], hyper)
 
     def _masks_from_tokens(self, keys: Tensor, h: int, w: int, hyper: Tensor) -> Tensor:
         """Upscale image tokens 4x and dot them with the hypernetwork outputs.
