@@ -28,6 +28,28 @@ def sample_scene() -> Path:
     return REPO / "sample_data" / "landsat_rgb_epsg32618.tif"
 
 
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A tiny random-weight Sam (256-px input, 16x16 grid), seeded, named "tiny-test"."""
+    import torch
+
+    from sam_model import build_sam_from_config, tiny_test_config
+
+    torch.manual_seed(0)
+    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
+    model.model_name = "tiny-test"
+    return model
+
+
+@pytest.fixture
+def cli_tiny_model(monkeypatch, tiny_model):
+    """CLI subcommands load ``tiny_model`` instead of the model their options name."""
+    import napari_sam.cli.common as common
+
+    monkeypatch.setattr(common, "load_model_from_args", lambda args: tiny_model)
+    return tiny_model
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _few_threads():
     """Tests use tiny models; two threads at most keep the suite predictable."""

@@ -11,20 +11,9 @@ from napari_sam.core.store import EmbeddingStore
 sam_model = pytest.importorskip("sam_model")
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    torch.manual_seed(0)
-    model = sam_model.build_sam_from_config(sam_model.tiny_test_config(img_size=256)).eval()
-    model.model_name = "tiny_test"
-    return model
-
-
 @pytest.fixture
-def cli(monkeypatch, tiny_model):
+def cli(cli_tiny_model):
     """Run the CLI in this process with the tiny model instead of sam_tiny."""
-    import napari_sam.cli.embed as embed_cli
-
-    monkeypatch.setattr(embed_cli, "load_model_from_args", lambda args: tiny_model)
     return main
 
 
@@ -39,7 +28,7 @@ def test_embed_resume_and_refuse(cli, tiny_model, shared_data, tmp_path, capfd):
     captured = capfd.readouterr()
     assert "1 tiles (1 embedded, 0 empty)" in captured.out
     store = EmbeddingStore.open(out)
-    assert store.complete and store.settings.model_name == "tiny_test"
+    assert store.complete and store.settings.model_name == "tiny-test"
     assert store.settings.georeference["crs"] is not None
 
     calls = []

@@ -5,28 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from napari_sam.cli import main
 from napari_sam.core.prompt_file import read_prompts
 from napari_sam.core.raster import open_raster
 
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    from sam_model import build_sam_from_config, tiny_test_config
-
-    torch.manual_seed(0)
-    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
-    model.model_name = "tiny-test"
-    return model
-
-
-@pytest.fixture(autouse=True)
-def _use_tiny(monkeypatch, tiny_model):
-    import napari_sam.cli.common as common
-
-    monkeypatch.setattr(common, "load_model_from_args", lambda args: tiny_model)
+pytestmark = pytest.mark.usefixtures("cli_tiny_model")
 
 
 def _map_xy(transform, col, row):

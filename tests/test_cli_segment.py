@@ -7,29 +7,10 @@ import shutil
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from napari_sam.cli import main
 
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    from sam_model import build_sam_from_config, tiny_test_config
-
-    torch.manual_seed(0)
-    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
-    model.model_name = "tiny-test"
-    return model
-
-
-@pytest.fixture(autouse=True)
-def _use_tiny(monkeypatch, tiny_model):
-    import napari_sam.cli.common as common
-    import napari_sam.cli.embed as embed_cli
-
-    # cli.embed binds the name at import; patch both so test order does not matter
-    for module in (common, embed_cli):
-        monkeypatch.setattr(module, "load_model_from_args", lambda args: tiny_model)
+pytestmark = pytest.mark.usefixtures("cli_tiny_model")
 
 
 # filters off and no edge filter, so random weights still give objects

@@ -7,12 +7,7 @@ behind when the input itself is unreadable).
 
 from __future__ import annotations
 
-from napari_sam.cli.common import (
-    add_model_options,
-    add_tiling_options,
-    load_model_from_args,
-    tiling_from_args,
-)
+from napari_sam.cli.common import add_model_options, add_tiling_options, tiling_from_args
 
 
 def add_parser(subparsers) -> None:
@@ -33,6 +28,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from napari_sam.cli.common import load_model_from_args
     from napari_sam.core import progress
     from napari_sam.core.embed import embed_raster
     from napari_sam.core.raster import open_raster
