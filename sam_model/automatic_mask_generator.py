@@ -32,48 +32,32 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 
 @dataclass
-class MaskBatch:
+class MaskBatch(Candidates):
     """Masks decoded from point prompts on one embedding, after filters and NMS.
 
-    Masks are held as bounding-box crops (small); ``masks`` builds the
+    The candidates of :mod:`mask_candidates` under the names the tiled engine
+    reads. Masks are held as bounding-box crops (small); ``masks`` builds the
     full-size stack on demand.
 
     crops: K ``(h_i, w_i)`` bool numpy arrays, mask ``i`` inside ``boxes_xyxy[i]``
         (its top-left pixel at ``(y0, x0)``).
     iou_preds: ``(K,)`` float32 predicted IoU.
     stability: ``(K,)`` float32 stability score.
-    boxes_xyxy: ``(K, 4)`` int64 XYXY with inclusive max coordinates.
+    boxes / boxes_xyxy: ``(K, 4)`` int64 XYXY with inclusive max coordinates.
     points: ``(K, 2)`` float64 XY pixel of the prompt that gave each mask.
     image_hw: ``(H, W)``, the predictor's original image size.
     Ordered by decreasing predicted IoU.
     """
 
-    crops: list[np.ndarray]
-    iou_preds: torch.Tensor
-    stability: torch.Tensor
-    boxes_xyxy: torch.Tensor
-    points: torch.Tensor
-    image_hw: tuple[int, int]
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
     @property
-    def boxes(self) -> torch.Tensor:
-        """Same as ``boxes_xyxy``."""
-        return self.boxes_xyxy
+    def boxes_xyxy(self) -> torch.Tensor:
+        """Same as ``boxes``."""
+        return self.boxes
 
     @property
     def masks(self) -> torch.Tensor:
         """``(K, H, W)`` bool torch tensor at the original image size (built on access)."""
-        return Candidates(
-            crops=self.crops,
-            boxes=self.boxes_xyxy,
-            iou_preds=self.iou_preds,
-            stability=self.stability,
-            points=self.points,
-            image_hw=self.image_hw,
-        ).full_masks()
+        return self.full_masks()
 
 
 def decode_points(
@@ -107,14 +91,7 @@ def decode_points(
         box_nms_thresh=box_nms_thresh,
         multimask=multimask,
     )
-    return MaskBatch(
-        crops=found.crops,
-        image_hw=found.image_hw,
-        iou_preds=found.iou_preds,
-        stability=found.stability,
-        boxes_xyxy=found.boxes,
-        points=found.points,
-    )
+    return MaskBatch(**vars(found))
 
 
 class SamAutomaticMaskGenerator:
