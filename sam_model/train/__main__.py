@@ -38,6 +38,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--objects", type=int, default=16, help="target objects per crop")
     p.add_argument("--pixels-per-batch", type=int, default=24 * 384 * 384)
     p.add_argument("--crop-sizes", default="256,384,512")
+    p.add_argument("--crop-weights", default=None,
+                   help="how often each crop size is drawn (default: the plan's weights for "
+                        "the default sizes, else equal)")
+    p.add_argument("--window-prob", type=float, default=0.0,
+                   help="share of crops drawn as windows of a larger image (big objects)")
+    p.add_argument("--warmup", type=int, default=300, help="warm-up steps of the learning rate")
+    p.add_argument("--init", default=None,
+                   help="start a new run from these weights (a sam_tiny weights file) "
+                        "instead of random ones; ignored when OUT/last.pt is resumed")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -63,15 +72,27 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     sizes = tuple(int(v) for v in args.crop_sizes.split(","))
     default_plan = BatchPlan()
-    weights = (default_plan.crop_weights if sizes == default_plan.crop_sizes
-               else tuple(1.0 for _ in sizes))
-    model = build_sam_tiny(pretrained=False).to(device)
+    if args.crop_weights:
+        weights = tuple(float(v) for v in args.crop_weights.split(","))
+        if len(weights) != len(sizes):
+            raise SystemExit("--crop-weights needs one weight per crop size")
+    else:
+        weights = (default_plan.crop_weights if sizes == default_plan.crop_sizes
+                   else tuple(1.0 for _ in sizes))
+    resuming = (Path(args.out) / "last.pt").is_file()
+    if args.init and not resuming:
+        model = build_sam_tiny(checkpoint=args.init).to(device)
+        print(f"starting from the weights in {args.init}", flush=True)
+    else:
+        model = build_sam_tiny(pretrained=False).to(device)
     config = TrainConfig(
         steps=args.steps, lr=args.lr, rounds=args.rounds, seed=args.seed, workers=args.workers,
+        warmup=args.warmup,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         time_budget_s=None if args.time_budget_minutes is None else args.time_budget_minutes * 60,
         plan=BatchPlan(objects=args.objects, pixels_per_batch=args.pixels_per_batch,
-                       crop_sizes=sizes, crop_weights=weights),
+                       crop_sizes=sizes, crop_weights=weights,
+                       window_prob=args.window_prob),
     )
     t0 = time.time()
     gen = train(model, config=config, run_dir=args.out,

@@ -39,7 +39,10 @@ class BatchPlan:
 
     crop_sizes / crop_weights: side S of the crops and how often each is used;
     pixels_per_batch: crops per batch = max(1, pixels_per_batch // S**2);
-    objects: K, target objects per crop; img_size: the model's input side.
+    objects: K, target objects per crop; img_size: the model's input side;
+    window_prob: how often a generated crop is a window of a larger image
+    (side log-uniform between S and ``img_size``), so that objects come in
+    every size the model meets in its input frame, up to the whole frame.
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -47,6 +50,13 @@ class BatchPlan:
     pixels_per_batch: int = 8 * 384 * 384
     objects: int = 12
     img_size: int = 1024
+    window_prob: float = 0.0
+
+    def frame(self, rng: np.random.Generator, size: int) -> int | None:
+        """The side of the image a generated crop is a window of (None: the crop itself)."""
+        if self.window_prob <= 0 or rng.random() >= self.window_prob:
+            return None
+        return int(np.exp(rng.uniform(np.log(size), np.log(max(size, self.img_size)))))
 
     def shape(self, rng: np.random.Generator) -> tuple[int, int]:
         """(crop side S, crops per batch) drawn for one batch."""
@@ -81,7 +91,8 @@ def scene_batch(seed: int, index: int, plan: BatchPlan) -> dict[str, torch.Tenso
     images, masks, valid = [], [], []
     attempt = 0
     while len(images) < count:
-        scene = make_scene(np.random.default_rng([seed, index, len(images), attempt]), size)
+        scene_rng = np.random.default_rng([seed, index, len(images), attempt])
+        scene = make_scene(scene_rng, size, frame=plan.frame(scene_rng, size))
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:

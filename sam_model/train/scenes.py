@@ -344,19 +344,28 @@ def _paint_background(rng, canvas: _Canvas, size: int) -> np.ndarray:
 
 
 def make_scene(seed: int | np.random.Generator, size: int = 384, *,
-               pad_prob: float = 0.1) -> Scene:
-    """Draw one ``size`` x ``size`` scene; see the module docstring."""
+               pad_prob: float = 0.1, frame: int | None = None) -> Scene:
+    """Draw one ``size`` x ``size`` scene; see the module docstring.
+
+    ``frame``: the scene is a ``size`` window of a ``frame`` x ``frame``
+    image (default: the scene is the whole image). Object sizes are
+    fractions of the frame, so a small window of a large frame holds a few
+    big objects, often cut by its border, as a training crop of a large
+    image does.
+    """
     rng = np.random.default_rng(seed)
     zoom = int(rng.choice([1, 1, 1, 2, 2, 3, 4]))
     inner = -(-size // zoom)
+    outer = inner if frame is None else max(inner, -(-int(frame) // zoom))
     shape = (inner, inner)
     canvas = _Canvas(rng, shape)
     bg = _paint_background(rng, canvas, inner)
 
-    scale = rng.uniform(0.02, 0.35)  # typical object size as a fraction of the scene
-    typical = max(4.0, scale * inner)
+    scale = rng.uniform(0.02, 0.35)  # typical object size as a fraction of the frame
+    typical = max(4.0, scale * outer)
     density = rng.uniform(0.15, 0.9)
-    n_obj = int(np.clip(density * (inner / typical) ** 2, 1, 60))
+    n_obj = int(np.clip(density * (inner / typical) ** 2 * (1.5 if outer > inner else 1.0),
+                        1, 60))
     kind_p = KIND_WEIGHTS * rng.uniform(0.2, 1.0, len(KINDS))
     kind_p /= kind_p.sum()
     if rng.random() < 0.5:  # scenes dominated by one kind
@@ -365,7 +374,7 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     palette = [_contrasting(rng, bg) for _ in range(int(rng.integers(1, 5)))]
     for _ in range(n_obj):
         kind = KINDS[rng.choice(len(KINDS), p=kind_p)]
-        obj_size = float(np.clip(typical * rng.lognormal(0, 0.4), 3, inner * 0.9))
+        obj_size = float(np.clip(typical * rng.lognormal(0, 0.4), 3, outer * 0.9))
         cy, cx = rng.uniform(-0.1, 1.1, 2) * inner
         pieces, wholes = SHAPES[kind](rng, shape, cy, cx, obj_size)
         base = palette[rng.integers(len(palette))] if rng.random() < 0.7 else _contrasting(rng, bg)

@@ -130,3 +130,25 @@ def test_pairs_become_batches_of_the_same_format():
     batch = pair_batch(pairs, 0, 0, PLAN)
     assert batch["image"].shape == (2, 64, 64, 3) and batch["masks"].shape == (2, 3, 64, 64)
     assert batch["masks"].flatten(2).any(2).all()
+
+
+def test_command_line_starts_a_new_run_from_given_weights(tmp_path, capsys):
+    from sam_model.train.__main__ import main
+
+    start = build_sam_tiny(pretrained=False)
+    with torch.no_grad():
+        start.mask_decoder.iou_prediction_head.layers[-1].bias.fill_(0.25)
+    init = tmp_path / "init.pt"
+    export_weights(start, init)
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--init", str(init), "--steps", "1", "--rounds", "1",
+            "--objects", "1", "--crop-sizes", "64", "--pixels-per-batch", str(64 * 64),
+            "--window-prob", "1", "--warmup", "1", "--lr", "1e-9", "--device", "cpu",
+            "--export", str(run / "out.pt")]
+    assert main(args) == 0
+    assert "starting from the weights" in capsys.readouterr().out
+    trained = torch.load(run / "out.pt", weights_only=True)
+    bias = trained["mask_decoder.iou_prediction_head.layers.2.bias"].float()
+    assert torch.allclose(bias, torch.full_like(bias, 0.25), atol=1e-3)
+    saved = torch.load(run / "last.pt", weights_only=True)["config"]
+    assert saved["plan"]["window_prob"] == 1.0 and saved["warmup"] == 1

@@ -52,3 +52,30 @@ def test_held_out_scenes_are_not_training_scenes():
                                                 img_size=256))["image"][0].numpy()
                     for i in range(3)]
     assert not any(np.array_equal(h.image, t) for h in held for t in train_images)
+
+
+def _extents(scene):
+    out = []
+    for i in range(len(scene.objects)):
+        ys, xs = np.nonzero(scene.mask(i))
+        out.append(max(np.ptp(ys), np.ptp(xs)) + 1)
+    return out
+
+
+def test_windows_of_a_large_frame_hold_bigger_objects():
+    whole = [e for s in range(12) for e in _extents(make_scene(s, 128))]
+    window = [e for s in range(12) for e in _extents(make_scene(s, 128, frame=1024))]
+    assert window and np.median(window) > 1.5 * np.median(whole)
+    # a window as large as its frame is the plain scene
+    a, b = make_scene(3, 128), make_scene(3, 128, frame=128)
+    assert np.array_equal(a.image, b.image) and a.objects == b.objects
+
+
+def test_window_prob_draws_frames_between_crop_and_input_size():
+    rng = np.random.default_rng(0)
+    plan = BatchPlan(window_prob=0.5, img_size=1024)
+    frames = [plan.frame(rng, 256) for _ in range(400)]
+    sized = [f for f in frames if f is not None]
+    assert 120 < len(sized) < 280
+    assert min(sized) >= 256 and max(sized) <= 1024
+    assert BatchPlan().frame(rng, 256) is None  # off by default: old runs draw the same data
