@@ -132,6 +132,9 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
     image = as_rgb_uint8(sample.image)
     prompter = _Prompter(model, image)
     out: dict[str, list[float]] = {"point_top": [], "point_best": [], "box": []}
+    frame = model.img_size / max(image.shape[:2])  # objects' size as the model sees them
+    out["extent"] = [float(max(np.ptp(r), np.ptp(c)) + 1) * frame
+                     for r, c in (np.nonzero(m) for m in sample.masks)]
     curve: list[list[float]] = [[] for _ in range(clicks)]
     for start in range(0, len(sample.masks), chunk):
         gts = sample.masks[start:start + chunk]
@@ -187,8 +190,29 @@ def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5
     for key, values in per.items():
         report[key] = round(float(np.mean(values)), 4) if values else math.nan
     report["clicks_curve"] = [report.pop(f"click{c + 1}") for c in range(clicks)]
+    report.pop("extent", None)
+    report["by_extent"] = _by_extent(per)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+EXTENT_BINS = (0, 64, 128, 256, 512, 100000)
+
+
+def _by_extent(per: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """mIoU per prompt type for objects grouped by their longest side in the model's
+    1024 input frame (px)."""
+    extent = np.asarray(per.get("extent", []))
+    out = {}
+    for lo, hi in zip(EXTENT_BINS[:-1], EXTENT_BINS[1:]):
+        sel = (extent >= lo) & (extent < hi)
+        if not sel.any():
+            continue
+        name = f"{lo}-{hi}" if hi < EXTENT_BINS[-1] else f">={lo}"
+        out[name] = {"objects": int(sel.sum())}
+        out[name].update({k: round(float(np.mean(np.asarray(per[k])[sel])), 4)
+                          for k in ("point_top", "point_best", "box", "clicks")})
+    return out
 
 
 def evaluate_scenes(model: nn.Module, count: int = 100, *, size: int = 1024, clicks: int = 5

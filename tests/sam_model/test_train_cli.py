@@ -62,6 +62,9 @@ def test_train_then_evaluate_a_folder(folder, tmp_path, capsys):
     assert report["images"] == 2 and report["objects"] == 6
     assert 0 <= report["point_top"] <= report["point_best"] <= 1
     assert len(report["clicks_curve"]) == 2
+    bins = report["by_extent"]  # every object in exactly one size bin
+    assert sum(b["objects"] for b in bins.values()) == 6
+    assert all(0 <= b["box"] <= 1 for b in bins.values())
     # an existing report is kept without --overwrite
     assert main(["evaluate", str(folder), "--device", "cpu", "--json", str(report_path)]) == 2
 
