@@ -60,3 +60,16 @@ def test_automatic_in_memory_and_existing_output_refused(tiny_model, make_scene,
     with pytest.raises(OutputExistsError):
         next(gen)  # refused before any embedding work
     assert list((tmp_path / "scene").iterdir()) == []
+
+
+def test_automatic_in_memory_labels_are_sparse_when_large(tiny_model, make_scene, monkeypatch):
+    from napari_sam.core.sparse_labels import SparseLabels
+
+    assert isinstance(engine.in_memory_labels(256, 256), np.ndarray)
+    config = AutomaticConfig(tiling=TILING, points_per_side=2, pred_iou_thresh=0.0,
+                             stability_score_thresh=0.0)
+    dense = run(engine.automatic_gen(make_scene(), tiny_model, config)).labels
+    monkeypatch.setattr(engine, "IN_MEMORY_LIMIT", 100 * 100)  # as if 256 x 256 were huge
+    sparse = run(engine.automatic_gen(make_scene(), tiny_model, config)).labels
+    assert dense.any() and isinstance(sparse, SparseLabels) and sparse.shape == (256, 256)
+    assert np.array_equal(np.asarray(sparse), dense)

@@ -156,7 +156,8 @@ class AutomaticWidget(Container):
         name = f"{image.name} SAM objects"
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
-        layer = Labels(result.labels, name=name, affine=L.aligned_affine(image), opacity=0.5,
+        data = getattr(result.labels, "levels", result.labels)  # SparseLabels: its pyramid
+        layer = Labels(data, name=name, affine=L.aligned_affine(image), opacity=0.5,
                        features=table)
         geo = L.georeference(image)
         L.set_georeference(layer, geo if geo["transform"] is not None else result.georeference)

@@ -87,7 +87,8 @@ def predict_candidates(engine: Any, prompts: PromptSet, *,
 # -- automatic -----------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class AutomaticResult:
-    """Labels ((h, w) uint32, numpy or dask), the object table, georeference, outputs."""
+    """Labels ((h, w) uint32: numpy, dask or SparseLabels), the object table, georeference,
+    outputs."""
 
     labels: Any
     table: Any
@@ -96,13 +97,24 @@ class AutomaticResult:
     folder: Path | None = None
 
 
+def in_memory_labels(height: int, width: int) -> Any:
+    """An empty (height, width) uint32 labels array: numpy, or sparse when large."""
+    if height * width <= IN_MEMORY_LIMIT:
+        return np.zeros((height, width), dtype=np.uint32)
+    from napari_sam.core.sparse_labels import SparseLabels
+
+    return SparseLabels((height, width))
+
+
 def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
                   name: str = "labels") -> ProgressGen[AutomaticResult]:
     """Embed (into ``config.store`` or a temporary store) and segment the whole raster.
 
     With ``config.out_dir`` the outputs of ``napari-sam segment`` are written to
     ``out_dir/<name>/`` atomically and the labels are read back (lazily when
-    large); else labels stream into an in-memory array. Closing the generator
+    large); else labels stream into an in-memory array (a :class:`SparseLabels`
+    above ``IN_MEMORY_LIMIT`` pixels: memory only where objects are, and a
+    pyramid to show it). Closing the generator
     (cancel) removes the temporary store and any half-written folder.
     """
     from napari_sam.core.embed import embed_raster
@@ -130,7 +142,7 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
                                              config=segment_config, sink=sink))
 
         if folder is None:
-            labels = np.zeros((raster.height, raster.width), dtype=np.uint32)
+            labels = in_memory_labels(raster.height, raster.width)
 
             def sink(y0: int, x0: int, window: np.ndarray) -> None:
                 labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window

@@ -4,7 +4,8 @@ The georeference comes from the layer's metadata (``metadata["napari_sam"]``,
 set by this plugin's reader and widgets): labels keep the transform and CRS,
 polygons are written in that CRS (QuPath output is always in pixels). A
 layer without a georeference is written in pixel coordinates, and the widget
-says so before anything is written.
+says so before anything is written. The sparse labels of a large image are
+read window by window, never as one full-size array.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class ExportWidget(Container):
         from napari_sam._widgets.engine import export_gen
 
         labels = L.level0(layer)
+        if hasattr(labels, "to_dask"):  # SparseLabels: the writers read it chunk by chunk
+            labels = labels.to_dask()
         geo = L.georeference(layer)
         attributes = _object_table(layer)
         self.written = []

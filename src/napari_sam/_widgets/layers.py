@@ -175,11 +175,16 @@ class LabelEditor:
     Ids are allocated from ``max(existing ids) + 1``. Each paste writes only the
     mask's pixels (and, unless ``overwrite``, only where the label is 0) and
     remembers what it replaced, so ``undo`` restores exactly the previous values.
+    A single-scale layer is written through napari (its own undo history and
+    partial refresh); a multiscale layer (a :class:`~napari_sam.core.sparse_labels.SparseLabels`
+    pyramid, or any writable full-resolution level that keeps its other levels
+    in step) is written at full resolution and refreshed.
     """
 
     def __init__(self, layer: napari.layers.Labels) -> None:
         self.layer = layer
-        self._next_id = int(np.max(layer.data)) + 1 if np.size(layer.data) else 1
+        data = level0(layer)  # np.max of a SparseLabels reads only its allocated chunks
+        self._next_id = int(np.max(data)) + 1 if np.size(data) else 1
         self._history: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray, int]] = []
 
     @property
@@ -195,13 +200,14 @@ class LabelEditor:
 
         Returns the id used, or 0 when no pixel was written.
         """
-        height, width = self.layer.data.shape[-2:]
+        data = level0(self.layer)
+        height, width = data.shape[-2:]
         rows, cols = np.nonzero(mask)
         rows = rows + int(offset[0])
         cols = cols + int(offset[1])
         inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
         index = (rows[inside], cols[inside])
-        previous = np.asarray(self.layer.data[index]).copy()
+        previous = np.array(data[index], copy=True)
         if not overwrite:
             free = previous == 0
             index = (index[0][free], index[1][free])
@@ -209,7 +215,7 @@ class LabelEditor:
         if index[0].size == 0:
             return 0
         new_id = self._next_id
-        self.layer.data_setitem(index, new_id)
+        self._write(index, new_id)
         self._history.append((index, previous, new_id))
         self._next_id += 1
         self.layer.selected_label = new_id
@@ -220,10 +226,29 @@ class LabelEditor:
         if not self._history:
             return 0
         index, previous, used = self._history.pop()
-        self.layer.data_setitem(index, previous)
+        self._write(index, previous)
         if used == self._next_id - 1:
             self._next_id = used
         return used
+
+    def _write(self, index: tuple[np.ndarray, np.ndarray], value: Any) -> None:
+        if not getattr(self.layer, "multiscale", False):
+            self.layer.data_setitem(index, value)
+        else:  # napari cannot edit multiscale labels: write level 0, which updates the rest
+            level0(self.layer)[index] = value
+            refresh_levels(self.layer)
+
+
+def refresh_levels(layer: napari.layers.Layer) -> None:
+    """Redraw a layer whose arrays changed in place, multiscale levels included.
+
+    napari (0.9 here) keeps the coarsest level of a 2D multiscale layer as a
+    cached numpy copy, dropped only when the data is replaced; drop it here too.
+    """
+    reset = getattr(layer, "_reset_thumbnail_level_data", None)
+    if getattr(layer, "multiscale", False) and callable(reset):
+        reset()
+    layer.refresh()
 
 
 def georeference(layer: napari.layers.Layer) -> dict[str, Any]:

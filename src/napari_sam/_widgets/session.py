@@ -4,7 +4,9 @@
 frame, binds the session's keys on each (a layer's own keys, such as Z for
 pan/zoom, would otherwise win over the viewer's), keeps the points layer
 active so that clicks keep adding prompts, and owns the label editor (accept
-and undo). It holds no prediction logic.
+and undo). It holds no prediction logic. Labels of a large or multiscale image
+live in a sparse, multiscale store (:func:`new_labels_data`), never in a
+full-size array.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import numpy as np
 
 from napari_sam._widgets import layers as L
 from napari_sam._widgets.state import Candidates
+from napari_sam.core.sparse_labels import SparseLabels
 
 if TYPE_CHECKING:
     import napari
 
 POINTS, BOXES, CANDIDATE, LABELS = "SAM points", "SAM boxes", "SAM candidate", "SAM labels"
+SPARSE_ABOVE = 4096 * 4096  # images with more pixels get sparse, multiscale labels
 
 
 class PromptLayers:
@@ -127,13 +131,13 @@ class PromptLayers:
         """The editor of "SAM labels", made on first use with the image's size and CRS.
 
         ``georeference`` gives the raster's georeference when the image layer's
-        metadata has none.
+        metadata has none. See :func:`new_labels_data` for what holds the labels.
         """
         labels = self.labels
         if labels is None:
             from napari.layers import Labels
 
-            data = np.zeros(L.image_shape(image), dtype=np.uint32)
+            data = new_labels_data(image)
             labels = Labels(data, name=LABELS, affine=L.aligned_affine(image), opacity=0.6)
             geo = L.georeference(image)
             if geo["transform"] is None and georeference is not None:
@@ -160,6 +164,20 @@ class PromptLayers:
                     layer.remove_selected()
         finally:
             self._clearing = False
+
+
+def new_labels_data(image: napari.layers.Image, *, limit: int = SPARSE_ABOVE) -> Any:
+    """Storage for accepted labels the size of ``image``'s full-resolution level.
+
+    A numpy uint32 array (napari can paint on it) for an image of at most
+    ``limit`` pixels that is not multiscale; else the levels of a
+    :class:`SparseLabels` (memory only where objects are, shown as multiscale
+    labels, which napari cannot paint on).
+    """
+    height, width = L.image_shape(image)
+    if height * width <= limit and not getattr(image, "multiscale", False):
+        return np.zeros((height, width), dtype=np.uint32)
+    return SparseLabels((height, width)).levels  # one level only: napari unwraps it
 
 
 def _ignore_arg(action: Callable[[], Any]) -> Callable[[Any], None]:
