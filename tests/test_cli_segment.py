@@ -185,3 +185,24 @@ def test_zarr_input_gives_zarr_labels(tmp_path):
     assert (labels.height, labels.width) == (90, 120)
     assert labels.crs.to_epsg() == 32618 and tuple(labels.transform)[:6] == (2, 0, 1000, 0, -2, 5000)
     assert (out / "mosaic" / "objects.gpkg").is_file()
+
+
+def test_no_stitch_flag_turns_seam_stitching_off(tmp_path, shared_data, monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from napari_sam.core import pipeline
+
+    seen = []
+
+    def segment_file(src, out, model, *, config, **kwargs):
+        seen.append(config.stitch_seams)
+        yield from ()
+        return pipeline.SegmentSummary(input=Path(src), outputs=SimpleNamespace(folder=Path(out)),
+                                       n_objects=0, n_tiles=0, n_points=0, seconds=0.0)
+
+    monkeypatch.setattr(pipeline, "segment_file", segment_file)
+    src = str(shared_data / "rgb-byte-tenth.tif")
+    assert main(["segment", src, "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["segment", src, "--out", str(tmp_path), "--no-stitch", "--quiet"]) == 0
+    assert seen == [True, False]

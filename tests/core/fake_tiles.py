@@ -52,44 +52,78 @@ def disks(height, width, n, rmin, rmax, seed):
     return labels
 
 
-def fake_results(truth, tiles, points_per_side, tile_size, settings=None):
-    """(rows, cols, results): the merge layer's input from a decoder returning the true objects."""
-    settings = settings or TileFilter(edge_margin=2)
+FakeWork = namedtuple("FakeWork", "index tile points")
+
+
+def decode_fake(truth, tile, points, rows, cols, settings, keep=None):
+    """One tile's candidates from a decoder returning the true objects under its points.
+
+    ``keep(tile_index, k)``: False hides object ``k`` from that tile (as if the
+    decoder had not segmented it there); None keeps all.
+    """
+    t = tile
+    window = truth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width]
+    seen = {}
+    for x, y in points:
+        k = truth[int(y), int(x)]
+        if k and k not in seen and (keep is None or keep((t.row, t.col), int(k))):
+            seen[k] = (x, y)
+    masks = np.stack([window == k for k in seen]) if seen else np.zeros((0, 1, 1), bool)
+    n = len(seen)
+    crops, offsets = crops_from_masks(masks)
+    return tile_candidates(
+        crops, offsets, np.full(n, 0.95), np.full(n, 0.97), np.array(list(seen.values())).reshape(-1, 2),
+        tile=(t.row, t.col), rows=rows, cols=cols, settings=settings,
+    )
+
+
+class FakeDecoder:
+    """``decode_fake`` as a picklable callable on ``FakeWork``, for an executor."""
+
+    def __init__(self, truth, rows, cols, settings):
+        self.truth, self.rows, self.cols, self.settings = truth, rows, cols, settings
+
+    def __call__(self, work):
+        return decode_fake(self.truth, work.tile, work.points, self.rows, self.cols, self.settings)
+
+
+def fake_works(truth, tiles, points_per_side, tile_size):
+    """(rows, cols, works): one FakeWork per tile, row-major."""
     height, width = truth.shape
     rows, cols = axis_windows(tiles, height, width)
     grid = assign_points(tiles, height, width, tile_size=tile_size, points_per_side=points_per_side)
+    works = [FakeWork((t.row, t.col), t, grid.points_for(t.row, t.col))
+             for t in sorted(tiles, key=lambda t: (t.row, t.col))]
+    return rows, cols, works
+
+
+def fake_results(truth, tiles, points_per_side, tile_size, settings=None, keep=None):
+    """(rows, cols, results): the merge layer's input from a decoder returning the true objects."""
+    settings = settings or TileFilter(edge_margin=2)
+    rows, cols, works = fake_works(truth, tiles, points_per_side, tile_size)
 
     def results():
-        for t in sorted(tiles, key=lambda t: (t.row, t.col)):
-            pts = grid.points_for(t.row, t.col)
-            window = truth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width]
-            seen = {}
-            for x, y in pts:
-                k = truth[int(y), int(x)]
-                if k and k not in seen:
-                    seen[k] = (x, y)
-            masks = np.stack([window == k for k in seen]) if seen else np.zeros((0, 1, 1), bool)
-            n = len(seen)
-            crops, offsets = crops_from_masks(masks)
-            cands = tile_candidates(
-                crops, offsets, np.full(n, 0.95), np.full(n, 0.97), np.array(list(seen.values())).reshape(-1, 2),
-                tile=(t.row, t.col), rows=rows, cols=cols, settings=settings,
-            )
-            yield (t.row, t.col), cands
+        for w in works:
+            yield w.index, decode_fake(truth, w.tile, w.points, rows, cols, settings, keep)
 
     return rows, cols, results()
 
 
-def fake_run(truth, tiles, points_per_side, tile_size, settings=None):
-    """Run the merge layer on a fake decoder; return (labels, table, stats)."""
-    rows, cols, results = fake_results(truth, tiles, points_per_side, tile_size, settings)
-    out = np.zeros(truth.shape, np.uint32)
+def assemble_into(truth_shape, rows, cols, results, merge=None):
+    """Run the merge layer on ``results``; return (labels, table, stats)."""
+    out = np.zeros(truth_shape, np.uint32)
 
     def sink(y0, x0, block):
         assert (out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] == 0).all()
         out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
 
-    table, stats = progress.run(assemble(results, rows=rows, cols=cols, sink=sink, block=48, align=16))
+    kwargs = {} if merge is None else {"settings": merge}
+    table, stats = progress.run(assemble(results, rows=rows, cols=cols, sink=sink, block=48, align=16,
+                                         **kwargs))
     return out, table, stats
 
 
+def fake_run(truth, tiles, points_per_side, tile_size, settings=None, keep=None):
+    """Run the merge layer on a fake decoder; return (labels, table, stats)."""
+    rows, cols, results = fake_results(truth, tiles, points_per_side, tile_size, settings, keep)
+    return assemble_into(truth.shape, rows, cols, results)

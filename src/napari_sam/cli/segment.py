@@ -39,6 +39,11 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="masks whose box comes within PX pixels of a border shared with "
                             "a neighbour tile are left to that tile (default: 20 px per 1024 "
                             "px of tile; negative turns the edge filter off)")
+    group.add_argument("--no-stitch", action="store_true",
+                       help="do not join the masks of an object cut by tile borders into one "
+                            "object; masks cut by a border shared with a neighbour tile are "
+                            "dropped, which loses objects larger than about half the overlap "
+                            "that straddle a seam (the behaviour before seam stitching)")
     group.add_argument("--min-region-area", type=non_negative_int, default=0, metavar="PX",
                        help="fill holes and remove islands smaller than PX pixels (default 0)")
     group.add_argument("--min-area", type=non_negative_int, default=0, metavar="PX",
@@ -85,6 +90,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "min_region_area": args.min_region_area,
         "min_area": args.min_area,
         "max_area": args.max_area,
+        "stitch_seams": not args.no_stitch,
     }
     for key in ("pred_iou_thresh", "stability_score_thresh"):
         if options[key] is None:  # the model's own default, chosen once it is loaded

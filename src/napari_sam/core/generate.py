@@ -9,11 +9,15 @@ Pipeline (see :mod:`napari_sam.core.pointgrid`, :mod:`~napari_sam.core.merge`,
    the cached embedding is restored into a predictor, the tile's points are
    decoded with the decoder's own filters (predicted IoU, stability score,
    box NMS), masks are cut to the raster and to valid (non-nodata) pixels,
-   the edge filter drops masks at inner tile borders, small holes and islands
-   are cleaned, ``min_area``/``max_area`` applied; masks stay bounding-box
-   crops;
-3. cross-tile deduplication, ids, painting and the object table stream in
-   row-major tile order, so memory follows about two tile-rows.
+   masks cut by an inner tile border are kept as partials (or dropped with
+   ``stitch_seams=False``), small holes and islands of the others are
+   cleaned, ``min_area``/``max_area`` applied; masks stay bounding-box crops;
+3. on the client: seam stitching (:mod:`~napari_sam.core.stitch`) joins the
+   partials of neighbouring tiles that agree in their overlap into one
+   object, so an object larger than the overlap that straddles a seam, a
+   corner or several tiles keeps one id and all its pixels; then cross-tile
+   deduplication, ids, painting and the object table stream in row-major
+   tile order, so memory follows about two tile-rows.
 
 Points on nodata pixels are not decoded: an all-nodata raster costs nothing
 and gives an empty result.
@@ -32,6 +36,7 @@ from napari_sam.core.objects import ObjectRecord
 from napari_sam.core.paint import Sink
 from napari_sam.core.pointgrid import AxisWindows, PointAssignment, assign_points, axis_windows
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.stitch import StitchSettings
 from napari_sam.errors import InputError
 
 
@@ -46,6 +51,10 @@ class SegmentConfig:
     come; None scales the reference's 20 px per 1024 px of tile.
     ``min_region_area``: holes and islands smaller than this are filled /
     removed. ``min_area`` / ``max_area``: objects outside are dropped.
+    ``stitch_seams``: join the masks of one object cut by tile borders (see
+    :mod:`napari_sam.core.stitch`); False drops masks cut by an inner border,
+    which loses objects that straddle a seam and are larger than about half
+    the overlap (the behaviour before stitching).
     """
 
     points_per_side: int = 32
@@ -60,6 +69,7 @@ class SegmentConfig:
     min_region_area: int = 0
     min_area: int = 0
     max_area: int | None = None
+    stitch_seams: bool = True
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
@@ -72,11 +82,15 @@ class SegmentConfig:
         if margin is None:
             margin = max(1.0, 20.0 * tile_size / 1024.0)
         return TileFilter(edge_margin=float(margin), min_region_area=int(self.min_region_area),
-                          min_area=int(self.min_area), max_area=self.max_area)
+                          min_area=int(self.min_area), max_area=self.max_area,
+                          keep_partials=bool(self.stitch_seams))
 
     def merge_settings(self) -> MergeSettings:
+        cleanup = TileFilter(min_region_area=int(self.min_region_area),
+                             min_area=int(self.min_area), max_area=self.max_area)
         return MergeSettings(box_nms_thresh=self.dedup_box_thresh,
-                             mask_iou_thresh=self.dedup_mask_iou)
+                             mask_iou_thresh=self.dedup_mask_iou,
+                             stitch=StitchSettings(cleanup=cleanup))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,15 @@ Order of the steps for one tile (:func:`tile_candidates`):
 1. clip to the tile's part of the raster and drop nodata pixels;
 2. edge filter: a mask whose box comes within ``edge_margin`` pixels of an
    *inner* tile border (one shared with a neighbour tile, not the raster's
-   edge) is dropped: the object may go on beyond the border and is left to
-   the neighbouring tile, where it is more central;
+   edge) may go on beyond that border. With ``TileFilter.keep_partials``
+   (the default) it is kept as a *partial* candidate (``Candidate.cut``
+   names the borders it is cut by), skipping steps 3 and 4, and
+   :mod:`napari_sam.core.stitch` joins it with the partials of the
+   neighbouring tiles that show the same object; a partial that finds no
+   partner is dropped, so an object that fits in the neighbouring tile is
+   left to it, where it is more central. Without ``keep_partials`` such a
+   mask is dropped here (the behaviour before seam stitching, which loses
+   objects larger than about half the overlap that straddle a seam);
 3. cleanup: holes and islands smaller than ``min_region_area`` pixels are
    filled / removed (8-connectivity);
 4. ``min_area`` / ``max_area`` on what is left.
@@ -19,7 +26,10 @@ Across tiles (:class:`CrossTileDeduplicator`): two candidates from different
 tiles are the same object when their global boxes overlap with IoU above
 ``box_nms_thresh`` or their masks overlap with IoU above ``mask_iou_thresh``;
 the one with the higher (predicted_iou, stability_score) stays. Candidates
-arrive tile by tile and the decision is greedy in that order.
+arrive tile by tile and the decision is greedy in that order. A stitched
+object counts as a tile of its own: it is compared with every other
+candidate, and on a tie the candidate that came first (the one-tile one)
+stays.
 """
 
 from __future__ import annotations
@@ -40,7 +50,11 @@ class Candidate:
 
     ``mask`` (h, w) bool covers raster rows ``y0 .. y0+h`` and columns
     ``x0 .. x0+w``; ``point`` is the prompt (x, y) in raster pixels; ``tile``
-    the (row, col) of the tile that decoded it.
+    the (row, col) of the tile that decoded it. ``cut`` (left, top, right,
+    bottom): the inner tile borders the mask's box comes within the edge
+    margin of; any True makes it a *partial*, to be stitched. ``parts``: for
+    a stitched object, the tiles of its parts (``tile`` is then the tile of
+    its largest part); empty for a one-tile candidate.
     """
 
     mask: np.ndarray
@@ -50,6 +64,8 @@ class Candidate:
     stability_score: float
     tile: tuple[int, int]
     point: tuple[float, float]
+    cut: tuple[bool, bool, bool, bool] = (False, False, False, False)
+    parts: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         h, w = self.mask.shape
@@ -66,6 +82,11 @@ class Candidate:
     """Pixel count of the mask."""
     rank: tuple[float, float] = field(init=False, repr=False)
     """Sort key, higher is better: (predicted IoU, stability score)."""
+
+    @property
+    def partial(self) -> bool:
+        """True when an inner tile border cuts the mask (see ``cut``)."""
+        return any(self.cut)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -107,13 +128,14 @@ def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:
     return padded[1:-1, 1:-1]
 
 
-def near_inner_border(
+def inner_border_sides(
     box: tuple[int, int, int, int],
     window: tuple[int, int, int, int],
     inner: tuple[bool, bool, bool, bool],
     margin: float,
-) -> bool:
-    """True when a global box XYXY comes within ``margin`` px of an inner border of ``window``.
+) -> tuple[bool, bool, bool, bool]:
+    """Which inner borders (left, top, right, bottom) of ``window`` a global box XYXY
+    comes within ``margin`` px of.
 
     ``window`` XYXY end-exclusive (the tile's part of the raster); ``inner``
     flags its (left, top, right, bottom) borders as shared with a neighbour.
@@ -121,22 +143,54 @@ def near_inner_border(
     bx0, by0, bx1, by1 = box
     wx0, wy0, wx1, wy1 = window
     left, top, right, bottom = inner
-    return bool(
-        (left and bx0 - wx0 <= margin)
-        or (top and by0 - wy0 <= margin)
-        or (right and wx1 - bx1 <= margin)
-        or (bottom and wy1 - by1 <= margin)
+    return (
+        bool(left and bx0 - wx0 <= margin),
+        bool(top and by0 - wy0 <= margin),
+        bool(right and wx1 - bx1 <= margin),
+        bool(bottom and wy1 - by1 <= margin),
     )
+
+
+def near_inner_border(
+    box: tuple[int, int, int, int],
+    window: tuple[int, int, int, int],
+    inner: tuple[bool, bool, bool, bool],
+    margin: float,
+) -> bool:
+    """True when a global box XYXY comes within ``margin`` px of an inner border of ``window``."""
+    return any(inner_border_sides(box, window, inner, margin))
 
 
 @dataclass(frozen=True)
 class TileFilter:
-    """Per-tile settings applied after the decoder's own filters (pixels)."""
+    """Per-tile settings applied after the decoder's own filters (pixels).
+
+    ``keep_partials``: masks cut by an inner border are kept as partials for
+    seam stitching (True) or dropped (False).
+    """
 
     edge_margin: float = 5.0
     min_region_area: int = 0
     min_area: int = 0
     max_area: int | None = None
+    keep_partials: bool = True
+
+
+def finish_mask(mask: np.ndarray, settings: TileFilter) -> tuple[np.ndarray, int, int] | None:
+    """Cleanup and area filters (steps 3-4) on a (h, w) bool mask.
+
+    Returns the tight crop of what is left and its (dy, dx) offset in ``mask``;
+    None when nothing is left or the area is out of bounds.
+    """
+    m = remove_small_regions(mask, settings.min_region_area)
+    tight = mask_box(m)
+    if tight is None:
+        return None
+    m = m[tight[1]:tight[3], tight[0]:tight[2]]
+    area = int(m.sum())
+    if area < settings.min_area or (settings.max_area is not None and area > settings.max_area):
+        return None
+    return np.ascontiguousarray(m), tight[1], tight[0]
 
 
 def crops_from_masks(masks) -> tuple[list[np.ndarray], np.ndarray]:
@@ -194,22 +248,25 @@ def tile_candidates(
         if local is None:
             continue
         box = (local[0] + ox + x0, local[1] + oy + y0, local[2] + ox + x0, local[3] + oy + y0)
-        if near_inner_border(box, window, inner, settings.edge_margin):
-            continue
         m = m[local[1]:local[3], local[0]:local[2]]
-        m = remove_small_regions(m, settings.min_region_area)
-        tight = mask_box(m)
-        if tight is None:
+        cut = inner_border_sides(box, window, inner, settings.edge_margin)
+        if any(cut):
+            if settings.keep_partials:  # raw: cleanup and area filters come after stitching
+                out.append(Candidate(
+                    mask=np.ascontiguousarray(m), y0=box[1], x0=box[0],
+                    predicted_iou=float(predicted_iou[k]),
+                    stability_score=float(stability_score[k]), tile=(int(row), int(col)),
+                    point=(float(points[k][0]), float(points[k][1])), cut=cut))
             continue
-        m = m[tight[1]:tight[3], tight[0]:tight[2]]
-        area = int(m.sum())
-        if area < settings.min_area or (settings.max_area is not None and area > settings.max_area):
+        done = finish_mask(m, settings)
+        if done is None:
             continue
+        m, dy, dx = done
         out.append(
             Candidate(
-                mask=np.ascontiguousarray(m),
-                y0=box[1] + tight[1],
-                x0=box[0] + tight[0],
+                mask=m,
+                y0=box[1] + dy,
+                x0=box[0] + dx,
                 predicted_iou=float(predicted_iou[k]),
                 stability_score=float(stability_score[k]),
                 tile=(int(row), int(col)),
@@ -257,9 +314,10 @@ class CrossTileDeduplicator:
     def __init__(self, *, box_nms_thresh: float = 0.7, mask_iou_thresh: float = 0.5) -> None:
         self.box_nms_thresh = float(box_nms_thresh)
         self.mask_iou_thresh = float(mask_iou_thresh)
-        self._kept: dict[tuple[int, int], list[Candidate]] = {}  # by tile
-        self._extent: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # union of boxes
+        self._kept: dict[tuple, list[Candidate]] = {}  # by tile (or stitched object)
+        self._extent: dict[tuple, tuple[int, int, int, int]] = {}  # union of boxes
         self.n_duplicates = 0
+        self._n_stitched = 0
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._kept.values())
@@ -270,7 +328,7 @@ class CrossTileDeduplicator:
             or mask_iou(a, b) > self.mask_iou_thresh
         )
 
-    def _store(self, tile: tuple[int, int], kept: list[Candidate]) -> None:
+    def _store(self, tile: tuple, kept: list[Candidate]) -> None:
         if not kept:
             self._kept.pop(tile, None)
             self._extent.pop(tile, None)
@@ -281,18 +339,23 @@ class CrossTileDeduplicator:
                               int(b[:, 3].max()))
 
     def add(self, candidates: list[Candidate]) -> None:
-        """Merge one tile's candidates, best first, into the kept set.
+        """Merge candidates, best first, into the kept set: each tile's as one batch, each
+        stitched object (``parts`` not empty) on its own.
 
-        They are compared with the kept candidates of other tiles whose boxes
-        intersect theirs.
+        They are compared with the kept candidates of other tiles (and other
+        stitched objects) whose boxes intersect theirs.
         """
-        if not candidates:
-            return
-        tile = candidates[0].tile
-        if any(c.tile != tile for c in candidates):
-            for t in dict.fromkeys(c.tile for c in candidates):
-                self.add([c for c in candidates if c.tile == t])
-            return
+        batches: dict = {}
+        for c in candidates:
+            if c.parts:
+                self._n_stitched += 1
+                batches[("stitched", self._n_stitched)] = [c]
+            else:
+                batches.setdefault(c.tile, []).append(c)
+        for key, batch in batches.items():
+            self._add(key, batch)
+
+    def _add(self, tile, candidates: list[Candidate]) -> None:
         b = np.array([c.box for c in candidates])
         ux0, uy0, ux1, uy1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
         near_tiles = [t for t, (x0, y0, x1, y1) in self._extent.items()

@@ -19,7 +19,8 @@ class ObjectRecord:
 
     ``bbox`` XYXY end-exclusive of its visible pixels; ``area`` their count;
     ``centroid`` (x, y) their mean position (pixel centres at k + 0.5);
-    ``tile`` (row, col) of the tile that decoded it; ``point`` (x, y) its prompt.
+    ``tile`` (row, col) of the tile that decoded it (of its largest part for
+    an object stitched across tiles); ``point`` (x, y) its prompt.
     """
 
     id: int

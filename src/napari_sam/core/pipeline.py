@@ -165,7 +165,7 @@ def segment(
     ``Sam``; ``checkpoint``: an official weights file. ``options``: the fields
     of :class:`SegmentConfig` (``points_per_side``, ``pred_iou_thresh``,
     ``stability_score_thresh``, ``box_nms_thresh``, ``min_area``,
-    ``max_area``, ...). ``scheduler``: a dask scheduler address;
+    ``max_area``, ``stitch_seams``, ...). ``scheduler``: a dask scheduler address;
     ``workers``: start that many local dask workers. Returns one summary
     per input.
     """
