@@ -219,12 +219,14 @@ class LabelsWriter:
     left behind (an existing ``out`` is untouched). ``out`` ending in
     ``.tif``/``.tiff`` gives a tiled (``block`` px), deflate-compressed uint32
     GeoTIFF; ``.zarr`` a zarr v3 OME-Zarr label image chunked ``block`` px.
+    ``sparse``: windows may be left unwritten (GeoTIFF ``SPARSE_OK``: missing
+    tiles read as 0; zarr: missing chunks read as the fill value 0).
     """
 
     def __init__(self, path: str | os.PathLike, *, height: int, width: int,
                  transform: Any = None, crs: Any = None, dtype: Any = "uint32",
                  block: int = 512, overwrite: bool = False, fmt: str | None = None,
-                 name: str = "labels"):
+                 name: str = "labels", sparse: bool = False):
         self.path = Path(path)
         self.fmt = labels_format(self.path, fmt)
         self.height, self.width = int(height), int(width)
@@ -240,6 +242,7 @@ class LabelsWriter:
         self.block = int(block)
         self.overwrite = overwrite
         self.name = name
+        self.sparse = bool(sparse)
         self._stack: contextlib.ExitStack | None = None
         self._target: Any = None
 
@@ -270,6 +273,8 @@ class LabelsWriter:
                        dtype=self.dtype.name, tiled=True, blockxsize=self.block,
                        blockysize=self.block,
                        compress="deflate", predictor=2, zlevel=6, BIGTIFF="IF_SAFER")
+        if self.sparse:  # tiles never written stay absent from the file and read as 0
+            profile["SPARSE_OK"] = "TRUE"
         if self.crs is not None or self.transform != Affine.identity():
             profile.update(crs=self.crs, transform=self.transform)
         with _quiet():
@@ -350,16 +355,40 @@ class LabelsWriter:
 def write_labels(path: str | os.PathLike, labels: Any, *, transform: Any = None, crs: Any = None,
                  overwrite: bool = False, block: int = 512, fmt: str | None = None,
                  dtype: Any = "uint32") -> Path:
-    """Write a whole (h, w) numpy or dask labels array, one block row at a time."""
+    """Write a whole (h, w) numpy or dask labels array, one block row at a time.
+
+    A :class:`~napari_sam.core.sparse_labels.SparseLabels` (or its unchanged
+    ``to_dask()`` array) is written block by block instead, reading and writing
+    only the blocks that hold labels; the others are left out of the file and
+    read back as 0.
+    """
+    from napari_sam.core.sparse_labels import sparse_store
+
     shape = tuple(labels.shape)
     if len(shape) != 2:
         raise InputError(f"{path}: labels must be (h, w), got shape {shape}")
     check_label_dtype(labels.dtype, path)
+    store = sparse_store(labels)
     with LabelsWriter(path, height=shape[0], width=shape[1], transform=transform, crs=crs,
-                      overwrite=overwrite, block=block, fmt=fmt, dtype=dtype) as writer:
+                      overwrite=overwrite, block=block, fmt=fmt, dtype=dtype,
+                      sparse=store is not None) as writer:
+        if store is not None:
+            _write_sparse(writer, store)
+            return Path(path)
         rows = max(writer.block, 16)
         for y0 in range(0, shape[0], rows):
             window = np.asarray(labels[y0:y0 + rows])
             writer.write(window, y0=y0, x0=0)
     return Path(path)
+
+
+def _write_sparse(writer: LabelsWriter, store: Any) -> None:
+    """Write the blocks of ``store`` (a SparseLabels) that hold a non-zero value."""
+    b, (height, width) = writer.block, store.shape
+    for y0 in range(0, height, b):
+        y1 = min(height, y0 + b)
+        for x0 in range(0, width, b):
+            x1 = min(width, x0 + b)
+            if store.any_nonzero(y0, y1, x0, x1):
+                writer.write(store[y0:y1, x0:x1], y0=y0, x0=x0)
 

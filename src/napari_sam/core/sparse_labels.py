@@ -136,8 +136,12 @@ class SparseLabels:
         import dask.array as da
 
         side = int(chunks or 4 * self.chunk)
-        return da.from_array(self, chunks=(side, side), name=False, asarray=True, fancy=False,
-                             lock=False, meta=np.empty((0, 0), dtype=self._dtype))
+        array = da.from_array(self, chunks=(side, side), name=False, asarray=True, fancy=False,
+                              lock=False, meta=np.empty((0, 0), dtype=self._dtype))
+        # lets writers find the store (and skip its empty windows) behind this exact
+        # array; any dask operation on it makes a new array without the attribute
+        array._sparse_labels_store = self
+        return array
 
     # -- storage facts --------------------------------------------------------------------
     @property
@@ -164,6 +168,30 @@ class SparseLabels:
         c, (h, w) = self.chunk, self._shape
         return [(i * c, j * c, min(c, h - i * c), min(c, w - j * c))
                 for i, j in sorted(self._chunks)]
+
+    def any_nonzero(self, y0: int, y1: int, x0: int, x1: int) -> bool:
+        """Whether the window ``[y0:y1, x0:x1]`` of this level holds a non-zero value.
+
+        Looks only at the allocated chunks overlapping the window (an
+        unallocated chunk is all zeros), so an empty window costs a few dict
+        look-ups, whatever its size.
+        """
+        h, w = self._shape
+        y0, y1, x0, x1 = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
+        if y1 <= y0 or x1 <= x0 or not self._chunks:
+            return False
+        c = self.chunk
+        ci, cj = self._chunk_range(y0, y1), self._chunk_range(x0, x1)
+        if len(ci) * len(cj) > len(self._chunks):
+            keys = [k for k in self._chunks if k[0] in ci and k[1] in cj]
+        else:
+            keys = [(i, j) for i in ci for j in cj if (i, j) in self._chunks]
+        for i, j in keys:
+            ya, yb = max(y0, i * c), min(y1, (i + 1) * c)
+            xa, xb = max(x0, j * c), min(x1, (j + 1) * c)
+            if self._chunks[(i, j)][ya - i * c:yb - i * c, xa - j * c:xb - j * c].any():
+                return True
+        return False
 
     # -- indexing -------------------------------------------------------------------------
     def _parse(self, key: Any) -> tuple[str, Any]:
@@ -274,6 +302,20 @@ class SparseLabels:
             even = (rows % 2 == 0) & (cols % 2 == 0)
             if even.any():
                 self._child._write_coords(rows[even] // 2, cols[even] // 2, values[even])
+
+
+def sparse_store(labels: Any) -> SparseLabels | None:
+    """The :class:`SparseLabels` that ``labels`` is, or that the dask array
+    ``labels`` was made from by :meth:`SparseLabels.to_dask` (unchanged); else None.
+
+    Writers use it to skip windows the store knows are empty.
+    """
+    if isinstance(labels, SparseLabels):
+        return labels
+    store = getattr(labels, "_sparse_labels_store", None)
+    if isinstance(store, SparseLabels) and tuple(labels.shape) == store.shape:
+        return store
+    return None
 
 
 def _is_index_array(key: Any) -> bool:

@@ -362,6 +362,7 @@ class _ArraySource:
     transform: Affine
     crs: Any
     path: str | None = None
+    store: Any = None  # the SparseLabels behind ``array``, which knows its empty windows
 
     @property
     def height(self) -> int:
@@ -373,6 +374,10 @@ class _ArraySource:
 
     def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         return np.asarray(self.array[y0:y0 + h, x0:x0 + w])
+
+    def is_empty(self, y0: int, x0: int, h: int, w: int) -> bool:
+        """True when the window surely holds no labels (without reading it)."""
+        return self.store is not None and not self.store.any_nonzero(y0, y0 + h, x0, x0 + w)
 
 
 def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster | _ArraySource:
@@ -389,7 +394,10 @@ def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster |
     if len(array.shape) != 2:
         raise InputError(f"labels: expected a 2-D (h, w) array, got shape {array.shape}")
     check_label_dtype(array.dtype)
-    return _ArraySource(array, Affine(*tuple(transform or IDENTITY)[:6]), crs)
+    from napari_sam.core.sparse_labels import sparse_store
+
+    return _ArraySource(array, Affine(*tuple(transform or IDENTITY)[:6]), crs,
+                        store=sparse_store(array))
 
 
 def vectorize_labels(labels: Any, *, transform: Affine | None = None, crs: Any = None,
@@ -408,8 +416,12 @@ def vectorize_labels(labels: Any, *, transform: Affine | None = None, crs: Any =
     collector = PolygonCollector(height=source.height, width=source.width)
     spans = list(windows(source.height, source.width, window))
     yield Progress("vectorize", 0, len(spans))
+    is_empty = getattr(source, "is_empty", None)
     for n, (y0, x0, h, w) in enumerate(spans, start=1):
-        collector.add(source.read(y0, x0, h, w), y0=y0, x0=x0)
+        # a window without labels adds no parts; parts of neighbouring windows that
+        # touch it are only marked for dissolving, so skipping it changes nothing
+        if is_empty is None or not is_empty(y0, x0, h, w):
+            collector.add(source.read(y0, x0, h, w), y0=y0, x0=x0)
         yield Progress("vectorize", n, len(spans))
     ids, geoms = collector.result()
     return objects_frame(ids, geoms, transform=source.transform, crs=source.crs,
