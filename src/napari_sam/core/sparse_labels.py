@@ -181,12 +181,7 @@ class SparseLabels:
         if y1 <= y0 or x1 <= x0 or not self._chunks:
             return False
         c = self.chunk
-        ci, cj = self._chunk_range(y0, y1), self._chunk_range(x0, x1)
-        if len(ci) * len(cj) > len(self._chunks):
-            keys = [k for k in self._chunks if k[0] in ci and k[1] in cj]
-        else:
-            keys = [(i, j) for i in ci for j in cj if (i, j) in self._chunks]
-        for i, j in keys:
+        for i, j in self._allocated_in(y0, y1, x0, x1):
             ya, yb = max(y0, i * c), min(y1, (i + 1) * c)
             xa, xb = max(x0, j * c), min(x1, (j + 1) * c)
             if self._chunks[(i, j)][ya - i * c:yb - i * c, xa - j * c:xb - j * c].any():
@@ -224,15 +219,18 @@ class SparseLabels:
     def _chunk_range(self, lo: int, hi: int) -> range:
         return range(lo // self.chunk, (hi - 1) // self.chunk + 1) if hi > lo else range(0)
 
+    def _allocated_in(self, y0: int, y1: int, x0: int, x1: int) -> list[tuple[int, int]]:
+        """Keys of the allocated chunks overlapping ``[y0:y1, x0:x1]`` (scanning whichever
+        is smaller: the window's chunk grid or the allocated chunks)."""
+        ci, cj = self._chunk_range(y0, y1), self._chunk_range(x0, x1)
+        if len(ci) * len(cj) > len(self._chunks):
+            return [k for k in self._chunks if k[0] in ci and k[1] in cj]
+        return [(i, j) for i in ci for j in cj if (i, j) in self._chunks]
+
     def _read_box(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         out = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), dtype=self._dtype)
         c = self.chunk
-        ci, cj = self._chunk_range(y0, y1), self._chunk_range(x0, x1)
-        if len(ci) * len(cj) > len(self._chunks):
-            keys = [k for k in self._chunks if k[0] in ci and k[1] in cj]
-        else:
-            keys = [(i, j) for i in ci for j in cj if (i, j) in self._chunks]
-        for i, j in keys:
+        for i, j in self._allocated_in(y0, y1, x0, x1):
             block = self._chunks[(i, j)]
             ya, yb = max(y0, i * c), min(y1, (i + 1) * c)
             xa, xb = max(x0, j * c), min(x1, (j + 1) * c)
