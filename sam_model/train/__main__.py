@@ -47,6 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init", default=None,
                    help="start a new run from these weights (a sam_tiny weights file) "
                         "instead of random ones; ignored when OUT/last.pt is resumed")
+    p.add_argument("--loss-size", type=int, default=None,
+                   help="compute losses and simulated clicks with the ground truth reduced to "
+                        "at most this side (much faster on a CPU for large crops)")
+    p.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                   help="the image encoder's learning rate relative to --lr")
+    p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
+    p.add_argument("--bn-eval", action="store_true",
+                   help="keep the encoder's BatchNorm on its running statistics (fine-tuning "
+                        "on small batches)")
+    p.add_argument("--point-first-prob", type=float, default=0.5,
+                   help="share of steps whose first prompt is a point (else a box)")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -87,7 +98,9 @@ def main(argv=None) -> int:
         model = build_sam_tiny(pretrained=False).to(device)
     config = TrainConfig(
         steps=args.steps, lr=args.lr, rounds=args.rounds, seed=args.seed, workers=args.workers,
-        warmup=args.warmup,
+        warmup=args.warmup, loss_size=args.loss_size, encoder_lr_scale=args.encoder_lr_scale,
+        freeze_encoder=args.freeze_encoder, bn_eval=args.bn_eval,
+        point_first_prob=args.point_first_prob,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         time_budget_s=None if args.time_budget_minutes is None else args.time_budget_minutes * 60,
         plan=BatchPlan(objects=args.objects, pixels_per_batch=args.pixels_per_batch,

@@ -69,6 +69,21 @@ def test_train_then_evaluate_a_folder(folder, tmp_path, capsys):
     assert main(["evaluate", str(folder), "--device", "cpu", "--json", str(report_path)]) == 2
 
 
+def test_train_encoder_options_reach_the_run(folder, tmp_path):
+    run = tmp_path / "run"
+    rc = main(["train", str(folder), "--out", str(run), "--steps", "1", "--crop", "64",
+               "--objects", "1", "--rounds", "1", "--crops-per-batch", "1", "--device", "cpu",
+               "--train-encoder", "--encoder-lr-scale", "0.5", "--loss-size", "32", "--quiet"])
+    assert rc == 0
+    state = torch.load(run / "last.pt", weights_only=True)
+    config = state["config"]
+    assert config["bn_eval"] and config["loss_size"] == 32 and config["encoder_lr_scale"] == 0.5
+    lrs = sorted(g["lr"] for g in state["optimizer"]["param_groups"])
+    assert len(lrs) == 2 and lrs[0] == pytest.approx(0.5 * lrs[1])
+    assert main(["train", str(folder), "--out", str(tmp_path / "bad"), "--loss-size", "4",
+                 "--device", "cpu", "--quiet"]) == 2
+
+
 def test_evaluate_a_zarr_store(tmp_path, capsys):
     import zarr
 

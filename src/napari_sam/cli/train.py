@@ -5,7 +5,11 @@ DATA is a folder of image/label pairs (``images/`` + ``labels/``, or
 (HxW, HxWxC or NxHxWxC) and ``labels`` (HxW or NxHxW integer ids, 0 =
 background). ``--scenes`` trains on generated scenes instead (how the
 embedded sam_tiny was made). The image encoder is frozen unless
-``--train-encoder``. Training resumes from ``RUN/last.pt`` when it exists
+``--train-encoder``; then it learns at ``--encoder-lr-scale`` times the
+learning rate and its BatchNorm layers keep their statistics (small
+fine-tuning batches would replace them with noisy ones) unless
+``--update-batchnorm``. ``--loss-size`` computes the losses and simulated
+clicks at a reduced resolution, which makes large crops much cheaper on a CPU. Training resumes from ``RUN/last.pt`` when it exists
 (``--overwrite`` starts over); the result is written to ``RUN/model.pt``, a
 state dict that ``--checkpoint RUN/model.pt --model NAME`` loads.
 """
@@ -39,6 +43,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--train-encoder", action="store_true",
                         help="train the image encoder too (default: frozen)")
+    parser.add_argument("--encoder-lr-scale", type=float, default=0.3, metavar="F",
+                        help="with --train-encoder: the encoder's learning rate is F times "
+                             "--lr (default %(default)s)")
+    parser.add_argument("--update-batchnorm", action="store_true",
+                        help="with --train-encoder: let BatchNorm statistics follow the "
+                             "training batches (default: kept)")
+    parser.add_argument("--loss-size", type=int, default=None, metavar="PX",
+                        help="compute losses and clicks on ground truth reduced to at most "
+                             "PX per side (default: full crop resolution)")
     parser.add_argument("--rounds", type=int, default=4,
                         help="simulated interaction rounds per object and step")
     parser.add_argument("--objects", type=int, default=8, help="target objects per crop")
@@ -145,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.scenes == (args.data is not None):
         raise InputError("give either DATA or --scenes")
+    if args.loss_size is not None and args.loss_size < 16:
+        raise InputError(f"--loss-size {args.loss_size}: give at least 16 pixels")
+    if not args.encoder_lr_scale > 0:
+        raise InputError(f"--encoder-lr-scale {args.encoder_lr_scale}: must be positive")
     pairs = None if args.scenes else read_pairs(args.data)
     model = load_model_from_args(args)
     name = getattr(model, "model_name", args.model or "sam_tiny")
@@ -160,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         steps=args.steps, lr=args.lr, warmup=max(1, min(300, args.steps // 10)),
         rounds=args.rounds, freeze_encoder=not args.train_encoder, seed=args.seed,
+        encoder_lr_scale=args.encoder_lr_scale if args.train_encoder else 1.0,
+        bn_eval=args.train_encoder and not args.update_batchnorm, loss_size=args.loss_size,
         checkpoint_every=max(10, min(500, args.steps // 5)), log_every=max(1, args.steps // 50),
         workers=args.workers, plan=_plan(args, model),
     )
