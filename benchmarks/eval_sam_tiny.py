@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="sam_tiny")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--zoom-limit", type=int, default=None,
+                        help="also score boxes decoded with the raster predictor's zoom-out "
+                             "beyond this many input px (box_zoom; default: the model's own "
+                             "limit, sam_model.prompt_extent_limit; 0: off)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default=None, help="comma-separated subset of: scenes, "
                         + ", ".join(REAL))
@@ -144,20 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     from sam_model.train.evaluate import evaluate_pairs, evaluate_scenes
 
     model = sam_model.build_sam(args.model, args.checkpoint, device=args.device)
+    zoom = (sam_model.prompt_extent_limit(args.model) if args.zoom_limit is None
+            else args.zoom_limit) or None
     wanted = set(args.only.split(",")) if args.only else {"scenes", *REAL}
     results: dict[str, object] = {"model": args.model, "checkpoint": args.checkpoint,
-                                  "device": args.device, "threads": args.threads}
+                                  "device": args.device, "threads": args.threads,
+                                  "zoom_limit": zoom}
     t0 = time.perf_counter()
     for name, make in REAL.items():
         if name not in wanted:
             continue
         image, labels = make()
-        report = evaluate_pairs(model, [(image, labels)], names=[name])
+        report = evaluate_pairs(model, [(image, labels)], names=[name], zoom_limit=zoom)
         report["image_size"] = list(labels.shape)
         results[name] = report
         print(name, json.dumps(report), flush=True)
     if "scenes" in wanted and args.scenes:
-        report = evaluate_scenes(model, args.scenes, size=args.scene_size)
+        report = evaluate_scenes(model, args.scenes, size=args.scene_size, zoom_limit=zoom)
         results["held_out_scenes"] = report
         print("held_out_scenes", json.dumps(report), flush=True)
     results["wall_s"] = round(time.perf_counter() - t0, 1)

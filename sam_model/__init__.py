@@ -17,7 +17,14 @@ from .checkpoint import load_checkpoint
 from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
 from .predictor import SamPredictor
-from .registry import automatic_thresholds, build_sam, build_sam_from_config, list_models
+from .registry import (
+    automatic_thresholds,
+    build_sam,
+    build_sam_from_config,
+    list_models,
+    prompt_extent_limit,
+    zoom_for_extent,
+)
 from .sam import Sam
 
 
@@ -40,6 +47,8 @@ __all__ = [
     "SamModelError",
     "SamPredictor",
     "automatic_thresholds",
+    "prompt_extent_limit",
+    "zoom_for_extent",
     "build_sam",
     "build_sam_from_config",
     "decode_points",

@@ -10,6 +10,7 @@ arguments ``checkpoint``, ``pretrained`` and ``img_size`` and returns a
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable
 from functools import partial
@@ -155,6 +156,31 @@ def automatic_thresholds(name: str | None) -> dict[str, float]:
     Unknown names and checkpoints (``None``) get the reference's 0.88 / 0.95.
     """
     return dict(_AUTOMATIC_THRESHOLDS.get(name or "", _REFERENCE_THRESHOLDS))
+
+
+# The largest prompt (box side, or the span of a prompt's points, in model-input
+# pixels) a model segments well. sam_tiny was trained on crops whose objects
+# stayed under about 250 px: a box larger than that gives an almost empty mask
+# at full scale, while the same box on the image downscaled by 2 or 4 works
+# (its model card, "Zoom-out for large prompts"). Prompts beyond the limit are
+# decoded on a downscaled image (``zoom_for_extent``). The official models: no limit.
+_PROMPT_EXTENT_LIMITS: dict[str, int] = {"sam_tiny": 192}
+
+
+def prompt_extent_limit(name: str | None) -> int | None:
+    """Largest prompt extent (model-input px) model ``name`` handles at full scale; None: any."""
+    return _PROMPT_EXTENT_LIMITS.get(name or "")
+
+
+def zoom_for_extent(extent: float, limit: int | None) -> int:
+    """Power-of-two downscale factor that brings a prompt of ``extent`` px within ``limit``.
+
+    1 when there is no limit or the prompt fits; otherwise the smallest ``2**k``
+    with ``extent / 2**k <= limit``.
+    """
+    if not limit or extent <= limit:
+        return 1
+    return 2 ** math.ceil(math.log2(extent / limit))
 
 
 _HALF_DTYPES = (torch.bfloat16, torch.float16)

@@ -13,7 +13,11 @@ original size):
 * ``clicks``: interactive segmentation, ``clicks`` clicks in all: the first
   as ``point_top``, each next at the centre of the largest error region
   (positive in a missed area, negative in a false one) with the previous
-  low-res logits as mask prompt; ``clicks_curve`` gives the mIoU after each.
+  low-res logits as mask prompt; ``clicks_curve`` gives the mIoU after each;
+* ``box_zoom`` (with ``zoom_limit``): the box as the raster predictor of
+  ``napari_sam.core`` decodes it: a box longer than ``zoom_limit`` input
+  pixels is decoded on the image downscaled by the power of two that brings
+  it within the limit (``sam_model.zoom_for_extent``).
 
 Held-out generated scenes use seeds that the training stream never uses.
 """
@@ -103,9 +107,41 @@ class _Prompter:
         self.input_size = resized.shape[:2]
         self.scale = np.array([self.input_size[1] / self.original[1],
                                self.input_size[0] / self.original[0]], np.float32)
-        x = torch.from_numpy(resized).permute(2, 0, 1)[None].float().to(model.device)
-        self.embedding = model.encode_images(x)
+        self._x = torch.from_numpy(resized).permute(2, 0, 1)[None].float().to(model.device)
+        self.embedding = model.encode_images(self._x)
         self.pe = model.prompt_encoder.get_dense_pe()
+        self._zoomed: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {1: (
+            self.embedding, self.input_size)}
+
+    def _at_zoom(self, k: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Embedding and input size of the image downscaled by ``k`` (kept)."""
+        if k not in self._zoomed:
+            h, w = self.input_size
+            size = (max(1, round(h / k)), max(1, round(w / k)))
+            x = torch.nn.functional.interpolate(self._x, size=size, mode="bilinear",
+                                                antialias=True, align_corners=False)
+            self._zoomed[k] = (self.model.encode_images(x), size)
+        return self._zoomed[k]
+
+    def decode_boxes_zoomed(self, boxes: np.ndarray, limit: int) -> np.ndarray:
+        """Nx4 boxes (original px), each decoded at the zoom its extent needs -> NxHxW bool."""
+        from sam_model.registry import zoom_for_extent
+
+        boxes = np.asarray(boxes, np.float32) * np.tile(self.scale, 2)  # input px
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) + 1
+        zooms = np.array([zoom_for_extent(float(v), limit) for v in side])
+        out = np.zeros((len(boxes), *self.original), bool)
+        for k in np.unique(zooms):
+            sel = np.flatnonzero(zooms == k)
+            emb, size = self._at_zoom(int(k))
+            factor = np.array([size[1] / self.input_size[1], size[0] / self.input_size[0]] * 2,
+                              np.float32)
+            bx = torch.as_tensor((boxes[sel] + 0.5) * factor - 0.5, device=self.model.device)
+            sparse, dense = self.model.prompt_encoder(None, bx, None)
+            low, _ = self.model.mask_decoder(emb, self.pe, sparse, dense, False)
+            up = self.model.postprocess_masks(low, size, self.original)
+            out[sel] = (up[:, 0] > self.model.mask_threshold).cpu().numpy()
+        return out
 
     def decode(self, points, labels, boxes, mask_input, multimask):
         """points Nxkx2 / labels Nxk / boxes Nx4 in original px (or None); mask_input
@@ -126,8 +162,8 @@ class _Prompter:
 
 
 @torch.no_grad()
-def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: int = 16
-                ) -> dict[str, list[float]]:
+def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: int = 16,
+                zoom_limit: int | None = None) -> dict[str, list[float]]:
     """Per-object IoUs of ``sample`` for each prompt type (see the module docstring)."""
     image = as_rgb_uint8(sample.image)
     prompter = _Prompter(model, image)
@@ -149,6 +185,9 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
         out["point_best"] += [float(v) for v in ious.max(1)]
         bmasks, _, _ = prompter.decode(None, None, np.array([_box(m) for m in gts]), None, False)
         out["box"] += [_iou(bmasks[i, 0], gts[i]) for i in range(n)]
+        if zoom_limit:
+            zmasks = prompter.decode_boxes_zoomed(np.array([_box(m) for m in gts]), zoom_limit)
+            out.setdefault("box_zoom", []).extend(_iou(zmasks[i], gts[i]) for i in range(n))
         pred = np.stack([masks[i, top[i]] for i in range(n)])
         prev = low[torch.arange(n), torch.as_tensor(top, device=low.device)][:, None]
         for i in range(n):
@@ -172,8 +211,8 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
     return out
 
 
-def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5
-             ) -> dict[str, object]:
+def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5,
+             zoom_limit: int | None = None) -> dict[str, object]:
     """mIoU per prompt type over all objects of ``samples``, with counts and timing."""
     model.eval()
     keys = ["point_top", "point_best", "box", "clicks"] + [f"click{c + 1}" for c in range(clicks)]
@@ -184,7 +223,8 @@ def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5
         if len(sample.masks) == 0:
             continue
         images += 1
-        for key, values in score_image(model, sample, clicks=clicks).items():
+        for key, values in score_image(model, sample, clicks=clicks,
+                                       zoom_limit=zoom_limit).items():
             per.setdefault(key, []).extend(values)
     report: dict[str, object] = {"images": images, "objects": len(per["box"])}
     for key, values in per.items():
@@ -211,24 +251,26 @@ def _by_extent(per: dict[str, list[float]]) -> dict[str, dict[str, float]]:
         name = f"{lo}-{hi}" if hi < EXTENT_BINS[-1] else f">={lo}"
         out[name] = {"objects": int(sel.sum())}
         out[name].update({k: round(float(np.mean(np.asarray(per[k])[sel])), 4)
-                          for k in ("point_top", "point_best", "box", "clicks")})
+                          for k in ("point_top", "point_best", "box", "clicks", "box_zoom")
+                          if k in per})
     return out
 
 
-def evaluate_scenes(model: nn.Module, count: int = 100, *, size: int = 1024, clicks: int = 5
-                    ) -> dict[str, object]:
+def evaluate_scenes(model: nn.Module, count: int = 100, *, size: int = 1024, clicks: int = 5,
+                    zoom_limit: int | None = None) -> dict[str, object]:
     """:func:`evaluate` on ``count`` held-out generated scenes."""
-    report = evaluate(model, held_out_scenes(count, size=size), clicks=clicks)
+    report = evaluate(model, held_out_scenes(count, size=size), clicks=clicks,
+                      zoom_limit=zoom_limit)
     report["data"] = f"{count} held-out generated scenes, {size}x{size}, <=10 objects each"
     return report
 
 
 def evaluate_pairs(model: nn.Module, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *,
-                   clicks: int = 5, min_area: int = 16, names: Sequence[str] | None = None
-                   ) -> dict[str, object]:
+                   clicks: int = 5, min_area: int = 16, names: Sequence[str] | None = None,
+                   zoom_limit: int | None = None) -> dict[str, object]:
     """:func:`evaluate` on (image, labels HxW int) pairs; objects are the label ids."""
     samples = (EvalImage(as_rgb_uint8(np.asarray(img)), masks_from_labels(
         np.asarray(lab), min_area=min_area), name=(names[i] if names else str(i)))
         for i, (img, lab) in enumerate(pairs))
-    return evaluate(model, samples, clicks=clicks)
+    return evaluate(model, samples, clicks=clicks, zoom_limit=zoom_limit)
 

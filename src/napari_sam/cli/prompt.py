@@ -31,6 +31,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--embeddings", metavar="STORE.zarr", default=None,
                         help="embedding store made by `napari-sam embed` for INPUT (tiles are "
                              "read from it and missing ones added); default: embed as needed")
+    parser.add_argument("--zoom-limit", type=int, default=None, metavar="PX",
+                        help="decode prompts larger than PX model-input pixels on a window "
+                             "downscaled by 2, 4, ... (default: the model's own limit, 192 for "
+                             "sam_tiny, none for the official models; 0: never)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR/<stem>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     gen = prompt_file(args.input, args.prompts, args.out, model, embeddings=args.embeddings,
                       overwrite=args.overwrite, model_name=getattr(model, "model_name", None),
+                      zoom_limit="auto" if args.zoom_limit is None else (args.zoom_limit or None),
                       **tiling_from_args(args))
     summary = run_with_bar(gen, disable=True if args.quiet else None)
     print(summary.line(), flush=True)

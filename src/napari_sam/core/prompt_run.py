@@ -52,6 +52,7 @@ def prompt_file(
     bands: Sequence[int] | None = None,
     overwrite: bool = False,
     model_name: str | None = None,
+    zoom_limit: int | str | None = "auto",
 ) -> ProgressGen[SegmentSummary]:
     """Segment the objects prompted in ``prompts`` on ``source`` into ``out_dir/<stem>/``."""
     from napari_sam.core.prompts import RasterPredictor
@@ -61,7 +62,8 @@ def prompt_file(
     raster = open_raster(source)
     folder = check_writable(output_folder(source, out_dir), overwrite)
     predictor = RasterPredictor(model=model, raster=raster, store=embeddings, tile_size=tile_size,
-                                overlap=overlap, scale=scale, bands=bands, model_name=model_name)
+                                overlap=overlap, scale=scale, bands=bands, model_name=model_name,
+                                zoom_limit=zoom_limit)
     objects = read_prompts(prompts, predictor.raster)
     geo = predictor.raster
 
@@ -112,10 +114,13 @@ def prompt(
     embeddings: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    zoom_limit: int | str | None = "auto",
 ) -> SegmentSummary:
     """Script API of ``napari-sam prompt``: masks for the points/boxes in ``prompts``.
 
-    ``model``: a model name or a built ``Sam``. Writes ``out/<stem>/`` as
+    ``model``: a model name or a built ``Sam``. ``zoom_limit``: prompts larger
+    than this (model-input px) are decoded downscaled (see
+    :class:`napari_sam.core.prompts.RasterPredictor`; ``"auto"``: the model's own). Writes ``out/<stem>/`` as
     :func:`napari_sam.segment` does; returns its summary.
     """
     from napari_sam.core import progress as progress_mod
@@ -130,5 +135,6 @@ def prompt(
         model = load_model(model, checkpoint, device=device)
     gen = prompt_file(source, prompts, out, model, embeddings=embeddings, tile_size=tile_size,
                       overlap=overlap, scale=scale, bands=bands, overwrite=overwrite,
-                      model_name=name)
+                      model_name=name or getattr(model, "model_name", None),
+                      zoom_limit=zoom_limit)
     return progress_mod.run_with_bar(gen) if progress else progress_mod.run(gen)

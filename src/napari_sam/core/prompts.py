@@ -4,8 +4,9 @@
 picks the tile of the embedding grid that holds them with the most margin
 (its embedding comes from the store, or is computed once and kept), or, when
 no tile holds them well, embeds a window centred on them (downscaled when
-they are larger than a tile). It returns a :class:`RasterMask`: candidate
-masks on that tile's window only (never padded to the raster's size), their
+they are larger than a tile, or larger than the model segments well at full
+scale: ``zoom_limit``, by default the model's ``sam_model.prompt_extent_limit``).
+It returns a :class:`RasterMask`: candidate masks on that tile's window only (never padded to the raster's size), their
 predicted IoU and the low-resolution logits for the next refinement.
 
 Pixel coordinates follow SAM and napari: ``x`` is the column and ``y`` the
@@ -32,6 +33,7 @@ from napari_sam.core.window import Window
 from napari_sam.errors import InputError
 
 MASK_PROMPT_LOGIT = 10.0  # logit given to pixels inside / outside a mask prompt
+MAX_SMOOTH_SCALE = 4  # downscaled windows up to this factor get bilinear, not blocky, masks
 
 
 # -- coordinates ---------------------------------------------------------------------
@@ -135,14 +137,20 @@ class RasterPredictor:
     define the grid (as for :func:`embed_raster`) and embeddings are kept in
     memory (the last ``cache_size``). ``min_margin``: pixels a prompt must
     keep from a tile's inner edges to use that tile (default tile/16).
+    ``zoom_limit``: prompts spanning more than this many model-input pixels
+    are decoded on a window downscaled by a power of two that brings them
+    within it; ``"auto"`` (default) takes the model's own limit
+    (``sam_model.prompt_extent_limit``: 192 px for sam_tiny, none for the
+    official models), None never zooms out beyond what the tile size needs.
     """
 
     def __init__(self, *, model, raster, store: EmbeddingStore | str | os.PathLike | None = None,
                  tile_size: int | None = None, overlap: int | None = None,
                  scale: int | None = None, bands=None, min_margin: int | None = None,
                  cache_size: int = 8, model_name: str | None = None,
-                 percentiles: tuple[float, float] | None = DEFAULT_PERCENTILES):
-        from sam_model import SamPredictor
+                 percentiles: tuple[float, float] | None = DEFAULT_PERCENTILES,
+                 zoom_limit: int | str | None = "auto"):
+        from sam_model import SamPredictor, prompt_extent_limit
 
         self.model = model.eval()
         geo = open_raster(raster)
@@ -166,6 +174,13 @@ class RasterPredictor:
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = max(1, int(cache_size))
         self._predictor = SamPredictor(model)
+        if zoom_limit == "auto":
+            zoom_limit = prompt_extent_limit(model_name or getattr(model, "model_name", None)
+                                             or (store.settings.model_name if store else None))
+        if zoom_limit is not None and (isinstance(zoom_limit, str) or zoom_limit < 1):
+            raise InputError(f"zoom_limit must be 'auto', None or a positive number of "
+                             f"pixels, not {zoom_limit!r}")
+        self.zoom_limit = zoom_limit
         self._current: Context | None = None
         self._has_mask = (self.raster.nodata is not None or self.raster.alpha is not None
                           or self.raster.dtype.kind == "f")
@@ -175,17 +190,23 @@ class RasterPredictor:
         """The tile (or a centred window) for a prompt spanning rows y0..y1, cols x0..x1.
 
         Coordinates are continuous pixel edges (pixel (r, c) spans r..r+1).
+        A prompt larger than ``zoom_limit`` gets a window downscaled so that
+        it fits the limit.
         """
-        tile, margin = self.grid.tile_holding(y0, x0, y1, x1)
-        need = min(self.min_margin, self.grid.tile_size // 2)
-        if tile is not None and margin >= need:
-            return Context(window=tile.window, scale=tile.scale, tile=tile.index)
-        return self._centred_window(y0, x0, y1, x1)
+        from sam_model import zoom_for_extent
 
-    def _centred_window(self, y0, x0, y1, x1) -> Context:
+        zoom = zoom_for_extent(max(y1 - y0, x1 - x0) / self.grid.scale, self.zoom_limit)
+        if zoom == 1:
+            tile, margin = self.grid.tile_holding(y0, x0, y1, x1)
+            need = min(self.min_margin, self.grid.tile_size // 2)
+            if tile is not None and margin >= need:
+                return Context(window=tile.window, scale=tile.scale, tile=tile.index)
+        return self._centred_window(y0, x0, y1, x1, zoom)
+
+    def _centred_window(self, y0, x0, y1, x1, zoom: int = 1) -> Context:
         t, h, w = self.grid.tile_size, self.raster.height, self.raster.width
         span = max(y1 - y0, x1 - x0) + 2 * self.min_margin
-        k = max(1, math.ceil(span / t))
+        k = max(1, zoom, math.ceil(span / t))
         scale = self.grid.scale * k
         side = t * k
 
@@ -346,10 +367,18 @@ class RasterPredictor:
         if mask_input is not None:
             low = self._mask_logits(ctx, mask_input)
             mask_t = torch.as_tensor(low, dtype=torch.float32, device=device)[None, None]
+        smooth = 1 < s <= MAX_SMOOTH_SCALE  # bilinear logits; nearest beyond (memory)
         masks, iou, low_res = self._predictor.predict_torch(coords, labels, boxes, mask_t,
-                                                            multimask_output=multimask)
+                                                            multimask_output=multimask,
+                                                            return_logits=smooth)
+        if smooth:
+            import torch.nn.functional as F
+
+            h, w = masks.shape[-2:]
+            masks = F.interpolate(masks, size=(h * s, w * s), mode="bilinear",
+                                  align_corners=False) > self.model.mask_threshold
         masks = masks[0].cpu().numpy()
-        if s > 1:
+        if s > MAX_SMOOTH_SCALE:
             masks = np.repeat(np.repeat(masks, s, axis=1), s, axis=2)
         masks = np.ascontiguousarray(masks[:, : ctx.window.height, : ctx.window.width])
         return masks, iou[0].cpu().numpy(), low_res[0].cpu().numpy()

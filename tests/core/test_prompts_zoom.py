@@ -1,0 +1,91 @@
+"""Zoom-out for large prompts: a prompt larger than the model segments well at
+full scale is decoded on a window downscaled by a power of two."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam.core.prompts import RasterPredictor
+from napari_sam.errors import InputError
+
+sam_model = pytest.importorskip("sam_model")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return sam_model.build_sam_from_config(sam_model.tiny_test_config(img_size=256)).eval()
+
+
+def _scene(size, cy, cx, ry, rx, seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(70, 12, (size, size, 3))
+    yy, xx = np.mgrid[:size, :size]
+    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+    img[inside] = (215, 170, 70)
+    return np.clip(img, 0, 255).astype(np.uint8), inside
+
+
+def test_zoom_for_extent_is_the_smallest_power_of_two():
+    assert sam_model.zoom_for_extent(500, None) == 1
+    assert sam_model.zoom_for_extent(192, 192) == 1
+    assert sam_model.zoom_for_extent(193, 192) == 2
+    assert sam_model.zoom_for_extent(384, 192) == 2
+    assert sam_model.zoom_for_extent(385, 192) == 4
+    assert sam_model.zoom_for_extent(1000, 192) == 8
+    assert sam_model.prompt_extent_limit("sam_tiny") == 192
+    assert sam_model.prompt_extent_limit("vit_b") is None
+    assert sam_model.prompt_extent_limit(None) is None
+
+
+def test_a_box_beyond_the_limit_is_decoded_downscaled(model):
+    img, _ = _scene(512, 120, 130, 60, 70)
+    box = [55, 55, 205, 185]  # 150 px: inside tile (0, 0) of the 256-px grid
+    plain = RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=None)
+    assert plain.predict(box=box).context.tile == (0, 0)
+    zoomed = RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=64)
+    result = zoomed.predict(box=box)
+    assert result.context.tile is None and result.context.scale == 4  # 150 / 4 <= 64
+    win = result.window
+    assert win.x0 <= 55 and 205 < win.x1 and win.y0 <= 55 and 185 < win.y1
+    assert result.masks.shape == (1, win.height, win.width)
+    # a single click spans nothing: it stays on its tile
+    assert zoomed.predict([[130, 120]]).context.tile is not None
+    # refining the zoomed result stays in its window
+    again = zoomed.predict([[130, 120]], [1], box=box, mask_input=result)
+    assert again.context == result.context
+
+
+def test_the_limit_comes_from_the_model_name(model):
+    img, _ = _scene(256, 128, 128, 40, 40)
+    assert RasterPredictor(model=model, raster=img, model_name="sam_tiny").zoom_limit == 192
+    assert RasterPredictor(model=model, raster=img, model_name="vit_b").zoom_limit is None
+    assert RasterPredictor(model=model, raster=img).zoom_limit is None  # unnamed model
+    with pytest.raises(InputError, match="zoom_limit"):
+        RasterPredictor(model=model, raster=img, zoom_limit=0)
+
+
+def test_shipped_sam_tiny_segments_a_large_box_with_zoom():
+    """The shipped model at full scale fails on a box much larger than the objects it
+    was trained on; decoded on the downscaled window, the same box gives the object."""
+    tiny = sam_model.build_sam("sam_tiny")
+    tiny.model_name = "sam_tiny"
+    img, truth = _scene(1024, 500, 520, 230, 300, seed=3)
+    ys, xs = np.nonzero(truth)
+    box = [xs.min(), ys.min(), xs.max(), ys.max()]  # about 600 x 460 px
+
+    def iou(result):
+        full = np.zeros(truth.shape, bool)
+        win, mask = result.cropped()
+        full[win.slices] = mask
+        return (full & truth).sum() / (full | truth).sum()
+
+    auto = RasterPredictor(model=tiny, raster=img, percentiles=None).predict(box=box)
+    assert auto.context.scale == 4  # 600 px / 4 <= 192
+    full = RasterPredictor(model=tiny, raster=img, percentiles=None,
+                           zoom_limit=None).predict(box=box)
+    assert full.context.scale == 1
+    assert iou(auto) >= 0.6, iou(auto)
+    assert iou(auto) > iou(full) + 0.4, (iou(auto), iou(full))

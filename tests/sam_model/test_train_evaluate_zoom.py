@@ -1,0 +1,45 @@
+"""The evaluation's box_zoom: boxes decoded as the raster predictor decodes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sam_model import build_sam, build_sam_from_config, tiny_test_config
+from sam_model.train.evaluate import evaluate_pairs
+
+
+def _pair(size, objects, seed=0):
+    """A textured image with filled ellipses (cy, cx, ry, rx) as label ids 1..n."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(70, 12, (size, size, 3))
+    labels = np.zeros((size, size), np.int32)
+    yy, xx = np.mgrid[:size, :size]
+    for i, (cy, cx, ry, rx) in enumerate(objects, 1):
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+        image[inside] = rng.uniform(150, 240, 3)
+        labels[inside] = i
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def test_box_zoom_equals_box_when_nothing_exceeds_the_limit():
+    torch.manual_seed(0)
+    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
+    pair = _pair(200, [(60, 60, 20, 25), (140, 130, 30, 20)])
+    report = evaluate_pairs(model, [pair], clicks=1, zoom_limit=1000)
+    assert report["box_zoom"] == report["box"]
+    assert "box_zoom" not in evaluate_pairs(model, [pair], clicks=1)
+
+
+def test_shipped_sam_tiny_large_boxes_work_with_zoom():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model = build_sam("sam_tiny")
+    pair = _pair(1024, [(500, 500, 240, 310), (150, 850, 40, 50)], seed=2)
+    report = evaluate_pairs(model, [pair], clicks=1, zoom_limit=192)
+    bins = report["by_extent"]
+    large = bins[">=512"]
+    assert large["box_zoom"] >= 0.6, bins
+    assert large["box_zoom"] > large["box"] + 0.4, bins
+    small = bins["64-128"]
+    assert small["box_zoom"] == pytest.approx(small["box"]), bins  # decoded at full scale

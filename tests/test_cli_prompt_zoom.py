@@ -1,0 +1,36 @@
+"""``napari-sam prompt`` with the shipped sam_tiny: a large box is decoded zoomed out."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+
+from napari_sam.cli import main
+
+
+def test_large_box_prompt_uses_the_models_zoom_limit(tmp_path):
+    rng = np.random.default_rng(5)
+    size = 1024
+    img = rng.normal(70, 12, (size, size, 3))
+    yy, xx = np.mgrid[:size, :size]
+    truth = ((yy - 520) / 250) ** 2 + ((xx - 480) / 320) ** 2 < 1
+    img[truth] = (210, 160, 80)
+    path = tmp_path / "big.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3,
+                       dtype="uint8") as ds:
+        ds.write(np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1))
+    ys, xs = np.nonzero(truth)
+    prompts = tmp_path / "box.csv"
+    prompts.write_text(f"xmin,ymin,xmax,ymax\n{xs.min()},{ys.min()},{xs.max()},{ys.max()}\n")
+
+    def segment(out, *extra):
+        assert main(["prompt", str(path), "--prompts", str(prompts), "--out", str(out),
+                     "--model", "sam_tiny", "--device", "cpu", "--quiet", *extra]) == 0
+        with rasterio.open(out / "big" / "labels.tif") as ds:
+            mask = ds.read(1) == 1
+        return (mask & truth).sum() / (mask | truth).sum()
+
+    zoomed = segment(tmp_path / "auto")
+    full = segment(tmp_path / "full", "--zoom-limit", "0")
+    assert zoomed >= 0.6, (zoomed, full)  # full scale: an almost empty mask
+    assert zoomed > full + 0.4, (zoomed, full)
