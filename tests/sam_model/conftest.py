@@ -14,6 +14,15 @@ import torch
 reference_shims.install()
 
 
+@pytest.fixture
+def one_thread():
+    """Many tiny ops: one thread is much faster than two on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
     """Add noise to every float parameter and buffer so that parameters
     initialised to zero (relative positions, biases, embeddings) matter.

@@ -11,13 +11,7 @@ from skimage import io as skio
 
 from napari_sam.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(seed: int, size: int = 96):

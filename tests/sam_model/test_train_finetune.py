@@ -12,13 +12,7 @@ from sam_model.train.data import BatchPlan
 from sam_model.train.evaluate import evaluate_pairs
 from sam_model.train.loop import TrainConfig, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tissue(seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:

@@ -27,13 +27,7 @@ def drain(gen):
         except StopIteration as stop:
             return stop.value
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many tiny ops: one thread is much faster than two on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PLAN = BatchPlan(crop_sizes=(64,), crop_weights=(1.0,), pixels_per_batch=2 * 64 * 64,

@@ -15,12 +15,7 @@ PLAN = BatchPlan(crop_sizes=(128,), crop_weights=(1.0,), pixels_per_batch=2 * 12
                  objects=3, img_size=256)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed=0):
