@@ -259,25 +259,21 @@ def lr_at(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
     return config.lr * ratio
 
 
-def _trainable(model: nn.Module, config: TrainConfig) -> list[nn.Parameter]:
-    if config.freeze_encoder:
-        return [p for name, p in model.named_parameters() if not name.startswith("image_encoder.")]
-    return list(model.parameters())
-
-
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """Optimizer groups: the encoder's learning rate is ``encoder_lr_scale`` times the rest's."""
-    encoder, rest = [], []
-    for name, p in model.named_parameters():
-        if config.freeze_encoder and name.startswith("image_encoder."):
-            continue
-        (encoder if name.startswith("image_encoder.") else rest).append(p)
-    if config.encoder_lr_scale == 1.0:  # one group, as runs made before the option had
-        return [{"params": rest + encoder, "lr_scale": 1.0}]
-    groups = [{"params": rest, "lr_scale": 1.0}]
-    if encoder:
-        groups.append({"params": encoder, "lr_scale": float(config.encoder_lr_scale)})
-    return groups
+    """Optimizer groups of the trained parameters (the encoder's left out when frozen).
+
+    The encoder's learning rate is ``encoder_lr_scale`` times the rest's; at
+    1.0 everything is one group in the model's parameter order, as runs made
+    before the option had (their optimizer state resumes by that order).
+    """
+    trained = [(name, p) for name, p in model.named_parameters()
+               if not (config.freeze_encoder and name.startswith("image_encoder."))]
+    encoder = [p for name, p in trained if name.startswith("image_encoder.")]
+    if config.encoder_lr_scale == 1.0 or not encoder:
+        return [{"params": [p for _, p in trained], "lr_scale": 1.0}]
+    rest = [p for name, p in trained if not name.startswith("image_encoder.")]
+    return [{"params": rest, "lr_scale": 1.0},
+            {"params": encoder, "lr_scale": float(config.encoder_lr_scale)}]
 
 
 def _freeze_batchnorm(module: nn.Module) -> None:
@@ -370,9 +366,9 @@ def train(
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     device = model.pixel_mean.device
-    params = _trainable(model, config)
-    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    groups = _param_groups(model, config)
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     step, wall_before, history = 0, 0.0, []
     if resume and ckpt_path.is_file():
         state = load_checkpoint_state(ckpt_path, map_location=device)

@@ -115,3 +115,18 @@ def test_encoder_learning_rate_scale_and_frozen_batchnorm(tmp_path):
     drain(train(plain, config=TrainConfig(steps=1, rounds=1, warmup=1, plan=PLAN, seed=1),
                 run_dir=tmp_path / "plain"))
     assert any(not torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+
+
+def test_one_group_keeps_the_model_parameter_order():
+    """Without an encoder scale the optimizer has the single group that older run folders
+    were saved with, in the model's order (their optimizer state resumes by position)."""
+    from sam_model.train.loop import _param_groups
+
+    model = _model()
+    groups = _param_groups(model, TrainConfig())
+    assert len(groups) == 1
+    assert [id(p) for p in groups[0]["params"]] == [id(p) for p in model.parameters()]
+    frozen = _param_groups(model, TrainConfig(freeze_encoder=True, encoder_lr_scale=0.5))
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert len(frozen) == 1
+    assert not any(names[id(p)].startswith("image_encoder.") for p in frozen[0]["params"])
