@@ -16,14 +16,13 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 BINS = (0, 64, 96, 128, 192, 256, 384, 100000)
 ZOOMS = (1, 2, 4)
 
 
-def box_iou_by_side(model, first: int = 100, count: int = 30) -> dict[str, dict[int, float]]:
-    from sam_model.train.evaluate import EVAL_SEED_KEY, _box, _iou
+def box_iou_by_side(model, first: int = 100, count: int = 30) -> dict[str, dict[str, float]]:
+    from sam_model.train.evaluate import EVAL_SEED_KEY, _box, _iou, _Prompter
     from sam_model.train.scenes import make_scene
 
     scores: dict[tuple[int, int], list[float]] = {}
@@ -34,18 +33,11 @@ def box_iou_by_side(model, first: int = 100, count: int = 30) -> dict[str, dict[
             masks = [m for m in masks if m.sum() >= 64][:10]
             if not masks:
                 continue
-            image = torch.from_numpy(scene.image).permute(2, 0, 1)[None].float()
+            prompter = _Prompter(model, scene.image)
             side = [max(np.ptp(np.nonzero(m)[0]), np.ptp(np.nonzero(m)[1])) + 1 for m in masks]
-            boxes = torch.tensor([_box(m) for m in masks], dtype=torch.float32)
+            boxes = np.array([_box(m) for m in masks], np.float32)
             for k in ZOOMS:
-                n = 1024 // k
-                x = image if k == 1 else F.interpolate(image, size=(n, n), mode="bilinear",
-                                                       antialias=True, align_corners=False)
-                emb = model.encode_images(x)
-                sparse, dense = model.prompt_encoder(None, (boxes + 0.5) / k - 0.5, None)
-                low, _ = model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sparse,
-                                            dense, False)
-                pred = model.postprocess_masks(low, (n, n), (1024, 1024))[:, 0].numpy() > 0
+                pred = prompter.decode_boxes_at(boxes, k)
                 for s, p, m in zip(side, pred, masks):
                     b = int(np.digitize(s, BINS)) - 1
                     scores.setdefault((b, k), []).append(_iou(p, m))

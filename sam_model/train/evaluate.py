@@ -123,24 +123,30 @@ class _Prompter:
             self._zoomed[k] = (self.model.encode_images(x), size)
         return self._zoomed[k]
 
+    def decode_boxes_at(self, boxes: np.ndarray, k: int) -> np.ndarray:
+        """Nx4 boxes (original px) decoded on the image downscaled by ``k`` -> NxHxW bool."""
+        emb, size = self._at_zoom(int(k))
+        factor = np.array([size[1] / self.input_size[1], size[0] / self.input_size[0]] * 2,
+                          np.float32)
+        scaled = np.asarray(boxes, np.float32) * np.tile(self.scale, 2)  # input px
+        bx = torch.as_tensor((scaled + 0.5) * factor - 0.5, device=self.model.device)
+        sparse, dense = self.model.prompt_encoder(None, bx, None)
+        low, _ = self.model.mask_decoder(emb, self.pe, sparse, dense, False)
+        up = self.model.postprocess_masks(low, size, self.original)
+        return (up[:, 0] > self.model.mask_threshold).cpu().numpy()
+
     def decode_boxes_zoomed(self, boxes: np.ndarray, limit: int) -> np.ndarray:
         """Nx4 boxes (original px), each decoded at the zoom its extent needs -> NxHxW bool."""
         from sam_model.registry import zoom_for_extent
 
-        boxes = np.asarray(boxes, np.float32) * np.tile(self.scale, 2)  # input px
-        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) + 1
+        boxes = np.asarray(boxes, np.float32)
+        scaled = boxes * np.tile(self.scale, 2)  # input px
+        side = np.maximum(scaled[:, 2] - scaled[:, 0], scaled[:, 3] - scaled[:, 1]) + 1
         zooms = np.array([zoom_for_extent(float(v), limit) for v in side])
         out = np.zeros((len(boxes), *self.original), bool)
         for k in np.unique(zooms):
             sel = np.flatnonzero(zooms == k)
-            emb, size = self._at_zoom(int(k))
-            factor = np.array([size[1] / self.input_size[1], size[0] / self.input_size[0]] * 2,
-                              np.float32)
-            bx = torch.as_tensor((boxes[sel] + 0.5) * factor - 0.5, device=self.model.device)
-            sparse, dense = self.model.prompt_encoder(None, bx, None)
-            low, _ = self.model.mask_decoder(emb, self.pe, sparse, dense, False)
-            up = self.model.postprocess_masks(low, size, self.original)
-            out[sel] = (up[:, 0] > self.model.mask_threshold).cpu().numpy()
+            out[sel] = self.decode_boxes_at(boxes[sel], int(k))
         return out
 
     def decode(self, points, labels, boxes, mask_input, multimask):
