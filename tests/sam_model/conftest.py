@@ -14,6 +14,23 @@ import torch
 reference_shims.install()
 
 
+def drain(gen):
+    """Run a progress generator (such as ``train``) to its end; return its result."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def untrained_sam_tiny(seed: int = 0):
+    """sam_tiny with seeded random weights at a 256-px input (training tests)."""
+    from sam_model.sam_tiny import build_sam_tiny
+
+    torch.manual_seed(seed)
+    return build_sam_tiny(pretrained=False, img_size=256)
+
+
 @pytest.fixture
 def one_thread():
     """Many tiny ops: one thread is much faster than two on a busy machine."""

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import drain, untrained_sam_tiny
 
 from sam_model.sam_tiny import build_sam_tiny
 from sam_model.train.data import BatchPlan, pair_batch, prepare_pairs, scene_batch
@@ -18,15 +19,6 @@ from sam_model.train.loop import (
     train,
 )
 
-
-def drain(gen):
-    """Run a progress generator to its end; return its result."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -34,13 +26,9 @@ PLAN = BatchPlan(crop_sizes=(64,), crop_weights=(1.0,), pixels_per_batch=2 * 64 
                  objects=3, img_size=256)
 
 
-def _model(seed=0):
-    torch.manual_seed(seed)
-    return build_sam_tiny(pretrained=False, img_size=256)
-
 
 def test_a_few_steps_reduce_the_loss():
-    model = _model().train()
+    model = untrained_sam_tiny().train()
     batch = scene_batch(3, 0, PLAN)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -57,7 +45,7 @@ def test_a_few_steps_reduce_the_loss():
 
 def test_crop_geometry_matches_the_frame():
     """A batch's crops sit at a grid offset; prompts and positional encoding follow it."""
-    model = _model().eval()
+    model = untrained_sam_tiny().eval()
     batch = scene_batch(5, 1, PLAN)
     oy, ox = batch["offset"].tolist()
     assert oy % 16 == 0 and ox % 16 == 0 and max(oy, ox) + 64 <= 256
@@ -70,14 +58,14 @@ def test_crop_geometry_matches_the_frame():
 def test_checkpoint_and_resume_give_the_same_state(tmp_path):
     config = TrainConfig(steps=4, rounds=2, warmup=2, checkpoint_every=2, log_every=1,
                          plan=PLAN, seed=7)
-    straight = _model()
+    straight = untrained_sam_tiny()
     result = drain(train(straight, config=config, run_dir=tmp_path / "a"))
     assert result.finished and result.step == 4
 
-    interrupted = _model()
+    interrupted = untrained_sam_tiny()
     first = drain(train(interrupted, config=config, run_dir=tmp_path / "b", max_seconds=0))
     assert first.step == 1 and not first.finished
-    resumed = _model(seed=99)  # different init: everything must come from the checkpoint
+    resumed = untrained_sam_tiny(seed=99)  # another init: all must come from the checkpoint
     second = drain(train(resumed, config=config, run_dir=tmp_path / "b"))
     assert second.finished and second.step == 4
     a, b = straight.state_dict(), resumed.state_dict()
@@ -87,7 +75,7 @@ def test_checkpoint_and_resume_give_the_same_state(tmp_path):
 
     other = TrainConfig(steps=4, rounds=3, warmup=2, plan=PLAN, seed=7)
     with pytest.raises(ValueError, match="another training config"):
-        drain(train(_model(), config=other, run_dir=tmp_path / "b"))
+        drain(train(untrained_sam_tiny(), config=other, run_dir=tmp_path / "b"))
 
 
 def test_learning_rate_schedule():
@@ -101,7 +89,7 @@ def test_learning_rate_schedule():
 
 
 def test_export_writes_half_weights_that_load_back(tmp_path):
-    model = _model()
+    model = untrained_sam_tiny()
     path = tmp_path / "w.pt"
     digest = export_weights(model, path)
     assert len(digest) == 64

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import drain, untrained_sam_tiny
 from torch import nn
 
-from sam_model.sam_tiny import build_sam_tiny
 from sam_model.train.data import BatchPlan, scene_batch
 from sam_model.train.loop import TrainConfig, interactive_loss, reduce_targets, train
 
@@ -18,17 +18,6 @@ PLAN = BatchPlan(crop_sizes=(128,), crop_weights=(1.0,), pixels_per_batch=2 * 12
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model(seed=0):
-    torch.manual_seed(seed)
-    return build_sam_tiny(pretrained=False, img_size=256)
-
-
-def drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def test_reduce_targets_keeps_pixels_that_are_mostly_inside():
@@ -66,7 +55,7 @@ def _recorded_prompts(model):
 def test_prompts_at_reduced_resolution_land_on_their_objects(point_first):
     """Clicks drawn on the reduced ground truth are mapped back to crop pixels inside the
     object (first point) and the box encloses the object up to a reduced pixel."""
-    model = _model().eval()
+    model = untrained_sam_tiny().eval()
     batch = scene_batch(5, 2, PLAN)
     oy, ox = batch["offset"].tolist()
     gt = batch["masks"].flatten(0, 1)
@@ -99,7 +88,7 @@ def test_prompts_at_reduced_resolution_land_on_their_objects(point_first):
 def test_encoder_learning_rate_scale_and_frozen_batchnorm(tmp_path):
     config = TrainConfig(steps=2, rounds=1, warmup=1, lr=1e-3, encoder_lr_scale=0.25,
                          bn_eval=True, loss_size=64, plan=PLAN, seed=1, log_every=1)
-    model = _model()
+    model = untrained_sam_tiny()
     bns = [m for m in model.image_encoder.modules() if isinstance(m, nn.BatchNorm2d)]
     before = [m.running_mean.clone() for m in bns]
     weights = [m.weight.detach().clone() for m in bns]
@@ -110,7 +99,7 @@ def test_encoder_learning_rate_scale_and_frozen_batchnorm(tmp_path):
     lrs = sorted(g["lr"] for g in groups["param_groups"])
     assert lrs[0] == pytest.approx(0.25 * lrs[1])
 
-    plain = _model()
+    plain = untrained_sam_tiny()
     bns = [m for m in plain.image_encoder.modules() if isinstance(m, nn.BatchNorm2d)]
     drain(train(plain, config=TrainConfig(steps=1, rounds=1, warmup=1, plan=PLAN, seed=1),
                 run_dir=tmp_path / "plain"))
@@ -122,7 +111,7 @@ def test_one_group_keeps_the_model_parameter_order():
     were saved with, in the model's order (their optimizer state resumes by position)."""
     from sam_model.train.loop import _param_groups
 
-    model = _model()
+    model = untrained_sam_tiny()
     groups = _param_groups(model, TrainConfig())
     assert len(groups) == 1
     assert [id(p) for p in groups[0]["params"]] == [id(p) for p in model.parameters()]

@@ -9,9 +9,10 @@ embedded sam_tiny was made). The image encoder is frozen unless
 learning rate and its BatchNorm layers keep their statistics (small
 fine-tuning batches would replace them with noisy ones) unless
 ``--update-batchnorm``. ``--loss-size`` computes the losses and simulated
-clicks at a reduced resolution, which makes large crops much cheaper on a CPU. Training resumes from ``RUN/last.pt`` when it exists
-(``--overwrite`` starts over); the result is written to ``RUN/model.pt``, a
-state dict that ``--checkpoint RUN/model.pt --model NAME`` loads.
+clicks at a reduced resolution, which makes large crops much cheaper on a
+CPU. Training resumes from ``RUN/last.pt`` when it exists (``--overwrite``
+starts over); the result is written to ``RUN/model.pt``, a state dict that
+``--checkpoint RUN/model.pt --model NAME`` loads.
 """
 
 from __future__ import annotations

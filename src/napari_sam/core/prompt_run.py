@@ -120,8 +120,9 @@ def prompt(
 
     ``model``: a model name or a built ``Sam``. ``zoom_limit``: prompts larger
     than this (model-input px) are decoded downscaled (see
-    :class:`napari_sam.core.prompts.RasterPredictor`; ``"auto"``: the model's own). Writes ``out/<stem>/`` as
-    :func:`napari_sam.segment` does; returns its summary.
+    :class:`napari_sam.core.prompts.RasterPredictor`; ``"auto"``: the model's
+    own). Writes ``out/<stem>/`` as :func:`napari_sam.segment` does; returns
+    its summary.
     """
     from napari_sam.core import progress as progress_mod
     from napari_sam.core.pipeline import check_inputs

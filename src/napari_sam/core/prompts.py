@@ -6,8 +6,9 @@ picks the tile of the embedding grid that holds them with the most margin
 no tile holds them well, embeds a window centred on them (downscaled when
 they are larger than a tile, or larger than the model segments well at full
 scale: ``zoom_limit``, by default the model's ``sam_model.prompt_extent_limit``).
-It returns a :class:`RasterMask`: candidate masks on that tile's window only (never padded to the raster's size), their
-predicted IoU and the low-resolution logits for the next refinement.
+It returns a :class:`RasterMask`: candidate masks on that tile's window only
+(never padded to the raster's size), their predicted IoU and the
+low-resolution logits for the next refinement.
 
 Pixel coordinates follow SAM and napari: ``x`` is the column and ``y`` the
 row, and integer values are pixel centres. Map coordinates go through the
