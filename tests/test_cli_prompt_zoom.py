@@ -34,3 +34,12 @@ def test_large_box_prompt_uses_the_models_zoom_limit(tmp_path):
     full = segment(tmp_path / "full", "--zoom-limit", "0")
     assert zoomed >= 0.6, (zoomed, full)  # full scale: an almost empty mask
     assert zoomed > full + 0.4, (zoomed, full)
+
+
+def test_negative_zoom_limit_is_refused(tmp_path, capsys):
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("x,y\n1,1\n")
+    rc = main(["prompt", str(tmp_path / "any.tif"), "--prompts", str(prompts), "--out",
+               str(tmp_path / "out"), "--zoom-limit", "-3", "--quiet"])
+    assert rc == 2 and "--zoom-limit -3" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from napari_sam.cli.common import add_model_options, add_tiling_options, tiling_from_args
+from napari_sam.errors import InputError
 
 
 def add_parser(subparsers) -> None:
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam.core.progress import run_with_bar
     from napari_sam.core.prompt_run import prompt_file
 
+    if args.zoom_limit is not None and args.zoom_limit < 0:
+        raise InputError(f"--zoom-limit {args.zoom_limit}: give 0 (never zoom out) or a "
+                         "positive number of pixels")
     check_inputs([args.input], args.out, overwrite=args.overwrite)
     model = load_model_from_args(args)
     gen = prompt_file(args.input, args.prompts, args.out, model, embeddings=args.embeddings,
