@@ -18,10 +18,12 @@ from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
 from .predictor import SamPredictor
 from .registry import (
+    POINT_ZOOM,
     automatic_thresholds,
     build_sam,
     build_sam_from_config,
     list_models,
+    prefer_zoomed_click,
     prompt_extent_limit,
     zoom_for_extent,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "SamModelError",
     "SamPredictor",
     "automatic_thresholds",
+    "POINT_ZOOM",
+    "prefer_zoomed_click",
     "prompt_extent_limit",
     "zoom_for_extent",
     "build_sam",

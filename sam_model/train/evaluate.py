@@ -17,7 +17,12 @@ original size):
 * ``box_zoom`` (with ``zoom_limit``): the box as the raster predictor of
   ``napari_sam.core`` decodes it: a box longer than ``zoom_limit`` input
   pixels is decoded on the image downscaled by the power of two that brings
-  it within the limit (``sam_model.zoom_for_extent``).
+  it within the limit (``sam_model.zoom_for_extent``);
+* ``point_zoom`` and ``clicks_zoom`` (with ``zoom_limit``): the centre click
+  as the raster predictor decodes it: also on the image downscaled by
+  ``sam_model.POINT_ZOOM``, keeping that result when
+  ``sam_model.prefer_zoomed_click`` says so, and the next clicks at the zoom
+  that won.
 
 Held-out generated scenes use seeds that the training stream never uses.
 """
@@ -125,15 +130,7 @@ class _Prompter:
 
     def decode_boxes_at(self, boxes: np.ndarray, k: int) -> np.ndarray:
         """Nx4 boxes (original px) decoded on the image downscaled by ``k`` -> NxHxW bool."""
-        emb, size = self._at_zoom(int(k))
-        factor = np.array([size[1] / self.input_size[1], size[0] / self.input_size[0]] * 2,
-                          np.float32)
-        scaled = np.asarray(boxes, np.float32) * np.tile(self.scale, 2)  # input px
-        bx = torch.as_tensor((scaled + 0.5) * factor - 0.5, device=self.model.device)
-        sparse, dense = self.model.prompt_encoder(None, bx, None)
-        low, _ = self.model.mask_decoder(emb, self.pe, sparse, dense, False)
-        up = self.model.postprocess_masks(low, size, self.original)
-        return (up[:, 0] > self.model.mask_threshold).cpu().numpy()
+        return self.decode(None, None, boxes, None, False, k=k)[0][:, 0]
 
     def decode_boxes_zoomed(self, boxes: np.ndarray, limit: int) -> np.ndarray:
         """Nx4 boxes (original px), each decoded at the zoom its extent needs -> NxHxW bool."""
@@ -149,22 +146,86 @@ class _Prompter:
             out[sel] = self.decode_boxes_at(boxes[sel], int(k))
         return out
 
-    def decode(self, points, labels, boxes, mask_input, multimask):
+    def decode(self, points, labels, boxes, mask_input, multimask, k: int = 1):
         """points Nxkx2 / labels Nxk / boxes Nx4 in original px (or None); mask_input
-        Nx1x(4h)x(4w) -> (masks NxMxHxW bool, iou NxM, low-res logits NxMx(4h)x(4w))."""
+        Nx1x256x256 logits in the frame of zoom ``k`` -> (masks NxMxHxW bool, iou NxM,
+        low-res logits NxMx256x256), decoded on the image downscaled by ``k``."""
         dev = self.model.device
+        emb, size = self._at_zoom(int(k))
+        factor = np.array([size[1] / self.input_size[1], size[0] / self.input_size[0]],
+                          np.float32)
+
+        def to_input(xy):  # original px -> px of the (downscaled) model input
+            return (np.asarray(xy, np.float32) * self.scale + 0.5) * factor - 0.5
+
         pts = None
         if points is not None:
-            p = torch.as_tensor(np.asarray(points, np.float32) * self.scale, device=dev)
+            p = torch.as_tensor(to_input(points), device=dev)
             pts = (p, torch.as_tensor(np.asarray(labels), device=dev))
         bx = None
         if boxes is not None:
-            bx = torch.as_tensor(np.asarray(boxes, np.float32) * np.tile(self.scale, 2),
-                                 device=dev)
+            b = to_input(np.asarray(boxes, np.float32).reshape(-1, 2, 2)).reshape(-1, 4)
+            bx = torch.as_tensor(b, device=dev)
         sparse, dense = self.model.prompt_encoder(pts, bx, mask_input)
-        low, iou = self.model.mask_decoder(self.embedding, self.pe, sparse, dense, multimask)
-        up = self.model.postprocess_masks(low, self.input_size, self.original)
+        low, iou = self.model.mask_decoder(emb, self.pe, sparse, dense, multimask)
+        up = self.model.postprocess_masks(low, size, self.original)
         return (up > self.model.mask_threshold).cpu().numpy(), iou.float().cpu().numpy(), low
+
+
+def _longest_side(mask: np.ndarray) -> int:
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    return int(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1) if len(rows) else 0
+
+
+def _click_curve(prompter: _Prompter, gts, pts, labs, pred, prev, clicks: int,
+                 k: int = 1) -> list[list[float]]:
+    """IoU of each object after 1..``clicks`` clicks: the first click's masks ``pred``
+    and logits ``prev``, then a click at the centre of the largest error each time,
+    decoded at zoom ``k``."""
+    n = len(gts)
+    curve = [[_iou(pred[i], gts[i]) for i in range(n)]]
+    for _ in range(1, clicks):
+        new_pts = np.zeros((n, 1, 2), np.float32)
+        new_labs = np.full((n, 1), -1, np.int64)
+        for i in range(n):
+            hit = _error_click(pred[i], gts[i])
+            if hit is not None:
+                new_pts[i, 0], new_labs[i, 0] = hit
+        pts = np.concatenate([pts, new_pts], 1)
+        labs = np.concatenate([labs, new_labs], 1)
+        cm, _, prev = prompter.decode(pts, labs, None, prev, False, k=k)
+        pred = cm[:, 0]
+        curve.append([_iou(pred[i], gts[i]) for i in range(n)])
+    return curve
+
+
+def _score_zoomed_click(prompter: _Prompter, gts, masks, iou, curve, out, *, clicks: int,
+                        limit: int, frame: float) -> None:
+    """``point_zoom`` and ``clicks_zoom``: the centre click as the raster predictor
+    decodes it with a zoom limit (``sam_model.prefer_zoomed_click``), then the
+    clicks on whichever zoom won; ``masks``/``iou``/``curve``: the full-scale ones."""
+    from sam_model.registry import POINT_ZOOM, prefer_zoomed_click
+
+    n = len(gts)
+    pts = np.array([object_centre(m) for m in gts], np.float32)[:, None]
+    labs = np.ones((n, 1), np.int64)
+    zm, ziou, zlow = prompter.decode(pts, labs, None, None, True, k=POINT_ZOOM)
+    top, ztop = iou.argmax(1), ziou.argmax(1)
+    won = np.array([prefer_zoomed_click(float(iou[i, top[i]]), float(ziou[i, ztop[i]]),
+                                        _longest_side(zm[i, ztop[i]]) * frame, limit)
+                    for i in range(n)], bool)
+    point = [_iou(zm[i, ztop[i]] if won[i] else masks[i, top[i]], gts[i]) for i in range(n)]
+    final = [curve[-1][i] for i in range(n)]
+    sel = np.flatnonzero(won)
+    if len(sel):
+        pred = np.stack([zm[i, ztop[i]] for i in sel])
+        prev = zlow[torch.as_tensor(sel), torch.as_tensor(ztop[sel])][:, None]
+        zcurve = _click_curve(prompter, [gts[i] for i in sel], pts[sel], labs[sel], pred,
+                              prev, clicks, k=POINT_ZOOM)
+        for j, i in enumerate(sel):
+            final[i] = zcurve[-1][j]
+    out.setdefault("point_zoom", []).extend(point)
+    out.setdefault("clicks_zoom", []).extend(final)
 
 
 @torch.no_grad()
@@ -177,7 +238,7 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
     frame = model.img_size / max(image.shape[:2])  # objects' size as the model sees them
     out["extent"] = [float(max(np.ptp(r), np.ptp(c)) + 1) * frame
                      for r, c in (np.nonzero(m) for m in sample.masks)]
-    curve: list[list[float]] = [[] for _ in range(clicks)]
+    curve: list[list[float]] = [[] for _ in range(clicks)]  # IoU after each click
     for start in range(0, len(sample.masks), chunk):
         gts = sample.masks[start:start + chunk]
         n = len(gts)
@@ -196,21 +257,12 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
             out.setdefault("box_zoom", []).extend(_iou(zmasks[i], gts[i]) for i in range(n))
         pred = np.stack([masks[i, top[i]] for i in range(n)])
         prev = low[torch.arange(n), torch.as_tensor(top, device=low.device)][:, None]
-        for i in range(n):
-            curve[0].append(_iou(pred[i], gts[i]))
-        for c in range(1, clicks):
-            new_pts = np.zeros((n, 1, 2), np.float32)
-            new_labs = np.full((n, 1), -1, np.int64)
-            for i in range(n):
-                hit = _error_click(pred[i], gts[i])
-                if hit is not None:
-                    new_pts[i, 0], new_labs[i, 0] = hit
-            pts = np.concatenate([pts, new_pts], 1)
-            labs = np.concatenate([labs, new_labs], 1)
-            cm, _, low = prompter.decode(pts, labs, None, prev, False)
-            pred, prev = cm[:, 0], low
-            for i in range(n):
-                curve[c].append(_iou(pred[i], gts[i]))
+        part = _click_curve(prompter, gts, pts, labs, pred, prev, clicks)
+        for c in range(clicks):
+            curve[c] += part[c]
+        if zoom_limit:
+            _score_zoomed_click(prompter, gts, masks, iou, part, out, clicks=clicks,
+                                limit=zoom_limit, frame=frame)
     out["clicks"] = curve[-1]
     for c in range(clicks):
         out[f"click{c + 1}"] = curve[c]
@@ -257,7 +309,8 @@ def _by_extent(per: dict[str, list[float]]) -> dict[str, dict[str, float]]:
         name = f"{lo}-{hi}" if hi < EXTENT_BINS[-1] else f">={lo}"
         out[name] = {"objects": int(sel.sum())}
         out[name].update({k: round(float(np.mean(np.asarray(per[k])[sel])), 4)
-                          for k in ("point_top", "point_best", "box", "clicks", "box_zoom")
+                          for k in ("point_top", "point_best", "box", "clicks", "box_zoom",
+                                    "point_zoom", "clicks_zoom")
                           if k in per})
     return out
 

@@ -51,11 +51,74 @@ def test_a_box_beyond_the_limit_is_decoded_downscaled(model):
     win = result.window
     assert win.x0 <= 55 and 205 < win.x1 and win.y0 <= 55 and 185 < win.y1
     assert result.masks.shape == (1, win.height, win.width)
-    # a single click spans nothing: it stays on its tile
-    assert zoomed.predict([[130, 120]]).context.tile is not None
     # refining the zoomed result stays in its window
     again = zoomed.predict([[130, 120]], [1], box=box, mask_input=result)
     assert again.context == result.context
+
+
+def test_prefer_zoomed_click_needs_a_higher_score_and_a_large_mask():
+    prefer = sam_model.prefer_zoomed_click
+    assert prefer(0.5, 0.8, 96, 192)
+    assert not prefer(0.5, 0.8, 95, 192)  # small objects: full scale
+    assert not prefer(0.8, 0.5, 300, 192)  # scored lower
+    assert not prefer(0.5, 0.8, 300, None)  # no limit: never
+    assert sam_model.POINT_ZOOM == 2
+
+
+@pytest.mark.parametrize("zoomed_wins", [True, False])
+def test_a_click_keeps_the_zoomed_result_when_the_rule_prefers_it(model, monkeypatch,
+                                                                  zoomed_wins):
+    seen = []
+
+    def rule(full, zoomed, extent, limit):
+        seen.append((full, zoomed, extent, limit))
+        return zoomed_wins
+
+    monkeypatch.setattr(sam_model, "prefer_zoomed_click", rule)
+    img, _ = _scene(512, 120, 130, 60, 70)
+    predictor = RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=64)
+    result = predictor.predict([[130, 120]])
+    assert len(seen) == 1 and seen[0][3] == 64
+    if zoomed_wins:  # a window centred on the click, downscaled by POINT_ZOOM
+        assert result.context.tile is None and result.context.scale == 2
+        assert result.window.height == result.window.width == 512
+        assert result.best_score == pytest.approx(seen[0][1])
+        # the next click passes it back and stays on its window
+        again = predictor.predict([[130, 120], [150, 100]], [1, 1], mask_input=result)
+        assert again.context == result.context
+    else:
+        assert result.context.tile is not None and result.context.scale == 1
+        assert result.best_score == pytest.approx(seen[0][0])
+    assert len(seen) == 1  # a mask prompt (the refinement) is never re-zoomed
+    # a box, or zoom_limit=None, never tries the zoomed click
+    predictor.predict(box=[100, 100, 140, 140])
+    RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=None).predict([[130, 120]])
+    assert len(seen) == 1
+
+
+def test_shipped_sam_tiny_segments_a_large_object_from_one_click():
+    """One click in a ~400 px object: full scale gets part of it, the zoomed-out
+    decode gets it and is kept; a small object's click stays at full scale."""
+    tiny = sam_model.build_sam("sam_tiny")
+    tiny.model_name = "sam_tiny"
+
+    def iou(result, truth):
+        full = np.zeros(truth.shape, bool)
+        full[result.window.slices] = result.best_mask
+        return (full & truth).sum() / (full | truth).sum()
+
+    img, truth = _scene(1024, 500, 500, 150, 200, seed=1)
+    auto = RasterPredictor(model=tiny, raster=img).predict([[500, 500]])
+    off = RasterPredictor(model=tiny, raster=img, zoom_limit=None).predict([[500, 500]])
+    assert auto.context.scale == 2 and off.context.scale == 1
+    assert iou(auto, truth) >= 0.85, iou(auto, truth)
+    assert iou(auto, truth) > iou(off, truth) + 0.15, (iou(auto, truth), iou(off, truth))
+
+    img, truth = _scene(1024, 300, 300, 40, 50)
+    auto = RasterPredictor(model=tiny, raster=img).predict([[300, 300]])
+    off = RasterPredictor(model=tiny, raster=img, zoom_limit=None).predict([[300, 300]])
+    assert auto.context == off.context and auto.context.scale == 1
+    assert np.array_equal(auto.masks, off.masks) and iou(auto, truth) >= 0.85
 
 
 def test_the_limit_comes_from_the_model_name(model):

@@ -43,3 +43,22 @@ def test_shipped_sam_tiny_large_boxes_work_with_zoom():
     assert large["box_zoom"] > large["box"] + 0.4, bins
     small = bins["64-128"]
     assert small["box_zoom"] == pytest.approx(small["box"]), bins  # decoded at full scale
+
+
+def test_point_zoom_follows_the_raster_predictor_rule():
+    """A click in a ~400 px object: the zoomed-out decode is kept (point_zoom >> point);
+    a small object's click stays at full scale; the clicks continue at the zoom that won."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model = build_sam("sam_tiny")
+    pair = _pair(1024, [(500, 500, 150, 200), (150, 850, 40, 50)], seed=1)
+    report = evaluate_pairs(model, [pair], clicks=3, zoom_limit=192)
+    bins = report["by_extent"]
+    large, small = bins["256-512"], bins["64-128"]
+    assert large["point_zoom"] >= 0.85, bins
+    assert large["point_zoom"] > large["point_top"] + 0.15, bins
+    assert large["clicks_zoom"] >= 0.85, bins
+    assert small["point_zoom"] == pytest.approx(small["point_top"]), bins
+    assert small["clicks_zoom"] == pytest.approx(small["clicks"]), bins
+    plain = evaluate_pairs(model, [pair], clicks=3)
+    assert "point_zoom" not in plain and "clicks_zoom" not in plain
+    assert plain["point_top"] == report["point_top"] and plain["clicks"] == report["clicks"]

@@ -34,8 +34,9 @@ def add_parser(subparsers) -> None:
                              "read from it and missing ones added); default: embed as needed")
     parser.add_argument("--zoom-limit", type=int, default=None, metavar="PX",
                         help="decode prompts larger than PX model-input pixels on a window "
-                             "downscaled by 2, 4, ... (default: the model's own limit, 192 for "
-                             "sam_tiny, none for the official models; 0: never)")
+                             "downscaled by 2, 4, ..., and clicks also downscaled by 2, keeping "
+                             "that mask for a large object (default: the model's own limit, "
+                             "192 for sam_tiny, none for the official models; 0: never)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR/<stem>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -5,7 +5,9 @@ picks the tile of the embedding grid that holds them with the most margin
 (its embedding comes from the store, or is computed once and kept), or, when
 no tile holds them well, embeds a window centred on them (downscaled when
 they are larger than a tile, or larger than the model segments well at full
-scale: ``zoom_limit``, by default the model's ``sam_model.prompt_extent_limit``).
+scale: ``zoom_limit``, by default the model's ``sam_model.prompt_extent_limit``;
+clicks alone are decoded at full scale and zoomed out, and the better-scored
+large result is kept).
 It returns a :class:`RasterMask`: candidate masks on that tile's window only
 (never padded to the raster's size), their predicted IoU and the
 low-resolution logits for the next refinement.
@@ -282,6 +284,11 @@ class RasterPredictor:
         (its logits are reused when it was made on the same tile) or a pair
         ``(Window, (h, w) bool mask)`` in raster pixels. ``multimask``: three
         candidates instead of one (default: only for a single point alone).
+        With a ``zoom_limit``, points alone (no box, no mask) that fit at full
+        scale are also decoded on a window downscaled by ``sam_model.POINT_ZOOM``,
+        and that result is returned when ``sam_model.prefer_zoomed_click``
+        prefers it (a large object: a click gives no object size); clicks that
+        pass it back as ``mask_input`` stay on its window.
         """
         pts, lbl, bx = self._prompt_pixels(points, labels, box, coords)
         extent = _extent(pts, bx, mask_input)
@@ -290,6 +297,29 @@ class RasterPredictor:
         ctx = self._reuse_context(mask_input, extent) or self.context_for(*extent)
         if multimask is None:
             multimask = bx is None and pts is not None and len(pts) == 1 and mask_input is None
+        result = self._predict_in(ctx, pts, lbl, bx, mask_input, multimask)
+        if self.zoom_limit and bx is None and mask_input is None and ctx.scale == \
+                self.grid.scale:
+            result = self._zoomed_click(result, extent, pts, lbl, multimask)
+        return result
+
+    def _zoomed_click(self, full: RasterMask, extent, pts, lbl, multimask) -> RasterMask:
+        """Clicks also decoded zoomed out (``sam_model.POINT_ZOOM``); the zoomed
+        result replaces ``full`` where ``sam_model.prefer_zoomed_click`` says so."""
+        from sam_model import POINT_ZOOM, prefer_zoomed_click
+
+        ctx = self._centred_window(*extent, zoom=POINT_ZOOM)
+        if ctx.scale <= full.context.scale:
+            return full
+        zoomed = self._predict_in(ctx, pts, lbl, None, None, multimask)
+        window, _ = zoomed.cropped()
+        side = max(window.height, window.width) / self.grid.scale  # full-scale input px
+        if prefer_zoomed_click(full.best_score, zoomed.best_score, side, self.zoom_limit):
+            return zoomed
+        return full
+
+    def _predict_in(self, ctx: Context, pts, lbl, bx, mask_input, multimask) -> RasterMask:
+        """Decode a prompt on the embedding of ``ctx``."""
         emb = self.embedding(ctx)
         transform = ctx.window.transform(self.raster.transform)
         if emb is None:
