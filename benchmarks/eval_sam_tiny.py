@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--zoom-limit", type=int, default=None,
-                        help="also score boxes decoded with the raster predictor's zoom-out "
-                             "beyond this many input px (box_zoom; default: the model's own "
-                             "limit, sam_model.prompt_extent_limit; 0: off)")
+                        help="also score prompts as the raster predictor decodes them with "
+                             "this zoom limit in input px (box_zoom, point_zoom, clicks_zoom; "
+                             "default: the model's own, sam_model.prompt_extent_limit; 0: off)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default=None, help="comma-separated subset of: scenes, "
                         + ", ".join(REAL))

@@ -1,23 +1,10 @@
-"""Fixtures for the widget tests: a small scene and a tiny random-weight model."""
+"""Fixtures for the widget tests: a small scene and a model factory giving the tiny
+random-weight model of tests/conftest.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny_model():
-    """A very small random-weight SAM (256 px input, 16x16 embedding grid)."""
-    import torch
-
-    from sam_model import build_sam_from_config
-    from sam_model.configs import tiny_test_config
-
-    torch.manual_seed(0)
-    model = build_sam_from_config(tiny_test_config(img_size=256)).eval()
-    model.model_name = "tiny_test"
-    return model
 
 
 @pytest.fixture
