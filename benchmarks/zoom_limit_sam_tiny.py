@@ -37,13 +37,13 @@ def _validation_scenes(first: int, count: int):
 
 
 def box_iou_by_side(model, first: int = 100, count: int = 30) -> dict[str, dict[str, float]]:
-    from sam_model.train.evaluate import _box, _iou, _Prompter
+    from sam_model.train.evaluate import _box, _iou, _longest_side, _Prompter
 
     scores: dict[tuple[int, int], list[float]] = {}
     with torch.no_grad():
         for image, masks in _validation_scenes(first, count):
             prompter = _Prompter(model, image)
-            side = [max(np.ptp(np.nonzero(m)[0]), np.ptp(np.nonzero(m)[1])) + 1 for m in masks]
+            side = [_longest_side(m) for m in masks]
             boxes = np.array([_box(m) for m in masks], np.float32)
             for k in ZOOMS:
                 pred = prompter.decode_boxes_at(boxes, k)

@@ -199,16 +199,15 @@ def _click_curve(prompter: _Prompter, gts, pts, labs, pred, prev, clicks: int,
     return curve
 
 
-def _score_zoomed_click(prompter: _Prompter, gts, masks, iou, curve, out, *, clicks: int,
-                        limit: int, frame: float) -> None:
-    """``point_zoom`` and ``clicks_zoom``: the centre click as the raster predictor
-    decodes it with a zoom limit (``sam_model.prefer_zoomed_click``), then the
-    clicks on whichever zoom won; ``masks``/``iou``/``curve``: the full-scale ones."""
+def _score_zoomed_click(prompter: _Prompter, gts, pts, labs, masks, iou, curve, out, *,
+                        clicks: int, limit: int, frame: float) -> None:
+    """``point_zoom`` and ``clicks_zoom``: the centre click ``pts``/``labs`` as the
+    raster predictor decodes it with a zoom limit (``sam_model.prefer_zoomed_click``),
+    then the clicks on whichever zoom won; ``masks``/``iou``/``curve``: the
+    full-scale ones."""
     from sam_model.registry import POINT_ZOOM, prefer_zoomed_click
 
     n = len(gts)
-    pts = np.array([object_centre(m) for m in gts], np.float32)[:, None]
-    labs = np.ones((n, 1), np.int64)
     zm, ziou, zlow = prompter.decode(pts, labs, None, None, True, k=POINT_ZOOM)
     top, ztop = iou.argmax(1), ziou.argmax(1)
     won = np.array([prefer_zoomed_click(float(iou[i, top[i]]), float(ziou[i, ztop[i]]),
@@ -236,8 +235,7 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
     prompter = _Prompter(model, image)
     out: dict[str, list[float]] = {"point_top": [], "point_best": [], "box": []}
     frame = model.img_size / max(image.shape[:2])  # objects' size as the model sees them
-    out["extent"] = [float(max(np.ptp(r), np.ptp(c)) + 1) * frame
-                     for r, c in (np.nonzero(m) for m in sample.masks)]
+    out["extent"] = [float(_longest_side(m)) * frame for m in sample.masks]
     curve: list[list[float]] = [[] for _ in range(clicks)]  # IoU after each click
     for start in range(0, len(sample.masks), chunk):
         gts = sample.masks[start:start + chunk]
@@ -261,8 +259,8 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
         for c in range(clicks):
             curve[c] += part[c]
         if zoom_limit:
-            _score_zoomed_click(prompter, gts, masks, iou, part, out, clicks=clicks,
-                                limit=zoom_limit, frame=frame)
+            _score_zoomed_click(prompter, gts, pts, labs, masks, iou, part, out,
+                                clicks=clicks, limit=zoom_limit, frame=frame)
     out["clicks"] = curve[-1]
     for c in range(clicks):
         out[f"click{c + 1}"] = curve[c]

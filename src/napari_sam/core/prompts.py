@@ -308,9 +308,7 @@ class RasterPredictor:
         result replaces ``full`` where ``sam_model.prefer_zoomed_click`` says so."""
         from sam_model import POINT_ZOOM, prefer_zoomed_click
 
-        ctx = self._centred_window(*extent, zoom=POINT_ZOOM)
-        if ctx.scale <= full.context.scale:
-            return full
+        ctx = self._centred_window(*extent, zoom=POINT_ZOOM)  # coarser than full's
         zoomed = self._predict_in(ctx, pts, lbl, None, None, multimask)
         window, _ = zoomed.cropped()
         side = max(window.height, window.width) / self.grid.scale  # full-scale input px
