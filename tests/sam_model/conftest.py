@@ -2,7 +2,9 @@
 
 The reference packages (``segment_anything``, ``mobile_sam``) import torchvision
 and timm, which this project does not install: ``reference_shims.install()``
-gives them small pure-torch stand-ins (see tests/reference_shims.py).
+gives them small pure-torch stand-ins (see tests/reference_shims.py). Plain
+helpers live in ``sam_helpers`` (a conftest imported by name clashes with the
+other test folders' conftests when pytest is given several folders).
 """
 
 from __future__ import annotations
@@ -10,25 +12,9 @@ from __future__ import annotations
 import pytest
 import reference_shims
 import torch
+from sam_helpers import perturb_
 
 reference_shims.install()
-
-
-def drain(gen):
-    """Run a progress generator (such as ``train``) to its end; return its result."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
-def untrained_sam_tiny(seed: int = 0):
-    """sam_tiny with seeded random weights at a 256-px input (training tests)."""
-    from sam_model.sam_tiny import build_sam_tiny
-
-    torch.manual_seed(seed)
-    return build_sam_tiny(pretrained=False, img_size=256)
 
 
 @pytest.fixture
@@ -38,23 +24,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
-    """Add noise to every float parameter and buffer so that parameters
-    initialised to zero (relative positions, biases, embeddings) matter.
-    Batch-norm variances stay positive."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, value in model.state_dict().items():
-            if not value.dtype.is_floating_point or value.device.type == "meta":
-                continue
-            noise = torch.randn(value.shape, generator=gen) * scale
-            if name.endswith("running_var"):
-                value.copy_(0.5 + torch.rand(value.shape, generator=gen))
-            else:
-                value.add_(noise.to(value.dtype))
-    return model
 
 
 @pytest.fixture

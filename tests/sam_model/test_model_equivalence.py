@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import perturb_
+from sam_helpers import perturb_
 
 import sam_model
 

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import perturb_
+from sam_helpers import perturb_
 from segment_anything.modeling import (
     ImageEncoderViT as RefViT,
 )

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import drain, untrained_sam_tiny
+from sam_helpers import drain, untrained_sam_tiny
 
 from sam_model.sam_tiny import build_sam_tiny
 from sam_model.train.data import BatchPlan, pair_batch, prepare_pairs, scene_batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import drain, untrained_sam_tiny
+from sam_helpers import drain, untrained_sam_tiny
 from torch import nn
 
 from sam_model.train.data import BatchPlan, scene_batch
