@@ -74,7 +74,7 @@ def test_cancel_stops_the_run_and_leaves_nothing(auto, make_scene, tiny_model, w
         hook.remove()
     assert task.state == "cancelled"
     assert widget.status.value == "cancelled"
-    assert 0 < len(encoded) < 25  # a 5x5 grid: stopped early
+    assert len(encoded) <= 1  # a 5x5 grid: stopped inside the first encoder call
     assert "big SAM objects" not in viewer.layers
     assert not (tmp_path / "out" / "big").exists()
     assert list(scratch.iterdir()) == []  # the temporary embedding store is gone

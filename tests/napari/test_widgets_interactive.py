@@ -116,14 +116,6 @@ def test_screenshot_with_the_default_model_on_the_sample_scene(make_napari_viewe
         Image.fromarray(shot[..., :3]).save(SCREENSHOT)
 
 
-def test_prompt_outside_the_raster_reports_the_error(session, wait_idle):
-    viewer, image, widget = session
-    widget.points_layer.add([-40.0, 300.0])
-    wait_idle(widget)
-    assert widget.status.value.startswith("failed: prompt outside the raster")
-    assert widget.candidates is None and widget.accept() == 0
-
-
 def test_embed_all_tiles_into_a_store_then_prompts_read_it(session, wait_idle, tmp_path):
     viewer, image, widget = session
     assert widget.embed_all() is not None

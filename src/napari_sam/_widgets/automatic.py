@@ -27,6 +27,7 @@ from magicgui.widgets import (
 )
 
 from napari_sam._widgets import layers as L
+from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
 from napari_sam._widgets.state import AutomaticConfig
 from napari_sam._widgets.worker import Task, describe
@@ -37,17 +38,19 @@ if TYPE_CHECKING:
     from napari_sam._widgets.engine import AutomaticResult
 
 
-class AutomaticWidget(Container):
+class AutomaticWidget(ScrollingDock):
     """Dock widget running automatic segmentation on the chosen image layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, *,
                  model_factory: ModelFactory | None = None,
                  model_names: list[str] | None = None, tile_size: int = 0,
                  overlap: int = -1) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._models = ModelCache(model_factory)
         self._task: Task | None = None
+        self._last_event: Any = None
+        self._calls_seen = self._calls_at_event = 0
         self.result: AutomaticResult | None = None
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ModelPanel(names=model_names, tile_size=tile_size, overlap=overlap)
@@ -84,9 +87,19 @@ class AutomaticWidget(Container):
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])
         self.run_button.changed.connect(self.run)
+        self._pick_image(napari_viewer)
         self.cancel_button.changed.connect(self.cancel)
         self.model.model_name.changed.connect(self._use_model_thresholds)
         self._use_model_thresholds(self.model.model_name.value)
+
+    def _pick_image(self, viewer: Any) -> None:
+        """Start on the top-most visible image (magicgui would pick the bottom one)."""
+        from napari.layers import Image
+
+        layer = L.preferred_layer(viewer, Image, ("SAM points", "SAM boxes"))
+        self.image.reset_choices()
+        if layer is not None and layer in list(self.image.choices):
+            self.image.value = layer
 
     def _use_model_thresholds(self, name: str) -> None:
         """Mask thresholds suited to the chosen model (sam_tiny scores lower)."""
@@ -108,6 +121,8 @@ class AutomaticWidget(Container):
         """Start a run in a worker thread (one at a time)."""
         image = self.image.value
         if image is None or self.busy:
+            self.status.value = ("no image layer: open an image or choose one above"
+                                 if image is None else "busy: wait, or press Cancel")
             return None
         try:
             config = self.config()
@@ -117,12 +132,13 @@ class AutomaticWidget(Container):
         source = L.raster_source(image)
         name = re.sub(r"[^\w.-]+", "_", image.name).strip("._") or "image"
         self.result = None
+        self._last_event, self._calls_seen, self._calls_at_event = None, 0, 0
         self._set_running(True)
         self.status.value = "starting..."
         self._task = Task(lambda: self._run_gen(source, config, name),
                           on_done=lambda result: self._show(image, result),
                           on_event=self._event, on_finish=self._finished,
-                          desc="SAM automatic")
+                          on_activity=self._activity, desc="SAM automatic")
         return self._task
 
     def _run_gen(self, source: Any, config: AutomaticConfig, name: str):
@@ -138,9 +154,26 @@ class AutomaticWidget(Container):
             self.status.value = "cancelling..."
 
     def _event(self, event: Any) -> None:
-        self.progress.max = max(1, event.total)
-        self.progress.value = min(event.done, self.progress.max)
+        self._last_event, self._calls_at_event = event, self._calls_seen
+        self.progress.max = max(1, event.total) * 100  # hundredths of a tile
+        self.progress.value = min(event.done * 100, self.progress.max)
         self.status.value = describe(event)
+
+    def _activity(self, activity: Any) -> None:
+        """Progress inside the current tile: encoder blocks run, or decoder calls made
+        out of the ``ceil(points_per_side**2 / points_per_batch)`` a tile needs."""
+        event = self._last_event
+        if activity.kind == "decoder":
+            self._calls_seen = activity.calls
+        if event is None or event.total <= 0 or event.done >= event.total:
+            return
+        if activity.kind == "encoder":
+            fraction = activity.fraction
+        else:
+            per_tile = -(-self.points_per_side.value ** 2 // self.points_per_batch.value)
+            fraction = min(0.95, (activity.calls - self._calls_at_event) / max(1, per_tile))
+        self.progress.value = min(int((event.done + fraction) * 100), self.progress.max)
+        self.status.value = f"{describe(event)} ({fraction:.0%} of the next tile)"
 
     def _set_running(self, running: bool) -> None:
         self.run_button.enabled = not running

@@ -185,17 +185,17 @@ def export_gen(labels: Any, geo: dict[str, Any], config: ExportConfig, *,
     and always pixels for QuPath). ``attributes``: an object table with an
     ``id`` column joined onto the polygons. Returns the written paths.
     """
-    from napari_sam.core.atomic import check_writable
     from napari_sam.core.labels_io import write_labels
+    from napari_sam.core.output_check import check_outputs
     from napari_sam.core.vectorize import vectorize_to_file
 
     if not config.labels_path and not config.vectors_path:
         from napari_sam.errors import InputError
 
         raise InputError("export: choose a labels file and/or a polygons file")
-    for path in (config.labels_path, config.vectors_path):
-        if path:
-            check_writable(path, config.overwrite)  # refuse before any work
+    # refuse before any work: a bad second path must not leave the first output written
+    check_outputs(config.labels_path, config.vectors_path, vector_format=config.vector_format,
+                  overwrite=config.overwrite)
     transform, crs = geo.get("transform"), geo.get("crs")
     written: list[Path] = []
     if config.labels_path:

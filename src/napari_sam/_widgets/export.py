@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
     PushButton,
-    create_widget,
 )
 
 from napari_sam._widgets import layers as L
+from napari_sam._widgets.dock import ScrollingDock
+from napari_sam._widgets.session import CANDIDATE
 from napari_sam._widgets.state import VECTOR_FORMATS, ExportConfig
 from napari_sam._widgets.worker import Task, describe
 
@@ -35,15 +35,16 @@ _EXTENSIONS = {".gpkg": "gpkg", ".geojson": "geojson", ".json": "geojson",
                ".parquet": "parquet", ".shp": "shp"}
 
 
-class ExportWidget(Container):
+class ExportWidget(ScrollingDock):
     """Dock widget writing the chosen Labels layer to disk, with its CRS."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._task: Task | None = None
         self.written: list[Path] = []
-        self.layer = create_widget(annotation="napari.layers.Labels", label="labels layer")
+        self.layer = ComboBox(label="labels layer", choices=self._labels_choices,
+                              tooltip="A Labels layer (the temporary candidate is not offered)")
         self.crs = Label(label="CRS", value="")
         self.labels_path = FileEdit(label="labels file", mode="w", value="",
                                     filter="*.tif *.tiff *.zarr",
@@ -66,7 +67,19 @@ class ExportWidget(Container):
         self.layer.changed.connect(self._layer_changed)
         self.vectors_path.changed.connect(self._vectors_path_changed)
         self.export_button.changed.connect(self.export)
+        for signal in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
+                       napari_viewer.layers.events.moved):
+            signal.connect(lambda *_: self.layer.reset_choices())
+        top = L.preferred_layer(napari_viewer, _labels_type(), (CANDIDATE,))
+        if top is not None:
+            self.layer.value = top
         self._layer_changed(self.layer.value)
+
+    def _labels_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        """The viewer's Labels layers, top first, without the interactive candidate."""
+        kind = _labels_type()
+        return [(x.name, x) for x in reversed(self._viewer.layers)
+                if isinstance(x, kind) and x.name != CANDIDATE]
 
     @property
     def busy(self) -> bool:
@@ -87,6 +100,9 @@ class ExportWidget(Container):
         """Write the outputs in a worker; ``written`` lists them when it is done."""
         layer = self.layer.value
         if layer is None or self.busy:
+            self.status.value = ("no labels layer to export: accept objects or run automatic "
+                                 "segmentation first" if layer is None else
+                                 "busy: wait for the export to finish")
             return None
         try:
             config = self.config()
@@ -128,3 +144,9 @@ def _object_table(layer: napari.layers.Labels) -> Any:
             return None
         table = table.rename(columns={"index": "id"})
     return table
+
+
+def _labels_type() -> type:
+    from napari.layers import Labels
+
+    return Labels

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -27,8 +28,9 @@ from magicgui.widgets import (
 )
 
 from napari_sam._widgets import layers as L
+from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
-from napari_sam._widgets.session import CANDIDATE, LABELS, PromptLayers
+from napari_sam._widgets.session import BOXES, CANDIDATE, LABELS, POINTS, PromptLayers
 from napari_sam._widgets.state import Candidates, InteractiveConfig, PromptSet
 from napari_sam._widgets.worker import Task, describe
 
@@ -37,8 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CANDIDATE", "LABELS", "InteractiveWidget"]
 
+OWN_LAYERS = (POINTS, BOXES, CANDIDATE)
+READY = "add a point or draw a box"
 
-class InteractiveWidget(Container):
+
+class InteractiveWidget(ScrollingDock):
     """Dock widget for prompt-based segmentation of the selected image layer.
 
     ``model_factory`` (ModelChoice -> Sam) replaces loading the chosen model
@@ -50,9 +55,10 @@ class InteractiveWidget(Container):
                  model_factory: ModelFactory | None = None,
                  model_names: list[str] | None = None, tile_size: int = 0,
                  overlap: int = -1) -> None:
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = napari_viewer
         self._models = ModelCache(model_factory)
+        self._no_candidate_reason = ""
         self._engine: Any = None
         self._engine_key: tuple | None = None
         self._task: Task | None = None
@@ -76,7 +82,7 @@ class InteractiveWidget(Container):
         self.accept_button = PushButton(text="Accept (A)")
         self.undo_button = PushButton(text="Undo (Z)")
         self.clear_button = PushButton(text="Clear prompts")
-        self.status = Label(value="add a point or draw a box")
+        self.status = Label(value=READY)
         self.extend([
             self.image, *self.model.widgets, self.store,
             Container(widgets=[self.embed_button, self.cancel_button], layout="horizontal",
@@ -90,14 +96,44 @@ class InteractiveWidget(Container):
             "t": self.toggle_positive})
         self.image.changed.connect(self._image_changed)
         self.positive.changed.connect(self.layers.set_positive)
-        self.predict_button.changed.connect(self.predict)
+        self.predict_button.changed.connect(lambda: self.predict(explicit=True))
         self.embed_button.changed.connect(self.embed_all)
-        self.cancel_button.changed.connect(lambda: self._task and self._task.cancel())
+        self.cancel_button.changed.connect(self.cancel)
         self.candidate.changed.connect(self._show_selected)
         self.accept_button.changed.connect(self.accept)
         self.undo_button.changed.connect(self.undo)
         self.clear_button.changed.connect(self.clear_prompts)
+        napari_viewer.layers.events.inserted.connect(self._layer_inserted)
+        self._pick_image(L.preferred_layer(napari_viewer, _image_type(), OWN_LAYERS))
         self._image_changed(self.image.value)
+
+    def _pick_image(self, layer: Any) -> None:
+        """Make ``layer`` the widget's image when the choices hold it."""
+        if layer is None:
+            return
+        self.image.reset_choices()
+        if layer in list(self.image.choices) and self.image.value is not layer:
+            self.image.value = layer
+
+    def _layer_inserted(self, event: Any) -> None:
+        """A newly opened image becomes the one prompted, with the points layer active.
+
+        napari makes each inserted layer active after this event, so the points
+        layer is re-activated once the insertion is over (else the first click
+        would pan instead of adding a prompt).
+        """
+        layer = event.value
+        if not isinstance(layer, _image_type()) or layer.name in OWN_LAYERS:
+            return
+        from qtpy.QtCore import QTimer
+
+        def adopt() -> None:
+            if layer in self._viewer.layers and not self.busy:
+                self._pick_image(layer)
+                if self.image.value is layer:
+                    self.layers.attach(layer, positive=self.positive.value)
+
+        QTimer.singleShot(0, adopt)
 
     @property
     def points_layer(self) -> napari.layers.Points | None:
@@ -135,11 +171,24 @@ class InteractiveWidget(Container):
             return PromptSet()
         return L.prompts_from_layers(image, self.points_layer, self.shapes_layer)
 
-    def predict(self, *_: Any) -> Task | None:
-        """Run a prediction for the current prompts in a worker; the last change wins."""
-        image, prompts = self.image.value, self.prompts()
-        if image is None or prompts.empty:
+    def predict(self, *_: Any, explicit: bool = False) -> Task | None:
+        """Run a prediction for the current prompts in a worker; the last change wins.
+
+        Points outside the image (and a box entirely outside it) are removed
+        with a message, so that they do not make every later prompt fail.
+        """
+        image = self.image.value
+        if image is None:
+            self.status.value = "no image layer: open an image or choose one above"
+            return None
+        outside = self._drop_outside(image)
+        prompts = self.prompts()
+        if prompts.empty:
             self._set_candidates(None)
+            if outside:
+                self.status.value = outside
+            elif explicit:
+                self.status.value = "nothing to predict: add a point or draw a box first"
             return None
         if self.busy:
             self._pending = True
@@ -153,12 +202,42 @@ class InteractiveWidget(Container):
         if key != self._engine_key:
             self._engine, self._engine_key = None, key
         source = L.raster_source(image)
-        self.status.value = "predicting..."
+        self.status.value = (outside + "; " if outside else "") + "predicting..."
+        self.cancel_button.enabled = True
         self._task = Task(lambda: self._predict_gen(source, config, prompts),
                           on_done=self._set_candidates, on_finish=self._predict_finished,
                           on_event=lambda e: setattr(self.status, "value", describe(e)),
-                          desc="SAM prompt")
+                          on_activity=self._activity, desc="SAM prompt")
         return self._task
+
+    def _drop_outside(self, image: Any) -> str:
+        """Remove points outside ``image`` (and a box that misses it); what was removed."""
+        height, width = L.image_shape(image)
+        prompts = self.prompts()
+        xy = prompts.points_xy
+        out = np.flatnonzero((xy[:, 0] < -0.5) | (xy[:, 0] >= width - 0.5)
+                             | (xy[:, 1] < -0.5) | (xy[:, 1] >= height - 0.5))
+        said = []
+        if len(out):
+            self.layers.remove_points(out.tolist())
+            said.append(f"{len(out)} point(s) outside the image removed")
+        box = prompts.box_xyxy
+        if box is not None and (box[2] < -0.5 or box[0] >= width - 0.5 or box[3] < -0.5
+                                or box[1] >= height - 0.5):
+            self.layers.remove_last_shape()
+            said.append("a box outside the image removed")
+        return "; ".join(said)
+
+    def _activity(self, activity: Any) -> None:
+        if activity.kind == "encoder":
+            self.status.value = f"embedding this tile: {activity.fraction:.0%} (Cancel stops)"
+
+    def cancel(self, *_: Any) -> None:
+        """Stop the running prediction or embedding (within one encoder block)."""
+        if self.busy:
+            self._pending = False
+            self._task.cancel()
+            self.status.value = "cancelling..."
 
     def _predict_gen(self, source: Any, config: InteractiveConfig, prompts: PromptSet):
         from napari_sam._widgets.engine import open_prompt_engine, predict_candidates
@@ -166,12 +245,17 @@ class InteractiveWidget(Container):
         if self._engine is None:
             model = self._models.get(config.model)
             self._engine = open_prompt_engine(source, model, config)
+        self._no_candidate_reason = _on_nodata(self._engine, prompts)
+        if self._no_candidate_reason:
+            return _no_candidates()
         return (yield from predict_candidates(self._engine, prompts, multimask=config.multimask))
 
     def embed_all(self, *_: Any) -> Task | None:
         """Embed every tile into the chosen store in a worker (Cancel stops; it resumes)."""
         image = self.image.value
         if image is None or self.busy:
+            self.status.value = ("no image layer: open an image or choose one above"
+                                 if image is None else "busy: wait, or press Cancel")
             return None
         config, source = self.config(), L.raster_source(image)
         self.cancel_button.enabled = True
@@ -208,7 +292,9 @@ class InteractiveWidget(Container):
             self.candidate.value = choices[0]
             self.status.value = f"{len(choices)} candidate(s); A accepts, N shows the next"
         elif candidates is not None:
-            self.status.value = "no candidate here (nodata?)"
+            self.status.value = f"no candidate: {self._no_candidate_reason or 'nodata?'}"
+        elif not self.busy:
+            self.status.value = READY
         self._show_selected()
 
     def _candidate_labels(self, *_: Any) -> list[str]:
@@ -241,14 +327,18 @@ class InteractiveWidget(Container):
         """Write the shown candidate into "SAM labels" with a new id; clear the prompts."""
         index, image = self.selected_index(), self.image.value
         if index is None or image is None or self.busy:
+            self.status.value = ("no image layer: open an image or choose one above"
+                                 if image is None else "busy: wait, or press Cancel"
+                                 if self.busy else "nothing to accept: no candidate shown "
+                                 "(add a point or draw a box)")
             return 0
         engine = self._engine
         fallback = (lambda: engine.raster.georeference()) if engine is not None else None
         new_id = self.layers.editor(image, fallback).paste(
             self.candidates.masks[index], self.candidates.offset,
             overwrite=self.overwrite_labels.value)
-        self.status.value = f"accepted object {new_id}" if new_id else "nothing new to accept"
         self.clear_prompts()
+        self.status.value = f"accepted object {new_id}" if new_id else "nothing new to accept"
         return new_id
 
     def undo(self, *_: Any) -> int:
@@ -260,3 +350,32 @@ class InteractiveWidget(Container):
     def clear_prompts(self, *_: Any) -> None:
         self.layers.clear()
         self._set_candidates(None)
+
+
+def _image_type() -> type:
+    from napari.layers import Image
+
+    return Image
+
+
+def _no_candidates() -> Candidates:
+    return Candidates(masks=np.zeros((0, 1, 1), dtype=bool), scores=np.zeros(0), offset=(0, 0))
+
+
+def _on_nodata(engine: Any, prompts: PromptSet) -> str:
+    """Why no candidate is wanted: a positive click on a nodata pixel ("" when none is).
+
+    SAM would otherwise answer such a click with some object elsewhere in the
+    tile (water far away for a click in a scene's empty corner).
+    """
+    from napari_sam.core.window import Window
+
+    raster = engine.raster
+    for (x, y), label in zip(prompts.points_xy, prompts.labels):
+        row, col = int(round(y)), int(round(x))
+        if not label or not (0 <= row < raster.height and 0 <= col < raster.width):
+            continue
+        _, valid = raster.read_masked(Window(row, col, 1, 1))
+        if not valid.any():
+            return f"the click at row {row}, column {col} is on nodata (no image there)"
+    return ""

@@ -67,6 +67,17 @@ def image_shape(image: napari.layers.Image) -> tuple[int, int]:
     return int(data.shape[0]), int(data.shape[1])
 
 
+def preferred_layer(viewer: Any, kind: type, exclude: tuple[str, ...] = ()) -> Any:
+    """The top-most visible layer of type ``kind`` (else the top-most), or None.
+
+    ``exclude``: layer names never picked (the widgets' own temporary layers).
+    """
+    layers = [x for x in viewer.layers if isinstance(x, kind) and x.name not in exclude]
+    visible = [x for x in layers if x.visible]
+    pick = visible or layers
+    return pick[-1] if pick else None
+
+
 def raster_source(image: napari.layers.Image) -> Any:
     """What core should open for ``image``: its file when napari read one, else its array.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, FileEdit, SpinBox
 
+from napari_sam._widgets.activity import watch_model
 from napari_sam._widgets.state import ModelChoice, TilingChoice
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -43,10 +44,14 @@ class ModelCache:
         self._models: dict[ModelChoice, Any] = {}
 
     def get(self, choice: ModelChoice) -> Any:
-        """The network for ``choice``, loading it on first use (call from a worker)."""
+        """The network for ``choice``, loading it on first use (call from a worker).
+
+        Its encoder and decoder report progress to, and stop on cancel of, the
+        widget task that runs them (:mod:`~napari_sam._widgets.activity`).
+        """
         model = self._models.get(choice)
         if model is None:
-            model = self._factory(choice)
+            model = watch_model(self._factory(choice))
             self._models = {choice: model}  # keep one network in memory at a time
         return model
 

@@ -42,6 +42,8 @@ class PromptLayers:
         self._on_change = on_change
         self._clearing = False
         self._editor: L.LabelEditor | None = None
+        self._image: napari.layers.Image | None = None
+        self._labels: dict[int, Any] = {}  # id(image layer) -> its "SAM labels" layer
         self.bind(viewer)
 
     def bind(self, target: Any) -> Any:
@@ -62,10 +64,24 @@ class PromptLayers:
 
     @property
     def labels(self) -> napari.layers.Labels | None:
-        return self._get(LABELS)
+        """The accepted labels of the image attached last (None before its first accept)."""
+        return None if self._image is None else self.labels_for(self._image)
+
+    def labels_for(self, image: napari.layers.Image) -> napari.layers.Labels | None:
+        """The labels layer holding ``image``'s accepted objects, if it is still shown."""
+        layer = self._labels.get(id(image))
+        if layer is not None and layer in self.viewer.layers:
+            return layer
+        self._labels.pop(id(image), None)
+        return None
+
+    def _labels_name(self, image: napari.layers.Image) -> str:
+        """ "SAM labels", or "SAM labels [image]" when another image already has that one."""
+        return LABELS if LABELS not in self.viewer.layers else f"{LABELS} [{image.name}]"
 
     def attach(self, image: napari.layers.Image, *, positive: bool) -> None:
         """Create the prompt layers (or realign them) on ``image``; points in add mode."""
+        self._image = image
         points, shapes = self.points, self.shapes
         if points is None:
             points = self.bind(self.viewer.add_layer(L.new_points_layer(image, POINTS)))
@@ -133,17 +149,19 @@ class PromptLayers:
         ``georeference`` gives the raster's georeference when the image layer's
         metadata has none. See :func:`new_labels_data` for what holds the labels.
         """
-        labels = self.labels
+        labels = self.labels_for(image)
         if labels is None:
             from napari.layers import Labels
 
             data = new_labels_data(image)
-            labels = Labels(data, name=LABELS, affine=L.aligned_affine(image), opacity=0.6)
+            labels = Labels(data, name=self._labels_name(image),
+                            affine=L.aligned_affine(image), opacity=0.6)
             geo = L.georeference(image)
             if geo["transform"] is None and georeference is not None:
                 geo = georeference()
             L.set_georeference(labels, geo)
             self.bind(self.viewer.add_layer(labels))
+            self._labels[id(image)] = labels
             self._below_prompts(labels)
             self.activate_points()
         if self._editor is None or self._editor.layer is not labels:
@@ -153,6 +171,25 @@ class PromptLayers:
     def undo(self) -> int:
         """Undo the last accepted object; its id, or 0."""
         return self._editor.undo() if self._editor is not None else 0
+
+    def remove_points(self, indices: list[int]) -> None:
+        """Remove the points at ``indices`` (without triggering a prediction)."""
+        self._remove(self.points, indices)
+
+    def remove_last_shape(self) -> None:
+        """Remove the last drawn shape (without triggering a prediction)."""
+        if self.shapes is not None and self.shapes.nshapes:
+            self._remove(self.shapes, [self.shapes.nshapes - 1])
+
+    def _remove(self, layer: Any, indices: list[int]) -> None:
+        if layer is None or not indices:
+            return
+        self._clearing = True
+        try:
+            layer.selected_data = set(int(i) for i in indices)
+            layer.remove_selected()
+        finally:
+            self._clearing = False
 
     def clear(self) -> None:
         """Remove every point and shape (without triggering a prediction)."""

@@ -121,11 +121,16 @@ class InteractiveConfig(_FromWidget):
         object.__setattr__(self, "store", _path_text(self.store))
 
 
+DEFAULT_MIN_AREA = 25  # px: automatic objects smaller than 5 x 5 px are dropped by default
+
+
 @dataclass(frozen=True)
 class AutomaticConfig(_FromWidget):
     """Parameters of automatic segmentation (names and defaults as the CLI's).
 
-    Areas are in raster pixels; ``max_area`` 0 means no upper limit.
+    Areas are in raster pixels; ``max_area`` 0 means no upper limit;
+    ``min_area`` defaults to :data:`DEFAULT_MIN_AREA` (a 5 x 5 px object), which
+    drops the 1-2 px specks and thin fragments the decoder returns.
     ``store``: an embedding store to use and complete ("" embeds into a
     temporary one); ``out_dir``: also write ``labels.tif``/``objects.gpkg``
     into ``out_dir/<name>/`` ("" keeps the result in memory only).
@@ -138,7 +143,7 @@ class AutomaticConfig(_FromWidget):
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
     box_nms_thresh: float = 0.7
-    min_area: int = 0
+    min_area: int = DEFAULT_MIN_AREA
     max_area: int = 0
     store: str = ""
     out_dir: str = ""

@@ -6,16 +6,23 @@ updates a napari progress bar (one per stage, shown in the activity dock), the
 return value goes to ``on_done`` on the GUI thread, an exception becomes a
 notification, and ``task.cancel()`` stops the generator at its next yield and
 closes it (its ``finally`` blocks run; outputs are written atomically, so
-nothing half-written stays).
+nothing half-written stays). The generator runs under a
+:class:`~napari_sam._widgets.activity.Watch`: a network call in progress
+reports how far it is (``on_activity``) and stops within one encoder block on
+cancel, instead of finishing first.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+from napari_sam._widgets.activity import Activity, Interrupted, Watch
 from napari_sam.core.progress import Progress
+
+ACTIVITY_INTERVAL = 0.1  # seconds between two activity reports sent to the GUI
 
 
 class TaskFailed(Exception):
@@ -31,7 +38,8 @@ class Task:
 
     def __init__(self, factory: Callable[[], Generator[Progress, Any, Any]], *,
                  on_done: Callable[[Any], None], on_event: Callable[[Progress], None] | None = None,
-                 on_finish: Callable[[Task], None] | None = None, desc: str = "napari-sam") -> None:
+                 on_finish: Callable[[Task], None] | None = None, desc: str = "napari-sam",
+                 on_activity: Callable[[Activity], None] | None = None) -> None:
         from napari.qt.threading import create_worker
 
         self.state = "running"
@@ -44,6 +52,10 @@ class Task:
         self._on_done = on_done
         self._on_event = on_event
         self._on_finish = on_finish
+        self._on_activity = on_activity
+        self._interrupted = False
+        self._last_report = 0.0
+        self.watch = Watch(on_activity=self._report_activity)
         # an "errored" handler of our own keeps superqt from re-raising in the GUI thread
         self.worker = create_worker(self._drive, factory, _start_thread=False, _connect={
             "yielded": self._event, "returned": self._returned, "errored": self._errored,
@@ -57,22 +69,42 @@ class Task:
 
     def _drive(self, factory: Callable[[], Generator[Progress, Any, Any]]):
         try:
-            self._gen = factory()
-            result = yield from self._gen
+            with self.watch:
+                self._gen = factory()
+                result = yield from self._gen
+        except Interrupted:  # cancelled inside a network call
+            self._interrupted = True
+            return None
         except RuntimeError as exc:  # superqt turns RuntimeError into a mere warning
             raise TaskFailed(str(exc)) from exc
         return result
+
+    def _report_activity(self, activity: Activity) -> None:
+        """In the worker thread: pass ``activity`` to the GUI (at most every 0.1 s)."""
+        now = time.monotonic()
+        if activity.fraction < 1.0 and now - self._last_report < ACTIVITY_INTERVAL:
+            return
+        self._last_report = now
+        try:
+            self.worker.yielded.emit(activity)
+        except RuntimeError:  # the worker's Qt signals are gone (viewer closed): nobody listens
+            pass
 
     @property
     def running(self) -> bool:
         return not self._finished_flag
 
     def cancel(self) -> None:
-        """Ask the worker to stop at the generator's next yield."""
+        """Stop the run: inside a network call (next encoder block) or at the next yield."""
         if self.running:
+            self.watch.cancel()
             self.worker.quit()
 
     def _event(self, event: Any) -> None:
+        if isinstance(event, Activity) and not self._finished_flag:
+            if self._on_activity is not None:
+                self._on_activity(event)
+            return
         if not isinstance(event, Progress) or self._finished_flag:
             return
         # the widget first: napari's bars may process pending Qt events (the end of the
@@ -94,6 +126,9 @@ class Task:
             bar.close()
 
     def _returned(self, result: Any) -> None:
+        if self._interrupted:
+            self.state = "cancelled"
+            return
         self.state = "done"
         self.result = result
         self._on_done(result)
