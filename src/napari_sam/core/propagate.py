@@ -1,0 +1,130 @@
+"""Follow one object from plane to plane: through z (a volume) or t (tracking).
+
+Given the object's mask on a start plane, :func:`propagate` prompts the next
+plane with what the previous plane gave: the box around the mask, the mask
+itself as a mask prompt and a positive click at its most interior pixel. It
+walks both ways along one stack axis and stops on a side where the object
+ends: an empty mask, a predicted IoU below ``min_score``, an area that
+changes by more than ``max_area_change`` times from one plane to the next,
+a predicted IoU that drops by more than ``max_score_drop`` from the previous
+plane's, an area that grows more than ``max_growth`` times or shrinks more
+than ``max_shrink`` times from one plane to the next (at its end an object
+vanishes, and SAM answers with whatever lies around), or a mask that no
+longer overlaps the previous one (``min_overlap``).
+
+It is a generator of :class:`~napari_sam.core.progress.Progress` events (one
+per plane) that returns ``{plane index: (Window, mask)}``, start plane
+included; closing it (Cancel) stops it before the next plane. Planes are
+decoded by the predictor ``predictor_for(index)`` gives (a
+:class:`~napari_sam.core.prompts.RasterPredictor` of that plane), so
+embeddings are computed on demand and cached by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.window import Window
+
+Plane = tuple[int, ...]
+Placed = tuple[Window, np.ndarray]  # a mask (h, w bool) and where it lies in the plane
+
+
+@dataclass(frozen=True, kw_only=True)
+class PropagationSettings:
+    """When to stop following an object (see the module docstring)."""
+
+    min_score: float = 0.5
+    max_score_drop: float = 0.15
+    max_growth: float = 2.0
+    max_shrink: float = 5.0
+    min_overlap: float = 0.2
+    max_planes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_growth < 1 or self.max_shrink < 1:
+            raise ValueError("max_growth and max_shrink must be at least 1")
+        if not 0 <= self.min_overlap <= 1:
+            raise ValueError("min_overlap must be within 0..1")
+
+
+def interior_point(mask: np.ndarray) -> tuple[int, int]:
+    """``(row, col)`` of the pixel of ``mask`` farthest from its outline."""
+    from scipy.ndimage import distance_transform_edt
+
+    distance = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    row, col = np.unravel_index(int(np.argmax(distance)), mask.shape)
+    return int(row), int(col)
+
+
+def overlap(a: Placed, b: Placed) -> float:
+    """Intersection of two placed masks over the smaller one's area (0 when either is empty)."""
+    (wa, ma), (wb, mb) = a, b
+    y0, x0 = max(wa.y0, wb.y0), max(wa.x0, wb.x0)
+    y1, x1 = min(wa.y0 + wa.height, wb.y0 + wb.height), min(wa.x0 + wa.width,
+                                                           wb.x0 + wb.width)
+    smaller = min(int(ma.sum()), int(mb.sum()))
+    if smaller == 0 or y1 <= y0 or x1 <= x0:
+        return 0.0
+    cut_a = ma[y0 - wa.y0:y1 - wa.y0, x0 - wa.x0:x1 - wa.x0]
+    cut_b = mb[y0 - wb.y0:y1 - wb.y0, x0 - wb.x0:x1 - wb.x0]
+    return float((cut_a & cut_b).sum()) / smaller
+
+
+def step(predictor, previous: Placed) -> tuple[Placed, float]:
+    """The object on ``predictor``'s plane, prompted from ``previous``; (mask, score)."""
+    window, mask = previous
+    rows, cols = np.nonzero(mask)
+    box = np.array([cols.min(), rows.min(), cols.max(), rows.max()], dtype=float)
+    box += [window.x0, window.y0, window.x0, window.y0]
+    row, col = interior_point(mask)
+    point = np.array([[col + window.x0, row + window.y0]], dtype=float)
+    result = predictor.predict(point, np.array([1]), box, (window, mask), coords="pixel",
+                               multimask=False)
+    return result.cropped(), result.best_score
+
+
+def ends_here(settings: PropagationSettings, placed: Placed, score: float,
+              previous: Placed, previous_score: float | None) -> bool:
+    """Whether ``placed`` (decoded from ``previous``) means the object has ended."""
+    area, before = int(placed[1].sum()), int(previous[1].sum())
+    return (area == 0 or score < settings.min_score
+            or (previous_score is not None and score < previous_score - settings.max_score_drop)
+            or area > settings.max_growth * before or before > settings.max_shrink * area
+            or overlap(placed, previous) < settings.min_overlap)
+
+
+def propagate(predictor_for: Callable[[Plane], object], start: Plane, first: Placed, *,
+              axis: int, size: int, settings: PropagationSettings | None = None,
+              first_score: float | None = None) -> ProgressGen[dict[Plane, Placed]]:
+    """Follow the object ``first`` (on plane ``start``) along stack axis ``axis``.
+
+    ``axis``: which entry of the plane index moves; ``size``: the number of
+    planes along it; ``first_score``: the start mask's predicted IoU, if known.
+    Returns the object's mask on every plane it reached.
+    """
+    settings = settings or PropagationSettings()
+    if not first[1].any():
+        raise ValueError("propagate: the start mask is empty")
+    found: dict[Plane, Placed] = {tuple(start): first}
+    limit = settings.max_planes or size
+    total = min(size, 2 * limit + 1)
+    yield Progress("propagate", 1, total, f"plane {start[axis]}")
+    for direction in (1, -1):
+        previous, previous_score = first, first_score
+        position = start[axis] + direction
+        while 0 <= position < size and abs(position - start[axis]) <= limit:
+            index = tuple(position if i == axis else v for i, v in enumerate(start))
+            placed, score = step(predictor_for(index), previous)
+            if ends_here(settings, placed, score, previous, previous_score):
+                break
+            found[index] = placed
+            yield Progress("propagate", len(found), total,
+                           f"plane {position}: {int(placed[1].sum())} px, IoU {score:.2f}")
+            previous, previous_score, position = placed, score, position + direction
+    yield Progress("propagate", total, total, f"{len(found)} plane(s)")
+    return found

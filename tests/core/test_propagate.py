@@ -1,0 +1,108 @@
+"""Propagation of one object through a generated 3D stack of cells (the embedded sam_tiny)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam.core.progress import run
+from napari_sam.core.propagate import PropagationSettings, interior_point, overlap, propagate
+from napari_sam.core.window import Window
+
+CELLS = (  # centre (z, y, x), radii (z, y, x), brightness
+    ((7, 60, 62), (6, 30, 24), 200),
+    ((5, 120, 125), (4, 22, 26), 150),
+    ((10, 122, 45), (5, 18, 18), 230),
+)
+
+
+def cell_stack(depth: int = 15, side: int = 176, seed: int = 3):
+    """(z, y, x) uint8 stack of bright ellipsoid cells on a noisy background, and the
+    (z, y, x) int labels of the cells (1, 2, 3)."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.mgrid[:depth, :side, :side]
+    image = rng.normal(45, 5, (depth, side, side))
+    truth = np.zeros((depth, side, side), dtype=np.int32)
+    for n, ((cz, cy, cx), (rz, ry, rx), level) in enumerate(CELLS, start=1):
+        inside = ((zz - cz) / rz) ** 2 + ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        image[inside] = level + rng.normal(0, 4, int(inside.sum()))
+        truth[inside] = n
+    return image.clip(0, 255).astype(np.uint8), truth
+
+
+def test_interior_point_and_overlap():
+    mask = np.zeros((9, 9), bool)
+    mask[2:7, 1:8] = True
+    row, col = interior_point(mask)
+    assert row == 4 and 3 <= col <= 5  # three pixels are 3 px from the outline
+    a = (Window(0, 0, 9, 9), mask)
+    b = (Window(2, 1, 5, 7), np.ones((5, 7), bool))
+    assert overlap(a, b) == 1.0
+    assert overlap(a, (Window(20, 20, 3, 3), np.ones((3, 3), bool))) == 0.0
+
+
+@pytest.fixture(scope="module")
+def sam_tiny():
+    from napari_sam.core.models import load_model
+
+    return load_model("sam_tiny", None, device="cpu")
+
+
+def _placed(shape, window, mask):
+    out = np.zeros(shape, bool)
+    out[window.y0:window.y0 + window.height, window.x0:window.x0 + window.width] = mask
+    return out
+
+
+def _iou(a, b):
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+# 3D IoU reached from one click per cell (measured: 0.39, 0.90, 0.71). sam_tiny segments
+# cell 2 well in 2D on every plane; cell 1's click candidates undersegment it (best 2D IoU
+# 0.80) and the next plane overshoots; cell 3 loses its two thin end planes.
+MIN_IOU_3D = {2: 0.85, 3: 0.65}
+
+
+def test_one_click_propagates_through_the_volume(sam_tiny):
+    from napari_sam.core.prompts import RasterPredictor
+
+    stack, truth = cell_stack()
+    predictors: dict = {}
+
+    def predictor_for(index):
+        if index not in predictors:
+            predictors[index] = RasterPredictor(model=sam_tiny, raster=stack[index[0]])
+        return predictors[index]
+
+    for label, ((cz, cy, cx), _, _) in enumerate(CELLS, start=1):
+        result = predictor_for((cz,)).predict(np.array([[cx, cy]]), coords="pixel")
+        ious = [_iou(_placed(truth.shape[1:], *result.cropped(k)), truth[cz] == label)
+                for k in range(len(result.scores))]
+        best = int(np.argmax(ious))  # the candidate a user keeps (N shows the next)
+        assert ious[best] > 0.8, (label, ious)
+        events = []
+        found = run(propagate(predictor_for, (cz,), result.cropped(best), axis=0,
+                              size=stack.shape[0], settings=PropagationSettings(),
+                              first_score=float(result.scores[best])), events.append)
+        volume = np.zeros(truth.shape, bool)
+        for (z,), (w, m) in found.items():
+            volume[z] = _placed(truth.shape[1:], w, m)
+        iou3d = _iou(volume, truth == label)
+        assert iou3d >= MIN_IOU_3D.get(label, 0.3), (label, iou3d, sorted(found))
+        assert events[-1].done == events[-1].total and len(found) >= 3
+        # it stops where the object ends: nothing on planes without it
+        empty_planes = [z for z in range(stack.shape[0]) if not (truth[z] == label).any()]
+        assert not any((z,) in found for z in empty_planes), (label, sorted(found))
+
+
+def test_propagation_stops_when_the_object_ends():
+    from napari_sam.core.propagate import ends_here
+
+    settings = PropagationSettings()
+    prev = (Window(0, 0, 10, 10), np.ones((10, 10), bool))
+    grown = (Window(0, 0, 20, 20), np.ones((20, 20), bool))
+    assert ends_here(settings, grown, 0.9, prev, 0.9)  # 4x the area: the object vanished
+    assert ends_here(settings, prev, 0.6, prev, 0.9)  # the score dropped
+    assert ends_here(settings, (Window(50, 50, 10, 10), prev[1]), 0.9, prev, 0.9)  # moved away
+    assert not ends_here(settings, prev, 0.85, prev, 0.9)
