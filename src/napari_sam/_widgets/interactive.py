@@ -13,6 +13,7 @@ Keys: A accept, Z undo, N next candidate, T toggle positive/negative.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from magicgui.widgets import (
 )
 
 from napari_sam._widgets import layers as L
+from napari_sam._widgets import stack as S
 from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
 from napari_sam._widgets.session import BOXES, CANDIDATE, LABELS, POINTS, PromptLayers
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["CANDIDATE", "LABELS", "InteractiveWidget"]
 
 OWN_LAYERS = (POINTS, BOXES, CANDIDATE)
+PLANE_ENGINES = 32  # planes of a stack whose engines (and embeddings) stay in memory
 READY = "add a point or draw a box"
 
 
@@ -61,6 +64,9 @@ class InteractiveWidget(ScrollingDock):
         self._no_candidate_reason = ""
         self._engine: Any = None
         self._engine_key: tuple | None = None
+        self._engines: OrderedDict[tuple, Any] = OrderedDict()  # one per plane of a stack
+        self._plane: tuple[int, ...] = ()  # the plane the prompts and candidates are on
+        self._last_accepted: tuple | None = None  # (image, plane, id, window, mask, score)
         self._task: Task | None = None
         self._pending = False
         self.candidates: Candidates | None = None
@@ -82,6 +88,10 @@ class InteractiveWidget(ScrollingDock):
         self.accept_button = PushButton(text="Accept (A)")
         self.undo_button = PushButton(text="Undo (Z)")
         self.clear_button = PushButton(text="Clear prompts")
+        self.propagate_button = PushButton(
+            text="Propagate last object", tooltip="Follow the last accepted object through the "
+            "stack axis below (z: a volume, t: tracking), as one object id")
+        self.propagate_axis = ComboBox(label="through axis", choices=self._stack_axis_choices)
         self.status = Label(value=READY)
         self.extend([
             self.image, *self.model.widgets, self.store,
@@ -89,7 +99,8 @@ class InteractiveWidget(ScrollingDock):
                       labels=False), self.positive, self.multimask,
             self.auto_predict, self.overwrite_labels, self.predict_button, self.candidate,
             Container(widgets=[self.accept_button, self.undo_button], layout="horizontal",
-                      labels=False), self.clear_button, self.status,
+                      labels=False), self.clear_button, self.propagate_axis,
+            self.propagate_button, self.status,
         ])
         self.layers = PromptLayers(napari_viewer, on_change=self._prompts_changed, keys={
             "a": self.accept, "z": self.undo, "n": self.next_candidate,
@@ -103,7 +114,9 @@ class InteractiveWidget(ScrollingDock):
         self.accept_button.changed.connect(self.accept)
         self.undo_button.changed.connect(self.undo)
         self.clear_button.changed.connect(self.clear_prompts)
+        self.propagate_button.changed.connect(self.propagate)
         napari_viewer.layers.events.inserted.connect(self._layer_inserted)
+        napari_viewer.dims.events.current_step.connect(self._dims_changed)
         self._pick_image(L.preferred_layer(napari_viewer, _image_type(), OWN_LAYERS))
         self._image_changed(self.image.value)
 
@@ -147,8 +160,28 @@ class InteractiveWidget(ScrollingDock):
     def busy(self) -> bool:
         return self._task is not None and self._task.running
 
+    def _stack_axis_choices(self, *_: Any) -> list[tuple[str, int]]:
+        """The stack axes of the image ("z (axis 0)"), as positions in a plane index."""
+        image = self.image.value
+        if image is None:
+            return []
+        axes = S.image_axes(image)
+        return [(f"{axes.axes[a]} (axis {a})", i) for i, a in enumerate(axes.stack_axes)]
+
+    def _dims_changed(self, *_: Any) -> None:
+        """Prompts belong to one plane: scrolling to another clears them."""
+        image = self.image.value
+        if image is None or not S.is_stack(image):
+            return
+        if S.shown_plane(self._viewer, image) != self._plane and (
+                not self.prompts().empty or self.candidates is not None):
+            self.clear_prompts()
+            self.status.value = "another plane: prompts cleared"
+
     def _image_changed(self, image: napari.layers.Image | None) -> None:
         self._engine = self._engine_key = None
+        self._engines.clear()
+        self.propagate_axis.reset_choices()
         self._set_candidates(None)
         if image is not None:
             self.layers.attach(image, positive=self.positive.value)
@@ -198,10 +231,12 @@ class InteractiveWidget(ScrollingDock):
         except ValueError as exc:
             self.status.value = str(exc)
             return None
-        key = (id(image), config.model, config.tiling, config.store)
+        plane = S.shown_plane(self._viewer, image)
+        key = (id(image), config.model, config.tiling, config.store, plane)
         if key != self._engine_key:
-            self._engine, self._engine_key = None, key
-        source = L.raster_source(image)
+            self._engine, self._engine_key = self._engines.get(key), key
+        self._plane = plane
+        source = S.plane_source(image, plane) if plane else L.raster_source(image)
         self.status.value = (outside + "; " if outside else "") + "predicting..."
         self.cancel_button.enabled = True
         self._task = Task(lambda: self._predict_gen(source, config, prompts),
@@ -244,7 +279,13 @@ class InteractiveWidget(ScrollingDock):
 
         if self._engine is None:
             model = self._models.get(config.model)
+            if self._plane:  # a plane of a stack: its embeddings stay in memory
+                config = InteractiveConfig(model=config.model, tiling=config.tiling, store="",
+                                           multimask=config.multimask)
             self._engine = open_prompt_engine(source, model, config)
+            self._engines[self._engine_key] = self._engine
+            while len(self._engines) > PLANE_ENGINES:
+                self._engines.popitem(last=False)
         self._no_candidate_reason = _on_nodata(self._engine, prompts)
         if self._no_candidate_reason:
             return _no_candidates()
@@ -336,10 +377,83 @@ class InteractiveWidget(ScrollingDock):
         fallback = (lambda: engine.raster.georeference()) if engine is not None else None
         new_id = self.layers.editor(image, fallback).paste(
             self.candidates.masks[index], self.candidates.offset,
-            overwrite=self.overwrite_labels.value)
+            overwrite=self.overwrite_labels.value, plane=self._plane)
+        if new_id:
+            self._last_accepted = (image, self._plane, new_id, self.candidates, index)
         self.clear_prompts()
         self.status.value = f"accepted object {new_id}" if new_id else "nothing new to accept"
         return new_id
+
+    def propagate(self, *_: Any) -> Task | None:
+        """Follow the last accepted object through the chosen stack axis, in a worker.
+
+        Each plane reached gets the object's id (one 3D object, one undo step);
+        progress per plane, Cancel stops after the current plane.
+        """
+        image = self.image.value
+        if image is None or not S.is_stack(image):
+            self.status.value = ("no image layer: open an image or choose one above"
+                                 if image is None else "propagation needs an image with a z "
+                                 "or t axis")
+            return None
+        if self.busy:
+            self.status.value = "busy: wait, or press Cancel"
+            return None
+        if self._last_accepted is None or self._last_accepted[0] is not image:
+            self.status.value = "accept an object on this image first, then propagate it"
+            return None
+        _, plane, label_id, candidates, index = self._last_accepted
+        axis = self.propagate_axis.value if self.propagate_axis.value is not None else 0
+        config = self.config()
+        mask = candidates.masks[index]
+        rows, cols = np.nonzero(mask)
+        from napari_sam.core.window import Window
+
+        y0, x0 = int(rows.min()), int(cols.min())
+        first = (Window(candidates.offset[0] + y0, candidates.offset[1] + x0,
+                        int(rows.max()) - y0 + 1, int(cols.max()) - x0 + 1),
+                 mask[y0:rows.max() + 1, x0:cols.max() + 1])
+        size = S.image_axes(image).stack_shape[axis]
+        self.cancel_button.enabled = True
+        self.status.value = "propagating..."
+        self._task = Task(
+            lambda: self._propagate_gen(image, config, plane, first, axis, size,
+                                        float(candidates.scores[index])),
+            on_done=lambda found: self._propagated(image, label_id, plane, found),
+            on_finish=self._predict_finished,
+            on_event=lambda e: setattr(self.status, "value", describe(e)),
+            on_activity=self._activity, desc="SAM propagate")
+        return self._task
+
+    def _propagate_gen(self, image: Any, config: InteractiveConfig, plane: tuple, first: Any,
+                       axis: int, size: int, score: float):
+        from napari_sam._widgets.engine import open_prompt_engine
+        from napari_sam.core.propagate import propagate
+
+        model = self._models.get(config.model)
+        memory = InteractiveConfig(model=config.model, tiling=config.tiling, store="")
+
+        def predictor_for(index: tuple) -> Any:
+            key = (id(image), config.model, config.tiling, config.store, tuple(index))
+            if key not in self._engines:
+                self._engines[key] = open_prompt_engine(S.plane_source(image, index), model,
+                                                        memory)
+                while len(self._engines) > PLANE_ENGINES:
+                    self._engines.popitem(last=False)
+            return self._engines[key]
+
+        return (yield from propagate(predictor_for, plane, first, axis=axis, size=size,
+                                     first_score=score))
+
+    def _propagated(self, image: Any, label_id: int, start: tuple, found: dict) -> None:
+        items = [(index, mask, (window.y0, window.x0)) for index, (window, mask)
+                 in found.items() if index != tuple(start)]
+        if items:
+            self.layers.editor(image).paste_planes(items, label_id=label_id,
+                                                   overwrite=self.overwrite_labels.value)
+        self.status.value = (f"object {label_id} on {len(found)} plane(s) "
+                             f"({min(i[self.propagate_axis.value or 0] for i in found)}.."
+                             f"{max(i[self.propagate_axis.value or 0] for i in found)})")
 
     def undo(self, *_: Any) -> int:
         """Remove the last accepted object (restoring what it covered); its id, or 0."""

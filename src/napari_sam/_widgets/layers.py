@@ -24,12 +24,18 @@ NEGATIVE_COLOR = "red"
 
 
 def data_to_world_matrix(layer: napari.layers.Layer) -> np.ndarray:
-    """The (3, 3) homogeneous matrix taking a 2D layer's data (row, col) to world."""
-    if layer.ndim != 2:
-        raise ValueError(f"layer {layer.name!r} has {layer.ndim} dimensions; only 2D is supported")
-    origin = np.asarray(layer.data_to_world([0.0, 0.0]), dtype=float)
-    e_row = np.asarray(layer.data_to_world([1.0, 0.0]), dtype=float) - origin
-    e_col = np.asarray(layer.data_to_world([0.0, 1.0]), dtype=float) - origin
+    """The (3, 3) homogeneous matrix taking a layer's data (row, col) to world (row, col).
+
+    For a layer with more axes (z, t) its last two, the plane napari shows.
+    """
+    n = layer.ndim
+
+    def at(row: float, col: float) -> np.ndarray:
+        return np.asarray(layer.data_to_world([0.0] * (n - 2) + [row, col]), dtype=float)[-2:]
+
+    origin = at(0.0, 0.0)
+    e_row = at(1.0, 0.0) - origin
+    e_col = at(0.0, 1.0) - origin
     matrix = np.eye(3)
     matrix[:2, 0] = e_row
     matrix[:2, 1] = e_col
@@ -62,9 +68,24 @@ def level0(layer: napari.layers.Layer) -> Any:
 
 
 def image_shape(image: napari.layers.Image) -> tuple[int, int]:
-    """(height, width) of the image's full-resolution level."""
-    data = level0(image)
-    return int(data.shape[0]), int(data.shape[1])
+    """(height, width) of the image's full-resolution level (of one plane of a stack)."""
+    shape = level0(image).shape
+    if getattr(image, "rgb", False) or len(shape) == 2:
+        return int(shape[-3 if len(shape) > 2 else 0]), int(shape[-2 if len(shape) > 2 else 1])
+    return int(shape[-2]), int(shape[-1])
+
+
+def full_affine(layer: napari.layers.Layer) -> np.ndarray:
+    """The (n+1, n+1) matrix taking an n-d layer's data coordinates to world."""
+    n = layer.ndim
+    origin = np.asarray(layer.data_to_world([0.0] * n), dtype=float)
+    matrix = np.eye(n + 1)
+    for axis in range(n):
+        unit = [0.0] * n
+        unit[axis] = 1.0
+        matrix[:n, axis] = np.asarray(layer.data_to_world(unit), dtype=float) - origin
+    matrix[:n, n] = origin
+    return matrix
 
 
 def preferred_layer(viewer: Any, kind: type, exclude: tuple[str, ...] = ()) -> Any:
@@ -196,7 +217,7 @@ class LabelEditor:
         self.layer = layer
         data = level0(layer)  # np.max of a SparseLabels reads only its allocated chunks
         self._next_id = int(np.max(data)) + 1 if np.size(data) else 1
-        self._history: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray, int]] = []
+        self._history: list[tuple[tuple[np.ndarray, ...], np.ndarray, int]] = []
 
     @property
     def can_undo(self) -> bool:
@@ -206,29 +227,47 @@ class LabelEditor:
     def next_id(self) -> int:
         return self._next_id
 
-    def paste(self, mask: np.ndarray, offset: tuple[int, int], *, overwrite: bool = False) -> int:
+    def paste(self, mask: np.ndarray, offset: tuple[int, int], *, overwrite: bool = False,
+              plane: tuple[int, ...] = ()) -> int:
         """Write ``mask`` (h, w bool) at pixel ``offset`` (row, col) with a new id.
 
+        ``plane``: the stack index of an nD labels layer (``()`` for 2D).
         Returns the id used, or 0 when no pixel was written.
+        """
+        return self.paste_planes([(plane, mask, offset)], overwrite=overwrite)
+
+    def paste_planes(self, items: list[tuple[tuple[int, ...], np.ndarray, tuple[int, int]]], *,
+                     overwrite: bool = False, label_id: int | None = None) -> int:
+        """Write masks on several planes as ONE object (one id, one undo step).
+
+        ``items``: ``(plane, mask (h, w) bool, offset (row, col))``; ``label_id``:
+        extend that existing object instead of making a new one. Returns the id.
         """
         data = level0(self.layer)
         height, width = data.shape[-2:]
-        rows, cols = np.nonzero(mask)
-        rows = rows + int(offset[0])
-        cols = cols + int(offset[1])
-        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        index = (rows[inside], cols[inside])
+        parts = []
+        for plane, mask, offset in items:
+            rows, cols = np.nonzero(mask)
+            rows = rows + int(offset[0])
+            cols = cols + int(offset[1])
+            inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+            rows, cols = rows[inside], cols[inside]
+            lead = [np.full(rows.shape, int(p), dtype=np.int64) for p in plane]
+            parts.append((*lead, rows, cols))
+        if not parts:
+            return 0
+        index = tuple(np.concatenate(axis) for axis in zip(*parts))
         previous = np.array(data[index], copy=True)
         if not overwrite:
             free = previous == 0
-            index = (index[0][free], index[1][free])
+            index = tuple(axis[free] for axis in index)
             previous = previous[free]
         if index[0].size == 0:
             return 0
-        new_id = self._next_id
+        new_id = self._next_id if label_id is None else int(label_id)
         self._write(index, new_id)
         self._history.append((index, previous, new_id))
-        self._next_id += 1
+        self._next_id = max(self._next_id, new_id + 1)
         self.layer.selected_label = new_id
         return new_id
 
@@ -242,9 +281,13 @@ class LabelEditor:
             self._next_id = used
         return used
 
-    def _write(self, index: tuple[np.ndarray, np.ndarray], value: Any) -> None:
-        if not getattr(self.layer, "multiscale", False):
+    def _write(self, index: tuple[np.ndarray, ...], value: Any) -> None:
+        if not getattr(self.layer, "multiscale", False) and isinstance(self.layer.data,
+                                                                        np.ndarray):
             self.layer.data_setitem(index, value)
+        elif not getattr(self.layer, "multiscale", False):  # a SparseStack: write, redraw
+            self.layer.data[index] = value
+            self.layer.refresh()
         else:  # napari cannot edit multiscale labels: write level 0, which updates the rest
             level0(self.layer)[index] = value
             refresh_levels(self.layer)

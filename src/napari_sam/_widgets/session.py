@@ -154,8 +154,8 @@ class PromptLayers:
             from napari.layers import Labels
 
             data = new_labels_data(image)
-            labels = Labels(data, name=self._labels_name(image),
-                            affine=L.aligned_affine(image), opacity=0.6)
+            affine = L.aligned_affine(image) if np.ndim(data) == 2 else L.full_affine(image)
+            labels = Labels(data, name=self._labels_name(image), affine=affine, opacity=0.6)
             geo = L.georeference(image)
             if geo["transform"] is None and georeference is not None:
                 geo = georeference()
@@ -206,11 +206,24 @@ class PromptLayers:
 def new_labels_data(image: napari.layers.Image, *, limit: int = SPARSE_ABOVE) -> Any:
     """Storage for accepted labels the size of ``image``'s full-resolution level.
 
-    A numpy uint32 array (napari can paint on it) for an image of at most
+    For an image with stack axes (z, t) the labels have them too, ``(stack..., h, w)``:
+    numpy up to ``limit`` pixels in all, else a :class:`SparseStack` (memory only in
+    planes holding objects). A numpy uint32 array (napari can paint on it) for an image
+    of at most
     ``limit`` pixels that is not multiscale; else the levels of a
     :class:`SparseLabels` (memory only where objects are, shown as multiscale
     labels, which napari cannot paint on).
     """
+    from napari_sam._widgets.stack import image_axes
+
+    axes = image_axes(image)
+    if axes.is_stack():  # labels for every plane: (stack axes..., y, x)
+        shape = axes.labels_shape
+        if int(np.prod(shape)) <= limit:
+            return np.zeros(shape, dtype=np.uint32)
+        from napari_sam.core.sparse_stack import SparseStack
+
+        return SparseStack(shape)
     height, width = L.image_shape(image)
     if height * width <= limit and not getattr(image, "multiscale", False):
         return np.zeros((height, width), dtype=np.uint32)

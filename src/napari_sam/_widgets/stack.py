@@ -1,0 +1,56 @@
+"""Image layers with extra axes (z, t, channels): the plane the viewer shows.
+
+The interactive widget prompts the plane of an nD image layer that the
+viewer shows: :func:`image_axes` names the layer's axes (napari axis labels
+or the reader's metadata, else ``zyx``/``tzyx``/...), :func:`shown_plane`
+reads the stack index from the viewer's dims, and :func:`plane_source`
+cuts that plane out of the layer's data lazily for core. No Qt here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from napari_sam._widgets import layers as L
+from napari_sam.core.nd import NdAxes, guess_axes, plane
+
+Plane = tuple[int, ...]
+
+
+def image_axes(image: Any) -> NdAxes:
+    """The axes of ``image``'s full-resolution data (``c`` last for RGB layers)."""
+    data = L.level0(image)
+    meta = (image.metadata or {}).get(L.GEO_KEY) or {}
+    names = meta.get("axes")
+    if names is None:
+        labels = tuple(getattr(image, "axis_labels", ()) or ())
+        if labels and not all(str(a).lstrip("-").isdigit() for a in labels):
+            names = list(labels) + (["c"] if getattr(image, "rgb", False) else [])
+    return NdAxes(axes=guess_axes(data.ndim, names=names, rgb=bool(getattr(image, "rgb",
+                                                                            False))),
+                  shape=tuple(data.shape))
+
+
+def is_stack(image: Any) -> bool:
+    return image is not None and image_axes(image).is_stack()
+
+
+def shown_plane(viewer: Any, image: Any) -> Plane:
+    """The stack index of ``image`` at the viewer's current position (``()`` for 2D)."""
+    axes = image_axes(image)
+    if not axes.is_stack():
+        return ()
+    point = np.asarray(image.world_to_data(viewer.dims.point), dtype=float)
+    layer_axes = [i for i, a in enumerate(axes.axes) if not (a == "c" and image.rgb)]
+    index = []
+    for position in axes.stack_axes:
+        value = point[layer_axes.index(position)]
+        index.append(int(np.clip(np.round(value), 0, axes.shape[position] - 1)))
+    return tuple(index)
+
+
+def plane_source(image: Any, index: Plane) -> Any:
+    """What core opens for plane ``index`` of ``image``: a lazy (y, x[, c]) array."""
+    return plane(L.level0(image), image_axes(image), index)
