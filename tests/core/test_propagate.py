@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_sam.core.progress import run
-from napari_sam.core.propagate import PropagationSettings, interior_point, overlap, propagate
-from napari_sam.core.window import Window
+from napari_sam.core.prompt.propagate import PropagationSettings, interior_point, overlap, propagate
+from napari_sam.core.tiling.window import Window
 
 CELLS = (  # centre (z, y, x), radii (z, y, x), brightness
     ((7, 60, 62), (6, 30, 24), 200),
@@ -65,7 +65,7 @@ MIN_IOU_3D = {2: 0.85, 3: 0.65}
 
 
 def test_one_click_propagates_through_the_volume(sam_tiny):
-    from napari_sam.core.prompts import RasterPredictor
+    from napari_sam.core.prompt.predictor import RasterPredictor
 
     stack, truth = cell_stack()
     predictors: dict = {}
@@ -97,7 +97,7 @@ def test_one_click_propagates_through_the_volume(sam_tiny):
 
 
 def test_propagation_stops_when_the_object_ends():
-    from napari_sam.core.propagate import ends_here
+    from napari_sam.core.prompt.propagate import ends_here
 
     settings = PropagationSettings()
     prev = (Window(0, 0, 10, 10), np.ones((10, 10), bool))

@@ -107,7 +107,7 @@ def test_a_click_on_nodata_gives_no_candidate(interactive, make_scene, wait_idle
     # the array as a raster whose nodata is 0 (as the Landsat scene's corners)
     original = layers_mod.raster_source
     try:
-        from napari_sam.core.raster import open_raster
+        from napari_sam.core.io.raster import open_raster
 
         layers_mod.raster_source = lambda image: open_raster(scene, nodata=0)
         widget.points_layer.add([20.0, 20.0])

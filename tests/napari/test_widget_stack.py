@@ -56,7 +56,7 @@ def test_sparse_labels_for_a_large_stack(make_napari_viewer, model_factory):
     import dask.array as da
 
     from napari_sam._widgets.session import new_labels_data
-    from napari_sam.core.sparse_stack import SparseStack
+    from napari_sam.core.io.sparse_stack import SparseStack
 
     viewer = make_napari_viewer()
     big = da.zeros((100, 2048, 2048), dtype=np.uint16, chunks=(1, 1024, 1024))

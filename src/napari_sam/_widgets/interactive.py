@@ -407,7 +407,7 @@ class InteractiveWidget(ScrollingDock):
         config = self.config()
         mask = candidates.masks[index]
         rows, cols = np.nonzero(mask)
-        from napari_sam.core.window import Window
+        from napari_sam.core.tiling.window import Window
 
         y0, x0 = int(rows.min()), int(cols.min())
         first = (Window(candidates.offset[0] + y0, candidates.offset[1] + x0,
@@ -428,7 +428,7 @@ class InteractiveWidget(ScrollingDock):
     def _propagate_gen(self, image: Any, config: InteractiveConfig, plane: tuple, first: Any,
                        axis: int, size: int, score: float):
         from napari_sam._widgets.engine import open_prompt_engine
-        from napari_sam.core.propagate import propagate
+        from napari_sam.core.prompt.propagate import propagate
 
         model = self._models.get(config.model)
         memory = InteractiveConfig(model=config.model, tiling=config.tiling, store="")
@@ -482,7 +482,7 @@ def _on_nodata(engine: Any, prompts: PromptSet) -> str:
     SAM would otherwise answer such a click with some object elsewhere in the
     tile (water far away for a click in a scene's empty corner).
     """
-    from napari_sam.core.window import Window
+    from napari_sam.core.tiling.window import Window
 
     raster = engine.raster
     for (x, y), label in zip(prompts.points_xy, prompts.labels):

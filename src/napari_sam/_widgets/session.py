@@ -18,7 +18,8 @@ import numpy as np
 
 from napari_sam._widgets import layers as L
 from napari_sam._widgets.state import Candidates
-from napari_sam.core.sparse_labels import SparseLabels
+from napari_sam.core.io.sparse_labels import SparseLabels
+from napari_sam.core.io.sparse_stack import SparseStack
 
 if TYPE_CHECKING:
     import napari
@@ -154,7 +155,8 @@ class PromptLayers:
             from napari.layers import Labels
 
             data = new_labels_data(image)
-            affine = L.aligned_affine(image) if np.ndim(data) == 2 else L.full_affine(image)
+            stacked = isinstance(data, (np.ndarray, SparseStack)) and data.ndim > 2
+            affine = L.full_affine(image) if stacked else L.aligned_affine(image)
             labels = Labels(data, name=self._labels_name(image), affine=affine, opacity=0.6)
             geo = L.georeference(image)
             if geo["transform"] is None and georeference is not None:
@@ -221,8 +223,6 @@ def new_labels_data(image: napari.layers.Image, *, limit: int = SPARSE_ABOVE) ->
         shape = axes.labels_shape
         if int(np.prod(shape)) <= limit:
             return np.zeros(shape, dtype=np.uint32)
-        from napari_sam.core.sparse_stack import SparseStack
-
         return SparseStack(shape)
     height, width = L.image_shape(image)
     if height * width <= limit and not getattr(image, "multiscale", False):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_sam._widgets import layers as L
-from napari_sam.core.nd import NdAxes, guess_axes, plane
+from napari_sam.core.io.nd import NdAxes, guess_axes, plane
 
 Plane = tuple[int, ...]
 

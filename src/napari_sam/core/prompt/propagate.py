@@ -16,7 +16,7 @@ It is a generator of :class:`~napari_sam.core.progress.Progress` events (one
 per plane) that returns ``{plane index: (Window, mask)}``, start plane
 included; closing it (Cancel) stops it before the next plane. Planes are
 decoded by the predictor ``predictor_for(index)`` gives (a
-:class:`~napari_sam.core.prompts.RasterPredictor` of that plane), so
+:class:`~napari_sam.core.prompt.predictor.RasterPredictor` of that plane), so
 embeddings are computed on demand and cached by the caller.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_sam.core.progress import Progress, ProgressGen
-from napari_sam.core.window import Window
+from napari_sam.core.tiling.window import Window
 
 Plane = tuple[int, ...]
 Placed = tuple[Window, np.ndarray]  # a mask (h, w bool) and where it lies in the plane

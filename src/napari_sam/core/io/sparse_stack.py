@@ -2,7 +2,7 @@
 
 A :class:`SparseStack` has the shape ``stack_shape + (height, width)`` (the
 stack axes of an nD image, then y, x); each plane is a
-:class:`~napari_sam.core.sparse_labels.SparseLabels` made when an object is
+:class:`~napari_sam.core.io.sparse_labels.SparseLabels` made when an object is
 first written into it, so a 100 x 2048 x 2048 stack with a few objects costs
 kilobytes, not the 1.6 GB of a full uint32 array. It answers the indexing
 napari uses to draw a plane (integers on the stack axes, slices on y, x)
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam.core.sparse_labels import SparseLabels
+from napari_sam.core.io.sparse_labels import SparseLabels
 
 DENSE_LIMIT = 64 * 1024 * 1024  # most pixels one read may return as a numpy array
 

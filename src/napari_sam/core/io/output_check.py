@@ -44,8 +44,8 @@ def check_outputs(labels_path: str, vectors_path: str, *, vector_format: str | N
 
     The message of a refusal ends with "nothing was written".
     """
-    from napari_sam.core.labels_io import labels_format
-    from napari_sam.core.vector_io import resolve_format
+    from napari_sam.core.io.labels import labels_format
+    from napari_sam.core.io.vectors import resolve_format
 
     try:
         if labels_path:
