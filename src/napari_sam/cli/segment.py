@@ -72,6 +72,11 @@ def add_parser(subparsers) -> None:
                            help="decode tiles on this running dask.distributed scheduler")
     scale_out.add_argument("--workers", type=positive_int, default=None, metavar="N",
                            help="start N local dask workers to decode tiles")
+    parser.add_argument("--join-planes", action="store_true",
+                        help="stacks (OME-Zarr with a z or t axis, segmented plane by plane "
+                             "into DIR/<stem>/labels.zarr): objects overlapping in consecutive "
+                             "planes get one id (3D objects, or tracks through t); default: "
+                             "one id per object and plane")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing DIR/<stem> folders")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam.core.automatic import run as pipeline
     from napari_sam.core.automatic.decode import SegmentConfig
     from napari_sam.core.automatic.distributed import dask_executor
+    from napari_sam.core.automatic.stack_file import segment_stack_file, stack_axes_of
     from napari_sam.core.progress import run_with_bar
     from napari_sam.errors import InputError
 
@@ -121,10 +127,17 @@ def run(args: argparse.Namespace) -> int:
                else _no_executor())
     with context as executor:
         for src in args.inputs:
-            gen = pipeline.segment_file(
-                src, args.out, model, embeddings=args.embeddings, batch_size=args.batch_size,
-                config=config, executor=executor, overwrite=args.overwrite,
-                model_name=getattr(model, "model_name", None), **tiling)
+            if stack_axes_of(src) is not None:  # z/t: plane by plane, OME-Zarr labels
+                gen = segment_stack_file(
+                    src, args.out, model, config=config, join=args.join_planes,
+                    overwrite=args.overwrite, model_name=getattr(model, "model_name", None),
+                    tile_size=tiling.get("tile_size"), overlap=tiling.get("overlap"))
+            else:
+                gen = pipeline.segment_file(
+                    src, args.out, model, embeddings=args.embeddings,
+                    batch_size=args.batch_size, config=config, executor=executor,
+                    overwrite=args.overwrite, model_name=getattr(model, "model_name", None),
+                    **tiling)
             summary = run_with_bar(gen, disable=True if args.quiet else None)
             print(summary.line(), flush=True)
     return 0

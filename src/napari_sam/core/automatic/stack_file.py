@@ -1,0 +1,129 @@
+"""``napari-sam segment`` on a stack file: OME-Zarr with z/t axes -> OME-Zarr labels.
+
+:func:`stack_axes_of` tells whether an input is a stack (an OME-Zarr image
+whose axes include z or t, or a zarr array whose ``dimension_names`` do);
+:func:`segment_stack_file` segments every plane (see
+:mod:`napari_sam.core.automatic.stack`) and writes ``DIR/<stem>/``
+atomically:
+
+- ``labels.zarr``: an OME-Zarr label image (``ome.multiscales`` with the
+  stack axes then y, x; ``ome.image-label``), uint32, one chunk per plane
+  and 512 px block; ids unique over the stack, and one id per 3D object
+  (or track) with ``join``;
+- ``objects.csv``: one row per object and plane (``id``, ``plane`` and the
+  2D table's columns).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from napari_sam.core.automatic.decode import SegmentConfig
+from napari_sam.core.automatic.stack import object_table, segment_planes
+from napari_sam.core.io.atomic import atomic_path, check_writable
+from napari_sam.core.io.nd import NdAxes, guess_axes, ome_axes
+from napari_sam.core.progress import ProgressGen
+from napari_sam.errors import InputError
+
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    """One stack input's run."""
+
+    input: Path
+    folder: Path
+    n_objects: int
+    n_planes: int
+    seconds: float
+
+    def line(self) -> str:
+        return (f"{self.input}: {self.n_objects} objects on {self.n_planes} planes in "
+                f"{self.seconds:.1f} s -> {self.folder}")
+
+
+def _level0(path: Path):
+    import zarr
+
+    node = zarr.open(store=str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        return node
+    attrs = dict(node.attrs.asdict()) if hasattr(node.attrs, "asdict") else dict(node.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not multiscales:
+        raise InputError(f"{path}: a zarr group without OME multiscales metadata")
+    return node[multiscales[0]["datasets"][0]["path"]]
+
+
+def stack_axes_of(source) -> NdAxes | None:
+    """The axes of a stack input (None for a 2D raster or anything but zarr)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    axes = ome_axes(path)
+    try:
+        array = _level0(path)
+    except Exception:  # noqa: BLE001 - not a readable zarr image: not a stack
+        return None
+    if axes is None:
+        names = getattr(getattr(array, "metadata", None), "dimension_names", None)
+        if not names or not any(str(n).lower() in ("z", "t", "time") for n in names):
+            return None
+        axes = guess_axes(array.ndim, names=names)
+    found = NdAxes(axes=axes, shape=tuple(array.shape))
+    return found if found.is_stack() else None
+
+
+def segment_stack_file(source, out_dir, model, *, config: SegmentConfig | None = None,
+                       join: bool = False, min_overlap: float = 0.5,
+                       tile_size: int | None = None, overlap: int | None = None,
+                       overwrite: bool = False, model_name: str | None = None,
+                       folder_name: str | None = None) -> ProgressGen[StackSummary]:
+    """Segment every plane of the stack ``source`` into ``out_dir/<stem>/``."""
+    import zarr
+
+    from napari_sam.core.io.outputs import input_stem
+
+    start = time.perf_counter()
+    path = Path(source)
+    axes = stack_axes_of(path)
+    if axes is None:
+        raise InputError(f"{path}: not a stack (no z or t axis in its zarr metadata)")
+    array = _level0(path)
+    folder = check_writable(Path(out_dir) / (folder_name or input_stem(path)), overwrite)
+    config = config or SegmentConfig()
+    names = axes.stack_names + "yx"
+    with atomic_path(folder, overwrite) as tmp:
+        tmp.mkdir(parents=True)
+        group = zarr.open_group(str(tmp / "labels.zarr"), mode="w", zarr_format=3)
+        height, width = axes.plane_shape
+        labels = group.create_array(
+            "0", shape=axes.labels_shape, dtype="uint32", fill_value=0,
+            chunks=(1,) * len(axes.stack_shape) + (min(512, height), min(512, width)),
+            dimension_names=tuple(names))
+        group.attrs.update({"ome": {"version": "0.5", "multiscales": [{
+            "name": "labels", "axes": [{"name": a, "type": _AXIS_TYPES.get(a, "space")}
+                                       for a in names],
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0] * len(names)}]}]}],
+            "image-label": {}}, "napari_sam": {"kind": "labels", "joined": bool(join)}})
+
+        def write(index, plane_labels):
+            labels[tuple(index)] = plane_labels
+
+        objects = yield from segment_planes(array, axes, model, config, write=write, join=join,
+                                            min_overlap=min_overlap, tile_size=tile_size,
+                                            overlap=overlap, model_name=model_name)
+        object_table(objects).to_csv(tmp / "objects.csv", index=False)
+    n_planes = 1
+    for n in axes.stack_shape:
+        n_planes *= n
+    return StackSummary(input=path, folder=folder,
+                        n_objects=len({o.record.id for o in objects}), n_planes=n_planes,
+                        seconds=time.perf_counter() - start)
