@@ -183,6 +183,11 @@ def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     from napari_sam.core.io.raster import open_raster
 
     p = _one(path)
+    from napari_sam.core.io.nd import stack_axes_of
+
+    axes = stack_axes_of(p)
+    if axes is not None:  # z / t: one nD layer, prompted plane by plane
+        return stack_layer_data(p, axes)
     raster = open_raster(p)
     levels = raster.levels
     arrays = [lvl.data for lvl in levels]
@@ -209,6 +214,40 @@ def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     kwargs["channel_axis"] = 2
     kwargs["name"] = [f"{_stem(p)} band {b}" for b in range(1, count + 1)]
     return [(arrays if multiscale else arrays[0], kwargs, "image")]
+
+
+def stack_layer_data(path: Path, axes: Any) -> list[LayerData]:
+    """An OME-Zarr (or zarr) stack with z/t axes as one nD layer (one per channel).
+
+    Level arrays stay lazy (dask over zarr); ``axis_labels`` and
+    ``metadata["napari_sam"]["axes"]`` name the axes, so the widgets know
+    which plane a position shows. Label images (``image-label``) open as Labels.
+    """
+    import dask.array as da
+    import zarr
+
+    group = zarr.open(store=str(path), mode="r")
+    attrs = dict(group.attrs.asdict()) if hasattr(group.attrs, "asdict") else dict(group.attrs)
+    ome = attrs.get("ome", attrs)
+    if isinstance(group, zarr.Array):
+        arrays = [da.from_zarr(group)]
+    else:
+        datasets = ome["multiscales"][0]["datasets"]
+        arrays = [da.from_zarr(group[d["path"]]) for d in datasets]
+        arrays = [a for a in arrays if a.ndim == arrays[0].ndim]
+    letters = axes.axes
+    shown = letters.replace("c", "")
+    meta = {GEO_KEY: {"transform": None, "crs": None, "shape": list(axes.plane_shape),
+                      "path": str(path), "axes": list(shown)}}
+    kwargs: dict[str, Any] = {"name": _stem(path), "metadata": meta,
+                              "multiscale": len(arrays) > 1, "axis_labels": tuple(shown)}
+    data = arrays if len(arrays) > 1 else arrays[0]
+    if "image-label" in ome:
+        return [(data, kwargs, "labels")]
+    if "c" in letters:
+        kwargs["channel_axis"] = letters.index("c")
+        kwargs["name"] = [f"{_stem(path)} channel {i}" for i in range(axes.channels)]
+    return [(data, kwargs, "image")]
 
 
 def read_raster_layers(path: str | list[str]) -> list[LayerData]:

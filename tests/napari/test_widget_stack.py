@@ -120,3 +120,39 @@ def test_propagate_a_cell_through_the_volume_with_sam_tiny(make_napari_viewer, q
     if os.environ.get("NAPARI_SAM_SAVE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(shot[..., :3]).save(SCREENSHOT)
+
+
+def _ome_stack(path, stack, names=("z", "y", "x"), label=False):
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.create_array("0", data=stack, chunks=(1,) + stack.shape[1:])
+    ome = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": n} for n in names],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [1.0] * len(names)}]}]}]}
+    if label:
+        ome["image-label"] = {}
+    group.attrs["ome"] = ome
+
+
+def test_reader_opens_an_ome_zarr_stack_as_one_nd_layer(make_napari_viewer, model_factory,
+                                                        wait_idle, tmp_path):
+    stack = _stack(depth=4, side=96)
+    _ome_stack(tmp_path / "cells.ome.zarr", stack)
+    _ome_stack(tmp_path / "labels.zarr", (stack > 100).astype(np.uint32), label=True)
+    viewer = make_napari_viewer()
+    [image] = viewer.open(tmp_path / "cells.ome.zarr", plugin="napari-sam")
+    assert image.data.shape == (4, 96, 96) and tuple(image.axis_labels) == ("z", "y", "x")
+    [labels] = viewer.open(tmp_path / "labels.zarr", plugin="napari-sam")
+    assert labels.__class__.__name__ == "Labels" and labels.data.shape == (4, 96, 96)
+    widget = InteractiveWidget(viewer, model_factory=model_factory, model_names=["sam_tiny"],
+                               tile_size=96, overlap=16)
+    viewer.window.add_dock_widget(widget, name="SAM interactive")
+    widget.image.value = image
+    viewer.dims.set_current_step(0, 2)
+    widget.points_layer.add([60.0, 64.0])
+    wait_idle(widget)
+    assert widget._plane == (2,) and widget.candidates is not None
+    assert widget.propagate_axis.choices and widget.accept() == 1
+    assert viewer.layers[LABELS].data[2].any() and not viewer.layers[LABELS].data[0].any()

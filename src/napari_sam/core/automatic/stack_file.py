@@ -16,7 +16,6 @@ atomically:
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from napari_sam.core.automatic.decode import SegmentConfig
 from napari_sam.core.automatic.stack import object_table, segment_planes
 from napari_sam.core.io.atomic import atomic_path, check_writable
-from napari_sam.core.io.nd import NdAxes, guess_axes, ome_axes
+from napari_sam.core.io.nd import level0_array, stack_axes_of
 from napari_sam.core.progress import ProgressGen
 from napari_sam.errors import InputError
 
@@ -46,40 +45,6 @@ class StackSummary:
                 f"{self.seconds:.1f} s -> {self.folder}")
 
 
-def _level0(path: Path):
-    import zarr
-
-    node = zarr.open(store=str(path), mode="r")
-    if isinstance(node, zarr.Array):
-        return node
-    attrs = dict(node.attrs.asdict()) if hasattr(node.attrs, "asdict") else dict(node.attrs)
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if not multiscales:
-        raise InputError(f"{path}: a zarr group without OME multiscales metadata")
-    return node[multiscales[0]["datasets"][0]["path"]]
-
-
-def stack_axes_of(source) -> NdAxes | None:
-    """The axes of a stack input (None for a 2D raster or anything but zarr)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    path = Path(source)
-    if not path.is_dir():
-        return None
-    axes = ome_axes(path)
-    try:
-        array = _level0(path)
-    except Exception:  # noqa: BLE001 - not a readable zarr image: not a stack
-        return None
-    if axes is None:
-        names = getattr(getattr(array, "metadata", None), "dimension_names", None)
-        if not names or not any(str(n).lower() in ("z", "t", "time") for n in names):
-            return None
-        axes = guess_axes(array.ndim, names=names)
-    found = NdAxes(axes=axes, shape=tuple(array.shape))
-    return found if found.is_stack() else None
-
-
 def segment_stack_file(source, out_dir, model, *, config: SegmentConfig | None = None,
                        join: bool = False, min_overlap: float = 0.5,
                        tile_size: int | None = None, overlap: int | None = None,
@@ -95,7 +60,7 @@ def segment_stack_file(source, out_dir, model, *, config: SegmentConfig | None =
     axes = stack_axes_of(path)
     if axes is None:
         raise InputError(f"{path}: not a stack (no z or t axis in its zarr metadata)")
-    array = _level0(path)
+    array = level0_array(path)
     folder = check_writable(Path(out_dir) / (folder_name or input_stem(path)), overwrite)
     config = config or SegmentConfig()
     names = axes.stack_names + "yx"

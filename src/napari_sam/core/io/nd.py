@@ -16,8 +16,10 @@ dimensions: ``zyx``, ``tzyx``, ``tczyx``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from napari_sam.errors import InputError
@@ -148,3 +150,38 @@ def ome_axes(path: Any) -> str | None:
         return None
     names = [a["name"] if isinstance(a, dict) else a for a in axes]
     return guess_axes(len(names), names=names)
+
+
+def level0_array(path: Path):
+    """The full-resolution zarr array of a zarr array or OME-Zarr image at ``path``."""
+    import zarr
+
+    node = zarr.open(store=str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        return node
+    attrs = dict(node.attrs.asdict()) if hasattr(node.attrs, "asdict") else dict(node.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not multiscales:
+        raise InputError(f"{path}: a zarr group without OME multiscales metadata")
+    return node[multiscales[0]["datasets"][0]["path"]]
+
+
+def stack_axes_of(source) -> NdAxes | None:
+    """The axes of a stack input (None for a 2D raster or anything but zarr)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    axes = ome_axes(path)
+    try:
+        array = level0_array(path)
+    except Exception:  # noqa: BLE001 - not a readable zarr image: not a stack
+        return None
+    if axes is None:
+        names = getattr(getattr(array, "metadata", None), "dimension_names", None)
+        if not names or not any(str(n).lower() in ("z", "t", "time") for n in names):
+            return None
+        axes = guess_axes(array.ndim, names=names)
+    found = NdAxes(axes=axes, shape=tuple(array.shape))
+    return found if found.is_stack() else None
