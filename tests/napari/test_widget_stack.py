@@ -156,3 +156,33 @@ def test_reader_opens_an_ome_zarr_stack_as_one_nd_layer(make_napari_viewer, mode
     assert widget._plane == (2,) and widget.candidates is not None
     assert widget.propagate_axis.choices and widget.accept() == 1
     assert viewer.layers[LABELS].data[2].any() and not viewer.layers[LABELS].data[0].any()
+
+
+def test_automatic_on_the_shown_plane_and_on_every_plane_joined(make_napari_viewer,
+                                                                 model_factory, wait_idle):
+    from napari_sam._widgets.automatic import AutomaticWidget
+
+    plane = _stack(depth=1, side=96)[0]
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.repeat(plane[None], 3, axis=0), name="same")
+    widget = AutomaticWidget(viewer, model_factory=model_factory, model_names=["sam_tiny"],
+                             tile_size=96, overlap=16)
+    viewer.window.add_dock_widget(widget, name="SAM automatic")
+    widget.points_per_side.value = 3
+    widget.pred_iou_thresh.value = 0.0
+    widget.stability_score_thresh.value = 0.0
+    assert widget.image.value is image
+    viewer.dims.set_current_step(0, 1)
+    task = widget.run()
+    wait_idle(widget)
+    assert task.state == "done", widget.status.value
+    shown = viewer.layers["same SAM objects"].data
+    assert shown.shape == (3, 96, 96) and shown[1].any() and not shown[[0, 2]].any()
+    widget.planes.value = widget.planes.choices[2]  # every plane, joined
+    task = widget.run()
+    wait_idle(widget)
+    assert task.state == "done", widget.status.value
+    joined = viewer.layers["same SAM objects"].data
+    assert np.array_equal(joined[0], joined[1]) and np.array_equal(joined[1], joined[2])
+    assert np.array_equal(joined[1] > 0, shown[1] > 0)
+    assert "plane" in viewer.layers["same SAM objects"].features.columns

@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
+    ComboBox,
     Container,
     FileEdit,
     FloatSpinBox,
@@ -27,6 +29,7 @@ from magicgui.widgets import (
 )
 
 from napari_sam._widgets import layers as L
+from napari_sam._widgets import stack as S
 from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
 from napari_sam._widgets.state import AutomaticConfig
@@ -75,6 +78,11 @@ class AutomaticWidget(ScrollingDock):
                                 tooltip="Also write labels.tif, objects.gpkg and objects.csv "
                                         "into FOLDER/<layer name>/; empty: only the layer")
         self.overwrite = CheckBox(text="overwrite existing outputs", value=False)
+        self.planes = ComboBox(label="planes (stacks)", choices=S.PLANE_MODES,
+                               value=S.PLANE_MODES[0],
+                               tooltip="For an image with z/t axes: the plane shown, every "
+                                       "plane, or every plane with objects overlapping in "
+                                       "consecutive planes joined into one id")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
@@ -82,7 +90,7 @@ class AutomaticWidget(ScrollingDock):
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
             self.stability_score_thresh, self.box_nms_thresh, self.min_area, self.max_area,
-            *self.model.widgets, self.store, self.out_dir, self.overwrite,
+            *self.model.widgets, self.store, self.out_dir, self.overwrite, self.planes,
             Container(layout="horizontal", labels=False,
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])
@@ -129,6 +137,20 @@ class AutomaticWidget(ScrollingDock):
         except ValueError as exc:
             self.status.value = str(exc)
             return None
+        if S.is_stack(image):
+            mode = S.PLANE_MODES.index(self.planes.value)
+            planes = ([S.shown_plane(self._viewer, image)] if mode == 0 else
+                      [tuple(int(i) for i in ix) for ix in
+                       np.ndindex(*S.image_axes(image).stack_shape)])
+            self.result = None
+            self._last_event, self._calls_seen, self._calls_at_event = None, 0, 0
+            self._set_running(True)
+            self.status.value = f"starting ({len(planes)} plane(s))..."
+            self._task = Task(lambda: self._planes_gen(image, planes, config, mode == 2),
+                              on_done=lambda result: self._show(image, result),
+                              on_event=self._event, on_finish=self._finished,
+                              on_activity=self._activity, desc="SAM automatic")
+            return self._task
         source = L.raster_source(image)
         name = re.sub(r"[^\w.-]+", "_", image.name).strip("._") or "image"
         self.result = None
@@ -146,6 +168,10 @@ class AutomaticWidget(ScrollingDock):
 
         model = self._models.get(config.model)
         return (yield from automatic_gen(source, model, config, name=name))
+
+    def _planes_gen(self, image: Any, planes: list, config: AutomaticConfig, join: bool):
+        model = self._models.get(config.model)
+        return (yield from S.automatic_planes_gen(image, planes, model, config, join=join))
 
     def cancel(self, *_: Any) -> None:
         """Stop the run at its next step; temporary files are removed."""
@@ -190,8 +216,11 @@ class AutomaticWidget(ScrollingDock):
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
         data = getattr(result.labels, "levels", result.labels)  # SparseLabels: its pyramid
-        layer = Labels(data, name=name, affine=L.aligned_affine(image), opacity=0.5,
-                       features=table)
+        stacked = S.is_stack(image)
+        affine = L.full_affine(image) if stacked else L.aligned_affine(image)
+        if stacked:  # one row per object and plane: napari wants one per label id
+            table = table.drop_duplicates("id")
+        layer = Labels(data, name=name, affine=affine, opacity=0.5, features=table)
         geo = L.georeference(image)
         L.set_georeference(layer, geo if geo["transform"] is not None else result.georeference)
         self._viewer.add_layer(layer)

@@ -54,3 +54,40 @@ def shown_plane(viewer: Any, image: Any) -> Plane:
 def plane_source(image: Any, index: Plane) -> Any:
     """What core opens for plane ``index`` of ``image``: a lazy (y, x[, c]) array."""
     return plane(L.level0(image), image_axes(image), index)
+
+
+PLANE_MODES = ("shown plane", "every plane", "every plane, joined (3D / tracks)")
+
+
+def automatic_planes_gen(image: Any, planes: list[Plane], model: Any, config: Any, *,
+                         join: bool = False):
+    """Automatic segmentation of ``planes`` of the stack ``image``; a progress generator.
+
+    Returns an :class:`~napari_sam._widgets.engine.AutomaticResult` whose labels
+    have the stack's shape (numpy up to 4096 x 4096 px in all, else a
+    :class:`~napari_sam.core.io.sparse_stack.SparseStack`) and whose table has
+    a ``plane`` column; ``join``: one id for objects overlapping in consecutive
+    planes. ``config``: the widget's AutomaticConfig.
+    """
+    from napari_sam._widgets.engine import AutomaticResult
+    from napari_sam._widgets.session import SPARSE_ABOVE
+    from napari_sam.core.automatic.decode import SegmentConfig
+    from napari_sam.core.automatic.stack import object_table, segment_planes
+    from napari_sam.core.io.sparse_stack import SparseStack
+
+    axes = image_axes(image)
+    shape = axes.labels_shape
+    labels = (np.zeros(shape, dtype=np.uint32) if int(np.prod(shape)) <= SPARSE_ABOVE
+              else SparseStack(shape))
+
+    def write(index: Plane, plane_labels: np.ndarray) -> None:
+        labels[tuple(index)] = plane_labels
+
+    tiling = config.tiling.core_kwargs()
+    objects = yield from segment_planes(
+        L.level0(image), axes, model, SegmentConfig(**config.segment_options()), write=write,
+        planes=planes, join=join, tile_size=tiling["tile_size"], overlap=tiling["overlap"],
+        model_name=getattr(model, "model_name", None))
+    return AutomaticResult(labels=labels, table=object_table(objects),
+                           georeference={"transform": None, "crs": None},
+                           n_tiles=len(planes))
