@@ -194,6 +194,10 @@ def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     meta = geo_metadata(raster.transform, raster.crs, (raster.height, raster.width), p)
     kwargs: dict[str, Any] = {"name": _stem(p), "affine": layer_affine(raster.transform),
                               "metadata": meta}
+    if raster.crs is None and raster.transform.is_identity:
+        beside = _beside_georeferenced()
+        if beside is not None:  # shown on that raster's corner, at its pixel size
+            kwargs["affine"], meta[GEO_KEY]["placed_beside"] = beside
     multiscale = len(arrays) > 1
     if _is_labels(p, raster):
         data = [a[..., 0] for a in arrays]
@@ -214,6 +218,28 @@ def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     kwargs["channel_axis"] = 2
     kwargs["name"] = [f"{_stem(p)} band {b}" for b in range(1, count + 1)]
     return [(arrays if multiscale else arrays[0], kwargs, "image")]
+
+
+def _beside_georeferenced() -> tuple[np.ndarray, str] | None:
+    """``(affine, layer name)`` placing a raster without a CRS on the top-left corner of
+    the georeferenced raster shown last in the current viewer, at its pixel size.
+
+    Without it such an image sits at world (0, 0), millions of map units from a
+    GeoTIFF beside it, and "reset view" shows neither. Its own georeference stays
+    empty: outputs made from it are in pixels. None when no viewer holds a
+    georeferenced raster.
+    """
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no napari/Qt: nothing to place beside
+        return None
+    for layer in reversed(list(viewer.layers) if viewer is not None else []):
+        geo = (layer.metadata or {}).get(GEO_KEY) or {}
+        if geo.get("crs") and geo.get("transform") and geo.get("shape"):
+            return layer_affine(geo["transform"]), layer.name
+    return None
 
 
 def stack_layer_data(path: Path, axes: Any) -> list[LayerData]:

@@ -249,3 +249,19 @@ def test_first_embedding_shows_progress_and_cancels(interactive, make_scene, tin
             hook.remove()
     assert task.state == "cancelled" and widget.candidates is None
     assert widget.status.value == "cancelled" and not widget.cancel_button.enabled
+
+
+def test_an_image_without_crs_opens_beside_a_geotiff(make_napari_viewer, sample_scene,
+                                                     tmp_path):
+    import tifffile
+
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, np.random.default_rng(0).integers(0, 255, (120, 160), np.uint8))
+    viewer = make_napari_viewer()
+    [geo] = viewer.open(sample_scene, plugin="napari-sam")
+    [other] = viewer.open(plain, plugin="napari-sam")
+    lo_a, hi_a = np.asarray(geo.extent.world)
+    lo_b, hi_b = np.asarray(other.extent.world)
+    assert (lo_b >= lo_a - 1e-6).all() and (hi_b <= hi_a + 1e-6).all()  # on the scene
+    assert other.metadata["napari_sam"]["crs"] is None  # outputs stay in pixels
+    assert other.metadata["napari_sam"]["placed_beside"] == geo.name
