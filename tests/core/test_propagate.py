@@ -106,3 +106,42 @@ def test_propagation_stops_when_the_object_ends():
     assert ends_here(settings, prev, 0.6, prev, 0.9)  # the score dropped
     assert ends_here(settings, (Window(50, 50, 10, 10), prev[1]), 0.9, prev, 0.9)  # moved away
     assert not ends_here(settings, prev, 0.85, prev, 0.9)
+
+
+class _MovingDisc:
+    """A stand-in predictor for frame ``t`` of a disc moving 6 px right per frame (present
+    in frames 0..5): it answers with the disc under the prompted box, or nothing."""
+
+    def __init__(self, t, side=64):
+        self.t, self.side = t, side
+
+    def predict(self, points, labels, box, mask_input, **_):
+        yy, xx = np.mgrid[:self.side, :self.side]
+        disc = (yy - 30) ** 2 + (xx - (12 + 6 * self.t)) ** 2 < 8 ** 2
+        if self.t > 5 or not disc[int(points[0][1]), int(points[0][0])]:  # lost it
+            disc[:] = False
+        return _Result(disc)
+
+
+class _Result:
+    def __init__(self, mask):
+        self.mask = mask
+        self.best_score = 0.9 if mask.any() else 0.0
+
+    def cropped(self):
+        if not self.mask.any():
+            return Window(0, 0, 0, 0), np.zeros((0, 0), bool)
+        rows, cols = np.nonzero(self.mask)
+        window = Window(int(rows.min()), int(cols.min()), int(np.ptp(rows)) + 1,
+                        int(np.ptp(cols)) + 1)
+        return window, self.mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def test_tracking_through_t_follows_the_object_and_keeps_other_axes():
+    start = (2, 4)  # (t, z): track through t (axis 0) on z = 4
+    window, mask = _Result(_MovingDisc(2).predict([[24, 30]], None, None, None).mask).cropped()
+    found = run(propagate(lambda index: _MovingDisc(index[0]), start, (window, mask), axis=0,
+                          size=10))
+    assert sorted(found) == [(t, 4) for t in range(6)]  # frames 0..5; gone from frame 6
+    centres = {t: w.x0 + w.width / 2 for (t, _), (w, _) in found.items()}
+    assert all(centres[t + 1] > centres[t] for t in range(5))  # it moved right, and was followed

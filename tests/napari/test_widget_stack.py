@@ -186,3 +186,28 @@ def test_automatic_on_the_shown_plane_and_on_every_plane_joined(make_napari_view
     assert np.array_equal(joined[0], joined[1]) and np.array_equal(joined[1], joined[2])
     assert np.array_equal(joined[1] > 0, shown[1] > 0)
     assert "plane" in viewer.layers["same SAM objects"].features.columns
+
+
+def test_plane_embeddings_go_to_a_store_folder_and_are_reused(make_napari_viewer,
+                                                              model_factory, tiny_model,
+                                                              wait_idle, tmp_path):
+    root = tmp_path / "stack_embeddings"
+    calls = []
+    hook = tiny_model.image_encoder.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        for attempt in range(2):  # the second widget finds plane 2 already embedded
+            viewer = make_napari_viewer()
+            viewer.add_image(_stack(depth=4, side=96), name="stack")
+            widget = InteractiveWidget(viewer, model_factory=model_factory,
+                                       model_names=["sam_tiny"], tile_size=96, overlap=16)
+            widget.store.value = root
+            viewer.dims.set_current_step(0, 2)
+            widget.points_layer.add([60.0, 64.0])
+            wait_idle(widget)
+            assert widget.candidates is not None, widget.status.value
+            if attempt == 0:
+                assert len(calls) == 1 and (root / "plane_2.zarr").is_dir()
+                viewer.close()
+        assert len(calls) == 1  # read from plane_2.zarr, not embedded again
+    finally:
+        hook.remove()

@@ -279,10 +279,10 @@ class InteractiveWidget(ScrollingDock):
 
         if self._engine is None:
             model = self._models.get(config.model)
-            if self._plane:  # a plane of a stack: its embeddings stay in memory
-                config = InteractiveConfig(model=config.model, tiling=config.tiling, store="",
-                                           multimask=config.multimask)
-            self._engine = open_prompt_engine(source, model, config)
+            if self._plane:  # a plane of a stack: kept in memory, and in its plane store
+                self._engine = _plane_engine(source, self._plane, model, config)
+            else:
+                self._engine = open_prompt_engine(source, model, config)
             self._engines[self._engine_key] = self._engine
             while len(self._engines) > PLANE_ENGINES:
                 self._engines.popitem(last=False)
@@ -427,17 +427,15 @@ class InteractiveWidget(ScrollingDock):
 
     def _propagate_gen(self, image: Any, config: InteractiveConfig, plane: tuple, first: Any,
                        axis: int, size: int, score: float):
-        from napari_sam._widgets.engine import open_prompt_engine
         from napari_sam.core.prompt.propagate import propagate
 
         model = self._models.get(config.model)
-        memory = InteractiveConfig(model=config.model, tiling=config.tiling, store="")
 
         def predictor_for(index: tuple) -> Any:
             key = (id(image), config.model, config.tiling, config.store, tuple(index))
             if key not in self._engines:
-                self._engines[key] = open_prompt_engine(S.plane_source(image, index), model,
-                                                        memory)
+                self._engines[key] = _plane_engine(S.plane_source(image, index), index, model,
+                                                   config)
                 while len(self._engines) > PLANE_ENGINES:
                     self._engines.popitem(last=False)
             return self._engines[key]
@@ -493,3 +491,20 @@ def _on_nodata(engine: Any, prompts: PromptSet) -> str:
         if not valid.any():
             return f"the click at row {row}, column {col} is on nodata (no image there)"
     return ""
+
+
+def _plane_engine(source: Any, plane: tuple, model: Any, config: InteractiveConfig) -> Any:
+    """The prompt engine of one plane of a stack; with a store folder chosen, its
+    embeddings also go to that plane's store in it (``core.tiling.plane_store``)."""
+    from napari_sam._widgets.engine import open_prompt_engine
+
+    if not config.store:
+        return open_prompt_engine(source, model, config)
+    from napari_sam.core.tiling.plane_store import open_plane_store
+
+    tiling = config.tiling.core_kwargs()
+    store = open_plane_store(config.store, plane, source, model,
+                             model_name=getattr(model, "model_name", None), **tiling)
+    return open_prompt_engine(source, model, InteractiveConfig(
+        model=config.model, tiling=config.tiling, store=str(store.path),
+        multimask=config.multimask))
