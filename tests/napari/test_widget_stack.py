@@ -11,7 +11,9 @@ import numpy as np
 
 from napari_sam._widgets.interactive import LABELS, InteractiveWidget
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "stack_3d.png"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOT = SHOTS / "stack_3d.png"
+VOLUME_SHOT = SHOTS / "stack_3d_volume.png"
 
 
 def _stack(depth=5, side=128):
@@ -111,6 +113,14 @@ def test_propagate_a_cell_through_the_volume_with_sam_tiny(make_napari_viewer, q
     viewer.reset_view()
     qtbot.wait(50)
     shot = viewer.screenshot(canvas_only=False, flash=False)
+    viewer.dims.ndisplay = 3  # the propagated object as a volume
+    viewer.layers["cells"].opacity = 0.35
+    viewer.camera.angles = (10, -30, 60)
+    qtbot.wait(50)
+    volume_shot = viewer.screenshot(canvas_only=True, flash=False)
+    viewer.dims.ndisplay = 2
+    red = volume_shot[..., 0].astype(int) - volume_shot[..., 2].astype(int)
+    assert volume_shot[..., :3].std() > 10 and (red > 40).sum() > 500  # the object is drawn
     data = viewer.layers[LABELS].data
     assert widget.undo() == 1  # the propagation is one undo step; the accepted plane stays
     assert set(np.nonzero(data.any(axis=(1, 2)))[0].tolist()) == {cz}
@@ -120,6 +130,7 @@ def test_propagate_a_cell_through_the_volume_with_sam_tiny(make_napari_viewer, q
     if os.environ.get("NAPARI_SAM_SAVE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(shot[..., :3]).save(SCREENSHOT)
+        Image.fromarray(volume_shot[..., :3]).save(VOLUME_SHOT)
 
 
 def _ome_stack(path, stack, names=("z", "y", "x"), label=False):

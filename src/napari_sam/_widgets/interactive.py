@@ -30,6 +30,7 @@ from magicgui.widgets import (
 
 from napari_sam._widgets import layers as L
 from napari_sam._widgets import stack as S
+from napari_sam._widgets.checks import no_candidates, on_nodata
 from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
 from napari_sam._widgets.session import BOXES, CANDIDATE, LABELS, POINTS, PromptLayers
@@ -280,15 +281,15 @@ class InteractiveWidget(ScrollingDock):
         if self._engine is None:
             model = self._models.get(config.model)
             if self._plane:  # a plane of a stack: kept in memory, and in its plane store
-                self._engine = _plane_engine(source, self._plane, model, config)
+                self._engine = S.plane_engine(source, self._plane, model, config)
             else:
                 self._engine = open_prompt_engine(source, model, config)
             self._engines[self._engine_key] = self._engine
             while len(self._engines) > PLANE_ENGINES:
                 self._engines.popitem(last=False)
-        self._no_candidate_reason = _on_nodata(self._engine, prompts)
+        self._no_candidate_reason = on_nodata(self._engine, prompts)
         if self._no_candidate_reason:
-            return _no_candidates()
+            return no_candidates()
         return (yield from predict_candidates(self._engine, prompts, multimask=config.multimask))
 
     def embed_all(self, *_: Any) -> Task | None:
@@ -434,7 +435,7 @@ class InteractiveWidget(ScrollingDock):
         def predictor_for(index: tuple) -> Any:
             key = (id(image), config.model, config.tiling, config.store, tuple(index))
             if key not in self._engines:
-                self._engines[key] = _plane_engine(S.plane_source(image, index), index, model,
+                self._engines[key] = S.plane_engine(S.plane_source(image, index), index, model,
                                                    config)
                 while len(self._engines) > PLANE_ENGINES:
                     self._engines.popitem(last=False)
@@ -468,43 +469,3 @@ def _image_type() -> type:
     from napari.layers import Image
 
     return Image
-
-
-def _no_candidates() -> Candidates:
-    return Candidates(masks=np.zeros((0, 1, 1), dtype=bool), scores=np.zeros(0), offset=(0, 0))
-
-
-def _on_nodata(engine: Any, prompts: PromptSet) -> str:
-    """Why no candidate is wanted: a positive click on a nodata pixel ("" when none is).
-
-    SAM would otherwise answer such a click with some object elsewhere in the
-    tile (water far away for a click in a scene's empty corner).
-    """
-    from napari_sam.core.tiling.window import Window
-
-    raster = engine.raster
-    for (x, y), label in zip(prompts.points_xy, prompts.labels):
-        row, col = int(round(y)), int(round(x))
-        if not label or not (0 <= row < raster.height and 0 <= col < raster.width):
-            continue
-        _, valid = raster.read_masked(Window(row, col, 1, 1))
-        if not valid.any():
-            return f"the click at row {row}, column {col} is on nodata (no image there)"
-    return ""
-
-
-def _plane_engine(source: Any, plane: tuple, model: Any, config: InteractiveConfig) -> Any:
-    """The prompt engine of one plane of a stack; with a store folder chosen, its
-    embeddings also go to that plane's store in it (``core.tiling.plane_store``)."""
-    from napari_sam._widgets.engine import open_prompt_engine
-
-    if not config.store:
-        return open_prompt_engine(source, model, config)
-    from napari_sam.core.tiling.plane_store import open_plane_store
-
-    tiling = config.tiling.core_kwargs()
-    store = open_plane_store(config.store, plane, source, model,
-                             model_name=getattr(model, "model_name", None), **tiling)
-    return open_prompt_engine(source, model, InteractiveConfig(
-        model=config.model, tiling=config.tiling, store=str(store.path),
-        multimask=config.multimask))

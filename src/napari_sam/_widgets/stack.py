@@ -91,3 +91,21 @@ def automatic_planes_gen(image: Any, planes: list[Plane], model: Any, config: An
     return AutomaticResult(labels=labels, table=object_table(objects),
                            georeference={"transform": None, "crs": None},
                            n_tiles=len(planes))
+
+
+def plane_engine(source: Any, plane: Plane, model: Any, config: Any) -> Any:
+    """The prompt engine of one plane of a stack; with a store folder chosen, its
+    embeddings also go to that plane's store in it (``core.tiling.plane_store``)."""
+    from napari_sam._widgets.engine import open_prompt_engine
+    from napari_sam._widgets.state import InteractiveConfig
+
+    if not config.store:
+        return open_prompt_engine(source, model, config)
+    from napari_sam.core.tiling.plane_store import open_plane_store
+
+    tiling = config.tiling.core_kwargs()
+    store = open_plane_store(config.store, plane, source, model,
+                             model_name=getattr(model, "model_name", None), **tiling)
+    return open_prompt_engine(source, model, InteractiveConfig(
+        model=config.model, tiling=config.tiling, store=str(store.path),
+        multimask=config.multimask))
