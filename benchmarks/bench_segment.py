@@ -67,10 +67,8 @@ def load_model(device: str):
     import sam_model
     from napari_sam.core.device import pick_device
 
-    weights = Path(sam_model.__file__).parent / "weights" / "sam_tiny.pt"
-    pretrained = weights.is_file()
+    pretrained = sam_model.MODELS["sam_tiny"].packaged.is_file()
     model = sam_model.build_sam("sam_tiny", device=pick_device(device), pretrained=pretrained)
-    model.model_name = "sam_tiny"
     return model.eval(), ("shipped" if pretrained else "random (no shipped weights)")
 
 

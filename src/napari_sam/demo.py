@@ -104,7 +104,7 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
                            stability_score_thresh=stability_score_thresh, min_region_area=25,
                            min_area=25)
     gen = segment_file(scene, out, model, config=config, overwrite=True,
-                       model_name=getattr(model, "model_name", None))
+                       model_name=model.model_name)
     summary = progress.run(gen) if quiet else progress.run_with_bar(gen)
     folder = summary.outputs.folder
     png = overlay_png(open_raster(scene), summary.outputs.objects, folder / "overlay.png")

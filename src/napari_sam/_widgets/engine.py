@@ -34,7 +34,7 @@ def open_prompt_engine(source: Any, model: Any, config: InteractiveConfig) -> An
     from napari_sam.core.prompt.predictor import RasterPredictor
 
     return RasterPredictor(model=model, raster=source, store=config.store or None,
-                           model_name=getattr(model, "model_name", None),
+                           model_name=model.model_name,
                            **config.tiling.core_kwargs())
 
 
@@ -46,7 +46,7 @@ def embed_gen(source: Any, model: Any, config: InteractiveConfig) -> ProgressGen
     if not config.store:
         raise InputError("choose an embeddings store (a folder ending in .zarr) first")
     return (yield from embed_raster(source, config.store, model, device=None,
-                                    model_name=getattr(model, "model_name", None),
+                                    model_name=model.model_name,
                                     **config.tiling.core_kwargs()))
 
 
@@ -134,7 +134,7 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
     store_path = Path(config.store) if config.store else scratch / "embeddings.zarr"
     try:
         store = yield from embed_raster(raster, store_path, model, device=None,
-                                        model_name=getattr(model, "model_name", None),
+                                        model_name=model.model_name,
                                         **config.tiling.core_kwargs())
 
         def produce(sink):

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline.check_inputs(args.inputs, args.out, embeddings=args.embeddings,
                           overwrite=args.overwrite)
     model = load_model_from_args(args)
-    config = pipeline.config_for_model(getattr(model, "model_name", None), options)
+    config = pipeline.config_for_model(model.model_name, options)
     tiling = tiling_from_args(args)
     use_dask = args.scheduler is not None or args.workers is not None
     context = (dask_executor(scheduler=args.scheduler, workers=args.workers) if use_dask
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             gen = pipeline.segment_file(
                 src, args.out, model, embeddings=args.embeddings, batch_size=args.batch_size,
                 config=config, executor=executor, overwrite=args.overwrite,
-                model_name=getattr(model, "model_name", None), **tiling)
+                model_name=model.model_name, **tiling)
             summary = run_with_bar(gen, disable=True if args.quiet else None)
             print(summary.line(), flush=True)
     return 0

@@ -189,7 +189,7 @@ def segment(
     if isinstance(model, str) or model is None:
         name = model
         model = load_model(model, checkpoint, device=device)
-    config = config_for_model(name or getattr(model, "model_name", None), options)
+    config = config_for_model(name or model.model_name, options)
     drain = progress_mod.run_with_bar if progress else progress_mod.run
     summaries = []
     with _executor(scheduler, workers) as executor:

@@ -186,7 +186,7 @@ class RasterPredictor:
         self._cache_size = max(1, int(cache_size))
         self._predictor = SamPredictor(model)
         if zoom_limit == "auto":
-            zoom_limit = prompt_extent_limit(model_name or getattr(model, "model_name", None)
+            zoom_limit = prompt_extent_limit(model_name or model.model_name
                                              or (store.settings.model_name if store else None))
         if zoom_limit is not None and (isinstance(zoom_limit, str) or zoom_limit < 1):
             raise InputError(f"zoom_limit must be 'auto', None or a positive number of "

@@ -132,6 +132,6 @@ def prompt(
         model = load_model(model, checkpoint, device=device)
     gen = prompt_file(source, prompts, out, model, embeddings=embeddings, tile_size=tile_size,
                       overlap=overlap, scale=scale, bands=bands, overwrite=overwrite,
-                      model_name=name or getattr(model, "model_name", None),
+                      model_name=name or model.model_name,
                       zoom_limit=zoom_limit)
     return progress_mod.run_with_bar(gen) if progress else progress_mod.run(gen)
