@@ -93,9 +93,10 @@ def prompt_file(
         painter.add(found)
         return _Result(painter.finish())
 
-    outputs = yield from write_segmentation(geo, folder, produce, overwrite=overwrite,
-                                            zarr_labels=is_zarr_input(source))
-    return SegmentSummary(input=Path(str(source)), outputs=outputs, n_objects=outputs.n_objects,
+    outputs, result = yield from write_segmentation(geo, folder, produce, overwrite=overwrite,
+                                                    zarr_labels=is_zarr_input(source))
+    return SegmentSummary(input=Path(str(source)), outputs=outputs, objects=result.objects,
+                          n_objects=outputs.n_objects,
                           n_tiles=len(predictor.grid), n_points=len(objects),
                           seconds=time.perf_counter() - start)
 
