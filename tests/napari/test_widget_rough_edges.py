@@ -107,7 +107,7 @@ def test_a_click_on_nodata_gives_no_candidate(interactive, make_scene, wait_idle
     # the array as a raster whose nodata is 0 (as the Landsat scene's corners)
     original = layers_mod.raster_source
     try:
-        from napari_sam.core.io.raster import open_raster
+        from napari_sam.core.io.raster_open import open_raster
 
         layers_mod.raster_source = lambda image: open_raster(scene, nodata=0)
         widget.points_layer.add([20.0, 20.0])
@@ -164,8 +164,8 @@ def test_automatic_defaults_drop_specks(make_napari_viewer, model_factory):
 
     widget = AutomaticWidget(make_napari_viewer(), model_factory=model_factory,
                              model_names=["sam_tiny"])
-    assert widget.min_area.value == DEFAULT_MIN_AREA == AutomaticConfig().min_area >= 16
-    assert widget.config().segment_options()["min_area"] == DEFAULT_MIN_AREA
+    assert widget.min_area.value == DEFAULT_MIN_AREA == AutomaticConfig().segment.min_area >= 16
+    assert widget.config().segment.min_area == DEFAULT_MIN_AREA
 
 
 def test_three_docks_fit_a_small_screen(make_napari_viewer, model_factory, make_scene):

@@ -71,7 +71,6 @@ def automatic_planes_gen(image: Any, planes: list[Plane], model: Any, config: An
     """
     from napari_sam._widgets.engine import AutomaticResult
     from napari_sam._widgets.session import SPARSE_ABOVE
-    from napari_sam.core.automatic.decode import SegmentConfig
     from napari_sam.core.automatic.stack import object_table, segment_planes
     from napari_sam.core.io.sparse_stack import SparseStack
 
@@ -85,7 +84,7 @@ def automatic_planes_gen(image: Any, planes: list[Plane], model: Any, config: An
 
     tiling = config.tiling.core_kwargs()
     objects = yield from segment_planes(
-        L.level0(image), axes, model, SegmentConfig(**config.segment_options()), write=write,
+        L.level0(image), axes, model, config.segment, write=write,
         planes=planes, join=join, tile_size=tiling["tile_size"], overlap=tiling["overlap"],
         model_name=getattr(model, "model_name", None))
     return AutomaticResult(labels=labels, table=object_table(objects),

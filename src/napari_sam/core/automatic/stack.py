@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles, store_embeddings
+from napari_sam.core.automatic.decode import segment_tiles, store_embeddings
 from napari_sam.core.automatic.object_table import ObjectRecord
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.io.nd import NdAxes, plane
 from napari_sam.core.progress import Progress, ProgressGen
 
@@ -109,7 +110,7 @@ def segment_planes(array, axes: NdAxes, model, config: SegmentConfig, *,
     keeps a georeference). Yields Progress ("planes", done, total) between
     planes and the tile stages inside each; returns every plane's objects.
     """
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
 
     open_plane = open_plane or open_raster
     planes = list(planes) if planes is not None else plane_indices(axes)

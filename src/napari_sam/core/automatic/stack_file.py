@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_sam.core.automatic.decode import SegmentConfig
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.automatic.stack import object_table, segment_planes
 from napari_sam.core.io.atomic import atomic_path, check_writable
 from napari_sam.core.io.nd import level0_array, stack_axes_of

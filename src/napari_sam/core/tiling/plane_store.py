@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.embed import plan_embedding
 from napari_sam.core.tiling.store import EmbeddingStore
 from napari_sam.errors import InputError
