@@ -33,9 +33,12 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+
+PLANE_ENGINES = 32  # as the interactive widget: planes whose embeddings stay in memory
 
 
 def rss_mb() -> float:
@@ -68,10 +71,6 @@ def interactive(path: Path, model, visit: int) -> dict:
     from napari_sam.core.progress import run
     from napari_sam.core.prompt.predictor import RasterPredictor
     from napari_sam.core.prompt.propagate import propagate
-
-    from collections import OrderedDict
-
-    from napari_sam._widgets.interactive import PLANE_ENGINES
 
     axes = stack_axes_of(path)
     array = level0_array(path)
