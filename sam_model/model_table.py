@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+#: The model used when none is named (the CLI, the widgets, the script API).
+DEFAULT_MODEL = "sam_tiny"
+
 #: Folder of the weights shipped inside the package.
 PACKAGED_DIR = Path(__file__).resolve().parent / "weights"
 

@@ -31,6 +31,7 @@ from napari_sam.core.models import load_model
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.core.tiling.window import mask_box
+from sam_model import DEFAULT_MODEL
 
 
 class _Result:
@@ -107,7 +108,7 @@ def prompt(
     prompts: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    model="sam_tiny",
+    model=DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     device: str | None = "auto",
     tile_size: int | None = None,
