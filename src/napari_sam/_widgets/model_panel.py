@@ -16,6 +16,7 @@ from magicgui.widgets import ComboBox, FileEdit, SpinBox
 
 from napari_sam._widgets.activity import watch_model
 from napari_sam._widgets.state import ModelChoice, TilingChoice
+from sam_model import DEFAULT_MODEL
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ModelFactory = Callable[[ModelChoice], Any]
@@ -26,7 +27,7 @@ def model_names() -> list[str]:
     from sam_model import list_models
 
     names = list(list_models())
-    return sorted(names, key=lambda n: (n != "sam_tiny", n))
+    return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 def build_model(choice: ModelChoice) -> Any:
