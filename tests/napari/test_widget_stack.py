@@ -222,3 +222,26 @@ def test_plane_embeddings_go_to_a_store_folder_and_are_reused(make_napari_viewer
         assert len(calls) == 1  # read from plane_2.zarr, not embedded again
     finally:
         hook.remove()
+
+
+def test_export_writes_stack_labels_as_ome_zarr(make_napari_viewer, wait_idle, tmp_path):
+    from napari_sam._widgets.export import ExportWidget
+    from napari_sam.core.io.sparse_stack import SparseStack
+
+    viewer = make_napari_viewer()
+    labels = SparseStack((4, 40, 48))
+    labels[(np.full(9, 2), np.repeat([5, 6, 7], 3), np.tile([8, 9, 10], 3))] = 3
+    viewer.add_labels(labels, name="objects")
+    widget = ExportWidget(viewer)
+    widget.labels_path.value = tmp_path / "objects.tif"
+    task = widget.export()
+    wait_idle(widget)
+    assert task.state == "failed" and "OME-Zarr" in widget.status.value
+    widget.labels_path.value = tmp_path / "objects.zarr"
+    task = widget.export()
+    wait_idle(widget)
+    assert task.state == "done", widget.status.value
+    [layer] = viewer.open(tmp_path / "objects.zarr", plugin="napari-sam")
+    data = np.asarray(layer.data)
+    assert data.shape == (4, 40, 48) and (data == 3).sum() == 9 and data[2, 5:8, 8:11].all()
+    assert tuple(layer.axis_labels) == ("z", "y", "x")

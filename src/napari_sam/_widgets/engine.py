@@ -25,9 +25,11 @@ from napari_sam._widgets.state import (
 from napari_sam.core.automatic.object_table import to_dataframe
 from napari_sam.core.automatic.run import segment_file
 from napari_sam.core.io.labels import read_labels, write_labels
+from napari_sam.core.io.nd import guess_axes
 from napari_sam.core.io.output_check import check_outputs
 from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.io.sparse_labels import SparseLabels
+from napari_sam.core.io.stack_labels import write_stack_labels
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.core.tiling.embed import embed_raster
@@ -156,6 +158,8 @@ def export_gen(labels: Any, geo: dict[str, Any], config: ExportConfig, *,
     # refuse before any work: a bad second path must not leave the first output written
     check_outputs(config.labels_path, config.vectors_path, vector_format=config.vector_format,
                   overwrite=config.overwrite)
+    if len(labels.shape) > 2:
+        return (yield from _export_stack(labels, config, axes=geo.get("axes")))
     transform, crs = geo.get("transform"), geo.get("crs")
     written: list[Path] = []
     if config.labels_path:
@@ -170,3 +174,25 @@ def export_gen(labels: Any, geo: dict[str, Any], config: ExportConfig, *,
             attributes=attributes, transform=transform, crs=crs)))
     return [Path(p) for p in written]
 
+
+
+def _export_stack(labels: Any, config: ExportConfig, *, axes: str | None
+                  ) -> ProgressGen[list[Path]]:
+    """Labels of a stack ``(stack..., h, w)``: an OME-Zarr label image, plane by plane.
+
+    ``axes``: one letter per axis (default ``zyx``, ``tzyx``, ...). Polygons are
+    2D: a stack's are refused, before anything is written.
+    """
+    shape = tuple(labels.shape)
+    if config.vectors_path:
+        raise InputError(f"polygons file {config.vectors_path}: the labels are a stack "
+                         f"{shape}; polygons are written for 2D labels only (export the "
+                         f"labels as .zarr); nothing was written")
+    if Path(config.labels_path).suffix.lower() != ".zarr":
+        raise InputError(f"labels file {config.labels_path}: the labels are a stack {shape}; "
+                         f"stacks are written as OME-Zarr (.zarr); nothing was written")
+    axes = axes or guess_axes(len(shape))
+    yield Progress("labels", 0, 1, Path(config.labels_path).name)
+    path = write_stack_labels(config.labels_path, labels, axes, overwrite=config.overwrite)
+    yield Progress("labels", 1, 1, path.name)
+    return [path]

@@ -27,6 +27,7 @@ from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.session import CANDIDATE
 from napari_sam._widgets.state import VECTOR_FORMATS, ExportConfig
 from napari_sam._widgets.worker import Task, describe
+from napari_sam.core.io.nd import guess_axes
 
 if TYPE_CHECKING:
     import napari
@@ -115,6 +116,8 @@ class ExportWidget(ScrollingDock):
         if hasattr(labels, "to_dask"):  # SparseLabels: the writers read it chunk by chunk
             labels = labels.to_dask()
         geo = L.georeference(layer)
+        if layer.ndim > 2:  # a stack: its axes by name, for the OME-Zarr labels
+            geo["axes"] = guess_axes(layer.ndim, names=list(layer.axis_labels))
         attributes = _object_table(layer)
         self.written = []
         self.status.value = "exporting..."

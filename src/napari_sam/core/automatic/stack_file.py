@@ -24,10 +24,9 @@ from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.automatic.stack import object_table, segment_planes
 from napari_sam.core.io.atomic import atomic_path, check_writable
 from napari_sam.core.io.nd import level0_array, stack_axes_of
+from napari_sam.core.io.stack_labels import create_stack_labels
 from napari_sam.core.progress import ProgressGen
 from napari_sam.errors import InputError
-
-_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,6 @@ def segment_stack_file(source, out_dir, model, *, config: SegmentConfig | None =
                        overwrite: bool = False, model_name: str | None = None,
                        folder_name: str | None = None) -> ProgressGen[StackSummary]:
     """Segment every plane of the stack ``source`` into ``out_dir/<stem>/``."""
-    import zarr
-
     from napari_sam.core.io.outputs import input_stem
 
     start = time.perf_counter()
@@ -66,18 +63,8 @@ def segment_stack_file(source, out_dir, model, *, config: SegmentConfig | None =
     names = axes.stack_names + "yx"
     with atomic_path(folder, overwrite) as tmp:
         tmp.mkdir(parents=True)
-        group = zarr.open_group(str(tmp / "labels.zarr"), mode="w", zarr_format=3)
-        height, width = axes.plane_shape
-        labels = group.create_array(
-            "0", shape=axes.labels_shape, dtype="uint32", fill_value=0,
-            chunks=(1,) * len(axes.stack_shape) + (min(512, height), min(512, width)),
-            dimension_names=tuple(names))
-        group.attrs.update({"ome": {"version": "0.5", "multiscales": [{
-            "name": "labels", "axes": [{"name": a, "type": _AXIS_TYPES.get(a, "space")}
-                                       for a in names],
-            "datasets": [{"path": "0", "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0] * len(names)}]}]}],
-            "image-label": {}}, "napari_sam": {"kind": "labels", "joined": bool(join)}})
+        labels = create_stack_labels(tmp / "labels.zarr", axes.labels_shape, names,
+                                     attributes={"joined": bool(join)})
 
         def write(index, plane_labels):
             labels[tuple(index)] = plane_labels
