@@ -229,6 +229,8 @@ class AutomaticWidget(ScrollingDock):
         L.set_georeference(layer, geo if geo["transform"] is not None else result.georeference)
         self._viewer.add_layer(layer)
         where = f"; written to {result.folder}" if result.folder is not None else ""
+        if stacked and self.out_dir.value and str(self.out_dir.value) not in ("", "."):
+            where = "; the output folder is not used for stacks (Export writes .zarr)"
         self.status.value = f"{len(table)} objects on {result.n_tiles} tile(s){where}"
 
     def _finished(self, task: Task) -> None:
