@@ -132,6 +132,11 @@ MODEL_BUILDERS: dict[str, str | Callable[..., Sam]] = {
     "vit_h": partial(build_official, "vit_h"),
     "vit_t": partial(build_official, "vit_t"),
     "sam_tiny": "sam_model.sam_tiny:build_sam_tiny",
+    # SAM 2.1, named after the official files (sam_model/sam2_model.py)
+    "sam2.1_hiera_tiny": "sam_model.sam2_model:build_sam2_1_hiera_tiny",
+    "sam2.1_hiera_small": "sam_model.sam2_model:build_sam2_1_hiera_small",
+    "sam2.1_hiera_base_plus": "sam_model.sam2_model:build_sam2_1_hiera_base_plus",
+    "sam2.1_hiera_large": "sam_model.sam2_model:build_sam2_1_hiera_large",
 }
 
 
