@@ -90,9 +90,9 @@ def test_low_res_logits_are_clamped_and_masks_thresholded(tiny2):
 
 
 def test_tiled_engine_stores_and_reuses_a_sam2_embedding(tiny2, tmp_path):
-    from napari_sam.core.embed import embed_raster
-    from napari_sam.core.prompts import RasterPredictor
-    from napari_sam.core.store import EmbeddingStore
+    from napari_sam.core.prompt.predictor import RasterPredictor
+    from napari_sam.core.tiling.embed import embed_raster
+    from napari_sam.core.tiling.store import EmbeddingStore
 
     img = _image(128, 200, seed=2)
     path = tmp_path / "s2.zarr"
