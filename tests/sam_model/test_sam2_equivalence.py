@@ -124,10 +124,9 @@ def test_mask_prompt_equal(pair):
 
 
 def test_single_mask_fallback_is_exercised(pair):
-    """The stability fallback picks a multimask output for some prompt here (so
-    the equality above covers it) and keeps the single mask for another."""
+    """With the official 0.98 threshold these random weights give unstable single
+    masks, so the comparisons above take the fallback (a multimask output)."""
     p_ours, _, ours, _ = pair
-    picked = []
     for kwargs in PROMPTS.values():
         single = p_ours.predict(**kwargs, multimask_output=False, return_logits=True)[0]
         ours.mask_decoder.dynamic_multimask_via_stability = False
@@ -135,8 +134,31 @@ def test_single_mask_fallback_is_exercised(pair):
             plain = p_ours.predict(**kwargs, multimask_output=False, return_logits=True)[0]
         finally:
             ours.mask_decoder.dynamic_multimask_via_stability = True
-        picked.append(not np.array_equal(single, plain))
-    assert any(picked)
+        assert not np.array_equal(single, plain)
+
+
+@pytest.mark.parametrize("prompt", ["point", "box_point"])
+def test_stable_single_mask_is_kept_as_in_the_reference(pair, prompt):
+    """Threshold 0 in both: every single mask counts as stable and is returned."""
+    p_ours, p_ref, ours, ref = pair
+    kwargs = dict(PROMPTS[prompt], multimask_output=False, return_logits=True)
+    before = (ours.mask_decoder.stability_thresh,
+              ref.sam_mask_decoder.dynamic_multimask_stability_thresh)
+    ours.mask_decoder.stability_thresh = 0.0
+    ref.sam_mask_decoder.dynamic_multimask_stability_thresh = 0.0
+    try:
+        a, b = p_ours.predict(**kwargs), p_ref.predict(**kwargs)
+    finally:
+        ours.mask_decoder.stability_thresh = before[0]
+        ref.sam_mask_decoder.dynamic_multimask_stability_thresh = before[1]
+    ours.mask_decoder.dynamic_multimask_via_stability = False
+    try:
+        plain = p_ours.predict(**kwargs)
+    finally:
+        ours.mask_decoder.dynamic_multimask_via_stability = True
+    for mine, theirs, single in zip(a, b, plain):
+        np.testing.assert_allclose(mine, theirs, atol=2e-5, rtol=1e-5)
+        np.testing.assert_array_equal(mine, single)
 
 
 def test_image_batch_equal(pair):

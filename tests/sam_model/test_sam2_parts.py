@@ -81,11 +81,22 @@ def test_padded_tile_maps_prompts_one_to_one(tiny2):
 
 
 def test_low_res_logits_are_clamped_and_masks_thresholded(tiny2):
+    """Sharpened hypernetworks give logits beyond ±32: the low-res ones returned are
+    clamped, the full-size ones (made before clamping) are not."""
     pred = sam_model.SamPredictor(tiny2)
     pred.set_image(_image())
-    logits, _, low = pred.predict(box=np.array([30, 20, 90, 60]), return_logits=True)
-    masks, _, _ = pred.predict(box=np.array([30, 20, 90, 60]))
-    assert np.abs(low).max() <= 32.0
+    heads = [m.layers[-1] for m in tiny2.mask_decoder.output_hypernetworks_mlps]
+    with torch.no_grad():
+        for layer in heads:
+            layer.weight.mul_(200.0)
+    try:
+        logits, _, low = pred.predict(box=np.array([30, 20, 90, 60]), return_logits=True)
+        masks, _, _ = pred.predict(box=np.array([30, 20, 90, 60]))
+    finally:
+        with torch.no_grad():
+            for layer in heads:
+                layer.weight.div_(200.0)
+    assert np.abs(low).max() == 32.0 and np.abs(logits).max() > 32.0
     np.testing.assert_array_equal(masks, logits > 0)
 
 
