@@ -93,7 +93,7 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
     from napari_sam.core import progress
     from napari_sam.core.automatic.decode import SegmentConfig
     from napari_sam.core.automatic.run import segment_file
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
 
     if model is None:
         from napari_sam.core.models import load_model

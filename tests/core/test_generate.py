@@ -14,7 +14,7 @@ import torch
 
 from napari_sam.core import progress
 from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.grid import TileGrid
 
 # filters off and no edge margin, so random weights still yield candidates to merge

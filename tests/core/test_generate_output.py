@@ -10,7 +10,7 @@ from fake_tiles import disks, fake_results, make_tiles
 from napari_sam.core import progress
 from napari_sam.core.automatic.assembly import assemble_objects
 from napari_sam.core.io.outputs import input_stem, write_segmentation
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.errors import OutputExistsError
 
 TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.prompt.predictor import (
     RasterPredictor,
     box_to_pixel,

@@ -119,7 +119,7 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
     """
     from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles, store_embeddings
     from napari_sam.core.automatic.object_table import to_dataframe
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
     from napari_sam.core.tiling.embed import embed_raster
 
     segment_config = SegmentConfig(**config.segment_options())

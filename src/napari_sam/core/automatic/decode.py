@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from napari_sam.core.automatic.assembly import AssemblyStats, MergeSettings, assemble_objects
 from napari_sam.core.automatic.candidates import (
@@ -47,7 +48,9 @@ from napari_sam.core.automatic.point_grid import (
 )
 from napari_sam.core.automatic.seams import StitchSettings
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.tiling.store import DONE, EMPTY
 from napari_sam.errors import InputError
+from sam_model import SamPredictor, decode_points
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,6 @@ class TileWork:
     valid: np.ndarray | None
 
 
-def _decode_points():
-    from sam_model.automatic_mask_generator import decode_points
-
-    return decode_points
-
-
 class TileDecoder:
     """Decodes one tile's points into candidates; picklable, so it can run on a dask worker.
 
@@ -142,11 +139,8 @@ class TileDecoder:
         self.filter = config.tile_filter(tile_size)
 
     def __call__(self, work: TileWork) -> list[Candidate]:
-        import torch
-
         if len(work.points) == 0:
             return []
-        from sam_model import SamPredictor
 
         cfg = self.config
         predictor = SamPredictor(self.model)  # one per call: workers' threads share the decoder
@@ -157,7 +151,7 @@ class TileDecoder:
         predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
         y0, x0 = work.origin
         local = (np.asarray(work.points, dtype=np.float64) - [x0, y0]) / work.scale
-        batch = _decode_points()(
+        batch = decode_points(
             predictor, local, points_per_batch=cfg.points_per_batch,
             pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
             stability_score_offset=cfg.stability_score_offset, box_nms_thresh=cfg.box_nms_thresh,
@@ -207,8 +201,6 @@ nothing to decode (all nodata); raises InputError when the embedding is missing.
 
 def store_embeddings(store) -> TileSource:
     """A :data:`TileSource` over an ``EmbeddingStore`` (embeddings restored as float32)."""
-    from napari_sam.core.tiling.store import DONE, EMPTY
-
     grid = store.grid
 
     def embedding_for(index: tuple[int, int]):

@@ -18,16 +18,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_sam.core import progress as progress_mod
 from napari_sam.core.automatic.decode import (
     SegmentConfig,
     SegmentResult,
     segment_tiles,
     store_embeddings,
 )
+from napari_sam.core.automatic.distributed import dask_executor
 from napari_sam.core.io.atomic import check_writable
 from napari_sam.core.io.outputs import SegmentOutputs, input_stem, is_zarr_input, write_segmentation
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.models import load_model
 from napari_sam.core.progress import ProgressGen
+from napari_sam.core.tiling.embed import embed_raster
+from napari_sam.core.tiling.store import EmbeddingStore
 from napari_sam.errors import InputError
+from sam_model import automatic_thresholds
 
 
 @dataclass(frozen=True)
@@ -74,15 +81,11 @@ def segment_file(
     same model and tiling); None embeds into a temporary store. ``executor``: a
     ``DaskExecutor`` to decode tiles on a cluster, None to decode here.
     """
-    from napari_sam.core.io.raster import open_raster
-    from napari_sam.core.tiling.embed import embed_raster
-
     start = time.perf_counter()
     config = config or SegmentConfig()
     raster = open_raster(source)
     if embeddings is not None and Path(embeddings).exists():
         # an existing store's tiling and bands are the defaults: no need to repeat them
-        from napari_sam.core.tiling.store import EmbeddingStore
 
         stored = EmbeddingStore.open(embeddings, mode="r").settings
         if tile_size is None and overlap is None and scale is None:
@@ -174,8 +177,6 @@ def segment(
     ``workers``: start that many local dask workers. Returns one summary
     per input.
     """
-    from napari_sam.core import progress as progress_mod
-
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = list(inputs)
@@ -186,8 +187,6 @@ def segment(
     check_inputs(inputs, out, embeddings=embeddings, overwrite=overwrite)
     name = None
     if isinstance(model, str) or model is None:
-        from napari_sam.core.models import load_model
-
         name = model
         model = load_model(model, checkpoint, device=device)
     config = config_for_model(name or getattr(model, "model_name", None), options)
@@ -206,16 +205,11 @@ def segment(
 def config_for_model(model_name: str | None, options: dict) -> SegmentConfig:
     """A SegmentConfig from ``options``, with the mask thresholds suited to the
     model (``sam_model.automatic_thresholds``) where ``options`` leaves them out."""
-    from sam_model import automatic_thresholds
-
     return SegmentConfig(**{**automatic_thresholds(model_name), **options})
 
 
 def _executor(scheduler: str | None, workers: int | None):
-    import contextlib
-
     if scheduler is None and workers is None:
         return contextlib.nullcontext(None)
-    from napari_sam.core.automatic.distributed import dask_executor
 
     return dask_executor(scheduler=scheduler, workers=workers)

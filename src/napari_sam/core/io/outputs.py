@@ -26,7 +26,10 @@ import numpy as np
 from napari_sam.core.automatic.object_table import to_dataframe, write_csv
 from napari_sam.core.automatic.paint_labels import Sink
 from napari_sam.core.io.atomic import atomic_path, check_writable
+from napari_sam.core.io.labels import LabelsWriter
+from napari_sam.core.io.vectors import write_vectors
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.vector.polygons import PolygonCollector, objects_frame
 
 _DOUBLE_SUFFIXES = (".ome.zarr", ".ome.tif", ".ome.tiff")
 
@@ -76,10 +79,6 @@ def write_segmentation(
     generator function taking the labels sink and returning an object with
     ``.objects`` (list of ObjectRecord), e.g. :func:`generate.segment_tiles`.
     """
-    from napari_sam.core.io.labels import LabelsWriter
-    from napari_sam.core.io.vectors import write_vectors
-    from napari_sam.core.vector.polygons import PolygonCollector, objects_frame
-
     folder = check_writable(folder, overwrite)
     labels_name = "labels.zarr" if zarr_labels else "labels.tif"
     with atomic_path(folder, overwrite) as tmp:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
+import torch
+
 
 def weights_hash(model) -> str:
     """sha256 of a torch module's state dict (names, dtypes, shapes and values), hex.
 
     Identical weights give the same hash whatever the device they sit on.
     """
-    import torch
-
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         t = tensor.detach()
