@@ -152,6 +152,10 @@ def list_models() -> list[str]:
 _REFERENCE_THRESHOLDS = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
 _AUTOMATIC_THRESHOLDS: dict[str, dict[str, float]] = {
     "sam_tiny": {"pred_iou_thresh": 0.3, "stability_score_thresh": 0.5},
+    # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
+    **{name: {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
+       for name in ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus",
+                    "sam2.1_hiera_large")},
 }
 
 

@@ -182,3 +182,62 @@ def test_official_layouts_are_recognised():
     entry = weights.REGISTRY["sam2.1_hiera_base_plus"]
     assert entry.architecture == "sam2.1_hiera_base_plus" and len(entry.sha256) == 64
     assert entry.urls[0].endswith("/092824/sam2.1_hiera_base_plus.pt")
+
+
+def test_automatic_decoding_on_a_tile_matches_the_predictor(tiny2):
+    """decode_points (the tiled engine's automatic path) on a SAM 2 tile
+    embedding: the same low-res logits and masks as the predictor's prompts."""
+    from sam_model.mask_candidates import decode_low_res
+
+    tile = _image(100, 70)
+    packed = sam_model.encode_images(tiny2, torch.from_numpy(tile).permute(2, 0, 1)[None].float())
+    pred = sam_model.SamPredictor(tiny2)
+    pred.set_image_embedding(packed, original_size=(100, 70), input_size=(100, 70))
+    points = np.array([[35.0, 50.0], [10.0, 20.0], [60.0, 90.0]])
+    low, iou = decode_low_res(pred, points)
+    for i, p in enumerate(points):
+        logits, iou_i, _ = pred.predict(point_coords=p[None], point_labels=np.array([1]),
+                                        return_logits=True)
+        np.testing.assert_allclose(iou[i].numpy(), iou_i, atol=1e-6)
+        up = tiny2.postprocess_masks(low[i:i + 1], (100, 70), (100, 70))[0].numpy()
+        np.testing.assert_allclose(up, logits, atol=1e-5)
+    batch = sam_model.decode_points(pred, points, pred_iou_thresh=0.0,
+                                    stability_score_thresh=0.0, box_nms_thresh=1.0)
+    assert len(batch.crops) == 9  # 3 candidates per point, no filter
+    best = int(np.argmax(batch.iou_preds.numpy()))
+    x0, y0, x1, y1 = batch.boxes[best].tolist()
+    p = batch.points[best].numpy()
+    masks, scores, _ = pred.predict(point_coords=p[None], point_labels=np.array([1]))
+    k = int(np.argmin(np.abs(scores - float(batch.iou_preds[best]))))
+    assert np.array_equal(masks[k][y0:y1 + 1, x0:x1 + 1], batch.crops[best])
+    assert sam_model.automatic_thresholds("sam2.1_hiera_tiny") == {
+        "pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
+
+
+def test_tiled_automatic_segmentation_runs_with_sam2(tiny2):
+    from napari_sam.core import progress
+    from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles
+    from napari_sam.core.io.raster_open import open_raster
+    from napari_sam.core.tiling.grid import TileGrid
+
+    image = _image(150, 200, seed=4)
+    grid = TileGrid(height=150, width=200, tile_size=128, overlap=32)
+
+    def embedding_for(index):
+        t = grid.tile_for(*index)
+        x = torch.from_numpy(image[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width]
+                             .astype(np.float32)).permute(2, 0, 1)[None]
+        return sam_model.encode_images(tiny2, x)[0].numpy(), (t.height, t.width)
+
+    labels = np.zeros(image.shape[:2], np.uint32)
+
+    def sink(y0, x0, block):
+        labels[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+
+    config = SegmentConfig(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                           edge_margin=-1)
+    result = progress.run(segment_tiles(open_raster(image), grid, embedding_for, tiny2,
+                                        config=config, sink=sink))
+    assert result.n_tiles == 4 and result.stats.candidates > 0 and result.objects
+    for r in result.objects:
+        assert (labels == r.id).sum() == r.area
