@@ -109,9 +109,12 @@ def bench_encoder(name: str, reps: int) -> dict:
     t = _alternate({"ours": lambda: ours.encode(x), "reference": lambda: _reference_encode(ref, x)},
                    reps)
     best = {k: min(v) for k, v in t.items()}
+    # each round runs both back to back: the ratio within a round is less sensitive to
+    # the machine's load changing than the ratio of the minima
+    paired = statistics.median(r / o for o, r in zip(t["ours"], t["reference"]))
     return {"ours_s": best["ours"], "reference_s": best["reference"],
-            "speedup": best["reference"] / best["ours"], "max_abs_diff": diff, "all_s": t,
-            "target_speedup": TARGETS["encoder"]}
+            "speedup": best["reference"] / best["ours"], "paired_speedup_median": paired,
+            "max_abs_diff": diff, "all_s": t, "target_speedup": TARGETS["encoder"]}
 
 
 @torch.no_grad()
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "sam2.json"))
     args = parser.parse_args(argv)
     _setup_paths()
-    enc_reps, prompt_reps = (1, 10) if args.quick else (3, 30)
+    enc_reps, prompt_reps = (1, 10) if args.quick else (5, 30)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ok["prompt"] = pr["multimask"]["speedup"] >= TARGETS["prompt"]
     report["targets"] = {"values": TARGETS, "met": ok}
     rows = [(f"encoder {n} (1024^2)", f"{enc[n]['ours_s']:.2f} s", f"{enc[n]['reference_s']:.2f} s",
-             enc[n]["speedup"], ">= 1.3x") for n in YAML]
+             enc[n]["speedup"], f">= 1.3x (paired median {enc[n]['paired_speedup_median']:.2f}x)")
+            for n in YAML]
     rows += [
         ("1 point, 3 masks, full res", f"{pr['multimask']['ours_ms']:.0f} ms",
          f"{pr['multimask']['reference_ms']:.0f} ms", pr["multimask"]["speedup"], ">= 1.5x"),

@@ -1,4 +1,5 @@
-"""sam_model: Segment Anything (ViT-B/L/H, MobileSAM's TinyViT, sam_tiny) in plain torch.
+"""sam_model: Segment Anything (ViT-B/L/H, MobileSAM's TinyViT, sam_tiny, SAM 2.1's image
+path) in plain torch.
 
 Weight-compatible with the official checkpoints; imports torch and numpy only.
 
@@ -28,11 +29,15 @@ from .registry import (
     zoom_for_extent,
 )
 from .sam import Sam
+from .sam2_model import Sam2
+from .sam2_predictor import Sam2Predictor
 
 
 def encode_images(model: Sam, images: Tensor) -> Tensor:
     """Embed a batch: Bx3xHxW float 0..255 (H, W <= img_size, not normalised, not
-    padded) -> BxCxhxw float32; normalising and padding happen inside."""
+    padded) -> BxCxhxw float32; normalising and padding happen inside. For a ``Sam2`` the
+    embedding comes packed with its high-resolution maps (C = 4 x 256, see
+    ``Sam2.pack_embedding``)."""
     import torch
 
     with torch.no_grad():
@@ -44,6 +49,8 @@ __all__ = [
     "ImageFormatError",
     "MaskBatch",
     "Sam",
+    "Sam2",
+    "Sam2Predictor",
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamModelError",

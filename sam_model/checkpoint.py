@@ -60,15 +60,13 @@ def _known_signatures() -> dict[str, dict[str, tuple[int, ...]]]:
     """Key/shape signatures of the official models, built on the meta device."""
     from .configs import OFFICIAL_CONFIGS
     from .registry import build_sam_from_config
-    from .sam2_configs import SAM2_CONFIGS
-    from .sam2_model import build_sam2_from_config
+    from .sam2_model import official_sam2_signatures
 
     out = {}
     with torch.device("meta"):
         for name, cfg in OFFICIAL_CONFIGS.items():
             out[name] = state_signature(build_sam_from_config(cfg))
-        for name, cfg in SAM2_CONFIGS.items():
-            out[name] = state_signature(build_sam2_from_config(cfg))
+    out.update(official_sam2_signatures())
     return out
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 from .checkpoint import load_checkpoint
 from .common import MLP
 from .hiera import Hiera
-from .sam2_configs import Sam2Config, sam2_config
+from .sam2_configs import SAM2_CONFIGS, Sam2Config, sam2_config
 from .sam2_decoder import Sam2MaskDecoder, Sam2PromptEncoder, sam2_two_way_transformer
 from .sam2_memory import MemoryAttention, MemoryEncoder
 from .sam2_neck import FpnNeck, Sam2ImageEncoder
@@ -208,6 +209,21 @@ class Sam2(nn.Module):
 def build_sam2_from_config(config: Sam2Config) -> Sam2:
     """A randomly initialised ``Sam2`` in eval mode."""
     return Sam2(config=config).eval()
+
+
+@lru_cache(maxsize=1)
+def _sam2_signatures() -> tuple[tuple[str, tuple[tuple[str, tuple[int, ...]], ...]], ...]:
+    out = []
+    with torch.device("meta"):
+        for name, config in SAM2_CONFIGS.items():
+            model = build_sam2_from_config(config)
+            out.append((name, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())))
+    return tuple(out)
+
+
+def official_sam2_signatures() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Key -> shape of each official SAM 2.1 layout (built once, on the meta device)."""
+    return {name: dict(sig) for name, sig in _sam2_signatures()}
 
 
 def build_sam2(name: str, checkpoint: str | os.PathLike | None = None, *,
