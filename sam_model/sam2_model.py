@@ -19,18 +19,15 @@ Bx(4C)xhxw array: channels [0, C) the embedding, [C, 3C) the stride-4 map
 from __future__ import annotations
 
 import contextlib
-import os
-from functools import lru_cache
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_checkpoint
 from .common import MLP
 from .hiera import Hiera
-from .sam2_configs import SAM2_CONFIGS, Sam2Config, sam2_config
+from .sam2_configs import Sam2Config, sam2_config
 from .sam2_decoder import Sam2MaskDecoder, Sam2PromptEncoder, sam2_two_way_transformer
 from .sam2_memory import MemoryAttention, MemoryEncoder
 from .sam2_neck import FpnNeck, Sam2ImageEncoder
@@ -91,6 +88,7 @@ class Sam2(nn.Module):
         self.register_buffer("pixel_std01", std, False)
         self.register_buffer("pixel_mean", mean * 255.0, False)
         self.register_buffer("pixel_std", std * 255.0, False)
+        self.model_name: str | None = None  # the model table's name (build_sam sets it)
         self.encoder_autocast: torch.dtype | None = None
         self._compiled: dict[str, Any] = {}
 
@@ -211,51 +209,9 @@ def build_sam2_from_config(config: Sam2Config) -> Sam2:
     return Sam2(config=config).eval()
 
 
-@lru_cache(maxsize=1)
-def _sam2_signatures() -> tuple[tuple[str, tuple[tuple[str, tuple[int, ...]], ...]], ...]:
-    out = []
-    with torch.device("meta"):
-        for name, config in SAM2_CONFIGS.items():
-            model = build_sam2_from_config(config)
-            out.append((name, tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())))
-    return tuple(out)
-
-
-def official_sam2_signatures() -> dict[str, dict[str, tuple[int, ...]]]:
-    """Key -> shape of each official SAM 2.1 layout (built once, on the meta device)."""
-    return {name: dict(sig) for name, sig in _sam2_signatures()}
-
-
-def build_sam2(name: str, checkpoint: str | os.PathLike | None = None, *,
-               pretrained: bool = True, img_size: int | None = None) -> Sam2:
-    """Build an official SAM 2.1 model (``sam2.1_hiera_tiny|small|base_plus|large``).
-
-    With ``checkpoint`` (an official ``.pt`` file: a dict with the state dict
-    under ``model``) the weights are loaded strictly; without it and with
-    ``pretrained`` the cached official weights are loaded; otherwise random.
-    """
-    config = sam2_config(name, img_size=img_size)
-    if checkpoint is None and pretrained:
-        from .registry import _pretrained_checkpoint  # the weights cache lives beside the table
-
-        checkpoint = _pretrained_checkpoint(name)
-    model = build_sam2_from_config(config)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, model_name=name)
-    return model
-
-
-def build_sam2_1_hiera_tiny(**kwargs) -> Sam2:
-    return build_sam2("sam2.1_hiera_tiny", **kwargs)
-
-
-def build_sam2_1_hiera_small(**kwargs) -> Sam2:
-    return build_sam2("sam2.1_hiera_small", **kwargs)
-
-
-def build_sam2_1_hiera_base_plus(**kwargs) -> Sam2:
-    return build_sam2("sam2.1_hiera_base_plus", **kwargs)
-
-
-def build_sam2_1_hiera_large(**kwargs) -> Sam2:
-    return build_sam2("sam2.1_hiera_large", **kwargs)
+def sam2_network(architecture: str, img_size: int | None = None) -> Sam2:
+    """The model table's builder: a random-weight SAM 2.1 of an official size
+    (``sam2.1_hiera_tiny|small|base_plus|large``), optionally at another input
+    side; ``build_sam`` loads the weights (an official ``.pt`` file keeps the
+    state dict under ``model``)."""
+    return build_sam2_from_config(sam2_config(architecture, img_size=img_size))

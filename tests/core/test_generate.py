@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from napari_sam.core import progress
-from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles
+from napari_sam.core.automatic.decode import segment_tiles
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.grid import TileGrid
 

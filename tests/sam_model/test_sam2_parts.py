@@ -169,18 +169,18 @@ def test_model_table_lists_the_four_sizes():
 
 
 def test_official_layouts_are_recognised():
-    from sam_model import weights
     from sam_model.checkpoint import check_state_dict
 
     with torch.device("meta"):
         small = sam_model.build_sam("sam2.1_hiera_small", pretrained=False).state_dict()
         tiny = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False)
-    assert weights.architecture_of(small) == "sam2.1_hiera_small"
+    assert sam_model.architecture_of(small) == "sam2.1_hiera_small"
     with pytest.raises(sam_model.CheckpointError,
                        match="f.pt: this is a 'sam2.1_hiera_small' checkpoint.*sam2.1_hiera_tiny"):
         check_state_dict(tiny, small, source="f.pt", model_name="sam2.1_hiera_tiny")
-    entry = weights.REGISTRY["sam2.1_hiera_base_plus"]
+    entry = sam_model.MODELS["sam2.1_hiera_base_plus"]
     assert entry.architecture == "sam2.1_hiera_base_plus" and len(entry.sha256) == 64
+    assert entry.size is None  # no published byte size
     assert entry.urls[0].endswith("/092824/sam2.1_hiera_base_plus.pt")
 
 
