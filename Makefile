@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
 	$(BIN)/python -m pip install -q -e ".[testing]" "$(TORCH_PIN)"
+	# test-only reference for SAM 2.1: its metadata requires torchvision, which does not
+	# import beside this torch, so it goes in without dependencies (tests shim torchvision)
+	$(BIN)/python -m pip install -q --no-deps "sam2==1.1.0"
 	touch $(STAMP)
 
 demo: venv

@@ -1,4 +1,5 @@
-"""sam_model: Segment Anything (ViT-B/L/H, MobileSAM's TinyViT, sam_tiny) in plain torch.
+"""sam_model: Segment Anything (ViT-B/L/H, MobileSAM's TinyViT, sam_tiny, SAM 2.1's image
+path) in plain torch.
 
 Weight-compatible with the official checkpoints; imports torch and numpy only.
 
@@ -29,12 +30,16 @@ from .model_table import (
 from .predictor import SamPredictor
 from .registry import build_sam
 from .sam import Sam
+from .sam2_model import Sam2
+from .sam2_predictor import Sam2Predictor
 from .zoom import POINT_ZOOM, prefer_zoomed_click, zoom_for_extent
 
 
 def encode_images(model: Sam, images: Tensor) -> Tensor:
     """Embed a batch: Bx3xHxW float 0..255 (H, W <= img_size, not normalised, not
-    padded) -> BxCxhxw float32; normalising and padding happen inside."""
+    padded) -> BxCxhxw float32; normalising and padding happen inside. For a ``Sam2`` the
+    embedding comes packed with its high-resolution maps (C = 4 x 256, see
+    ``Sam2.pack_embedding``)."""
     with torch.no_grad():
         return model.encode_images(images)
 
@@ -47,6 +52,8 @@ __all__ = [
     "MaskBatch",
     "ModelEntry",
     "Sam",
+    "Sam2",
+    "Sam2Predictor",
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamModelError",

@@ -48,10 +48,11 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """A stack of ``num_layers`` linear layers with ReLU between them.
+    """A stack of ``num_layers`` linear layers with an activation (ReLU) between them.
 
-    Used for the mask decoder's hypernetwork heads and IoU head; the layers are
-    stored as ``layers.0 .. layers.{num_layers-1}``.
+    Used for the mask decoder's hypernetwork heads and IoU head (and, with
+    GELU, for SAM 2's Hiera blocks); the layers are stored as
+    ``layers.0 .. layers.{num_layers-1}``.
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
+        activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.num_layers = num_layers
@@ -68,6 +70,7 @@ class MLP(nn.Module):
         widths_out = [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths_in, widths_out))
         self.sigmoid_output = sigmoid_output
+        self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: ...x input_dim -> ...x output_dim."""
@@ -75,5 +78,5 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = F.relu(x)
+                x = self.act(x)
         return torch.sigmoid(x) if self.sigmoid_output else x

@@ -147,13 +147,19 @@ def decode_low_res(
     """
     model = predictor.model
     sparse, dense = _prompt_embeddings(predictor, points_xy)
-    return model.mask_decoder(
+    kwargs = {}
+    high_res = getattr(predictor, "high_res_features", None)
+    if high_res is not None:  # SAM 2: high-resolution maps in, (masks, iou, tokens, object) out
+        kwargs["high_res_features"] = high_res
+    out = model.mask_decoder(
         image_embeddings=predictor.features,
         image_pe=model.prompt_encoder.get_dense_pe(),
         sparse_prompt_embeddings=sparse,
         dense_prompt_embeddings=dense,
         multimask_output=multimask,
+        **kwargs,
     )
+    return out[0], out[1]
 
 
 def _splits_decoder(decoder) -> bool:

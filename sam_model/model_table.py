@@ -75,7 +75,21 @@ _OFFICIAL = "sam_model.build:official_network"
 #   [MOBILESAM] Git LFS pointer of mobile_sam.pt uploaded by a MobileSAM author,
 #         https://huggingface.co/dhkim2810/MobileSAM/commit/87955d8f45ddcaa0212ca6ebcd13785902988e2a ;
 #         the sha256 also in micro-sam's registry (entry "vit_t", same file as above).
+#   [SAM2] sha256 of the four SAM 2.1 files (no public byte sizes found: left unset) in
+#         micro-sam's SAM 2 registry, computational-cell-analytics/micro-sam
+#         micro_sam/v2/util.py (HASHES, commit 4f6cca85a2e9ca9e25ec4df0eab4e239f9a48fcc), and
+#         the same four values in open-edge-platform/geti-instant-learn
+#         library/src/getiprompt/utils/constants.py (MODEL_MAP "sha_sum", commit
+#         7049c126725644878046bb91a656ae4455e8d261), whose SAM ViT-H and MobileSAM values
+#         equal [SAM] and [MOBILESAM] above.
 _SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM2 = "sam_model.sam2_model:sam2_network"
+_SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_SAM2_SOURCE = (
+    "computational-cell-analytics/micro-sam micro_sam/v2/util.py (HASHES, commit 4f6cca85); "
+    "also open-edge-platform/geti-instant-learn library/src/getiprompt/utils/constants.py "
+    "(commit 7049c126)"
+)
 _SAM_SOURCE = (
     "https://huggingface.co/mashb1t/misc/commit/78e181357bf2e286bf2e76635c0b5cd89583c5d9 "
     "(LFS pointers); sha256 also in computational-cell-analytics/micro-sam micro_sam/util.py"
@@ -134,6 +148,66 @@ _ENTRIES = (
         sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",  # [MOBILESAM]
         description="MobileSAM TinyViT (Zhang et al., Apache-2.0)",
         source=_MOBILESAM_SOURCE,
+    ),
+    ModelEntry(
+        name="sam2.1_hiera_tiny",
+        filename="sam2.1_hiera_tiny.pt",
+        architecture="sam2.1_hiera_tiny",
+        builder=_SAM2,
+        urls=(_SAM2_BASE + "sam2.1_hiera_tiny.pt",
+              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
+              "https://huggingface.co/facebook/sam2.1-hiera-tiny/resolve/main/sam2.1_hiera_tiny.pt"),
+        sha256="7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",  # [SAM2]
+        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
+        pred_iou_thresh=0.8,
+        stability_score_thresh=0.95,
+        description="SAM 2.1 Hiera-T (Meta, Apache-2.0)",
+        source=_SAM2_SOURCE,
+    ),
+    ModelEntry(
+        name="sam2.1_hiera_small",
+        filename="sam2.1_hiera_small.pt",
+        architecture="sam2.1_hiera_small",
+        builder=_SAM2,
+        urls=(_SAM2_BASE + "sam2.1_hiera_small.pt",
+              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
+              "https://huggingface.co/facebook/sam2.1-hiera-small/resolve/main/sam2.1_hiera_small.pt"),
+        sha256="6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",  # [SAM2]
+        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
+        pred_iou_thresh=0.8,
+        stability_score_thresh=0.95,
+        description="SAM 2.1 Hiera-S (Meta, Apache-2.0)",
+        source=_SAM2_SOURCE,
+    ),
+    ModelEntry(
+        name="sam2.1_hiera_base_plus",
+        filename="sam2.1_hiera_base_plus.pt",
+        architecture="sam2.1_hiera_base_plus",
+        builder=_SAM2,
+        urls=(_SAM2_BASE + "sam2.1_hiera_base_plus.pt",
+              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
+              "https://huggingface.co/facebook/sam2.1-hiera-base-plus/resolve/main/sam2.1_hiera_base_plus.pt"),
+        sha256="a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",  # [SAM2]
+        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
+        pred_iou_thresh=0.8,
+        stability_score_thresh=0.95,
+        description="SAM 2.1 Hiera-B+ (Meta, Apache-2.0)",
+        source=_SAM2_SOURCE,
+    ),
+    ModelEntry(
+        name="sam2.1_hiera_large",
+        filename="sam2.1_hiera_large.pt",
+        architecture="sam2.1_hiera_large",
+        builder=_SAM2,
+        urls=(_SAM2_BASE + "sam2.1_hiera_large.pt",
+              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
+              "https://huggingface.co/facebook/sam2.1-hiera-large/resolve/main/sam2.1_hiera_large.pt"),
+        sha256="2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",  # [SAM2]
+        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
+        pred_iou_thresh=0.8,
+        stability_score_thresh=0.95,
+        description="SAM 2.1 Hiera-L (Meta, Apache-2.0)",
+        source=_SAM2_SOURCE,
     ),
     ModelEntry(
         name="sam_tiny",

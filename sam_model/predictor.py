@@ -21,8 +21,17 @@ class SamPredictor:
     """Prompted mask prediction on one image at a time.
 
     Args:
-        sam_model: a ``Sam`` (any size; its ``img_size`` sets the resize target).
+        sam_model: a ``Sam`` (any size; its ``img_size`` sets the resize target),
+            or a ``Sam2``, for which a ``Sam2Predictor`` is returned.
     """
+
+    def __new__(cls, sam_model=None, *args, **kwargs):
+        if cls is SamPredictor and getattr(sam_model, "family", "sam") == "sam2":
+            # imported here: sam2_predictor subclasses this class
+            from .sam2_predictor import Sam2Predictor
+
+            return super().__new__(Sam2Predictor)
+        return super().__new__(cls)
 
     def __init__(self, sam_model: Sam) -> None:
         self.model = sam_model

@@ -1,5 +1,5 @@
 """Pure-torch stand-ins for the parts of torchvision and timm that the reference
-packages (``segment_anything``, ``mobile_sam``) import.
+packages (``segment_anything``, ``mobile_sam``, ``sam2``) import.
 
 torchvision and timm are not installed in this project (a torchvision wheel
 does not import beside the CPU torch build used here). ``install()`` puts small
@@ -12,6 +12,13 @@ where the real package is absent:
   stays an HxWxC uint8 array and ``resize`` is the project's documented resize
   (antialiased bilinear interpolation in float, rounded half to even, clipped
   to uint8), written here independently of ``sam_model.transforms``.
+* ``torchvision.transforms.ToTensor`` / ``Resize`` / ``Normalize`` (``sam2``'s
+  image transforms, which it scripts with ``torch.jit.script``): what
+  torchvision does for numpy arrays and float tensors. ``ToTensor`` makes an
+  HxWxC array CxHxW, divided by 255 when it is uint8; ``Resize((h, w))`` is
+  ``interpolate(bilinear, align_corners=False, antialias=True)`` on a batch of
+  one (torchvision's default for tensors, no rounding for floats);
+  ``Normalize`` subtracts the mean and divides by the std per channel.
 * ``timm.models.layers.DropPath`` / ``to_2tuple`` / ``trunc_normal_`` and
   ``timm.models.registry.register_model``.
 """
@@ -86,6 +93,48 @@ def resize(img, size, *args, **kwargs):
     return torch.clamp(torch.round(out), 0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
 
 
+class ToTensor:
+    """HxWxC (or HxW) numpy array -> CxHxW tensor; uint8 is divided by 255."""
+
+    def __call__(self, pic) -> torch.Tensor:
+        arr = np.asarray(pic)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        img = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).contiguous()
+        if img.dtype == torch.uint8:
+            return img.to(torch.get_default_dtype()).div(255)
+        return img
+
+
+class Resize(nn.Module):
+    """Resize CxHxW or BxCxHxW float tensors to ``size`` (h, w): antialiased bilinear."""
+
+    def __init__(self, size) -> None:
+        super().__init__()
+        self.size = [int(v) for v in size]
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        squeeze = img.dim() == 3
+        x = img.unsqueeze(0) if squeeze else img
+        x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
+                          antialias=True)
+        return x.squeeze(0) if squeeze else x
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel of a (B)xCxHxW float tensor."""
+
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+        return (img - mean) / std
+
+
 # -- timm ------------------------------------------------------------------------
 class DropPath(nn.Module):
     """Stochastic depth: identity in eval mode (and with probability 0)."""
@@ -133,7 +182,8 @@ def install() -> None:
                       box_area=box_area, box_iou=box_iou)
         functional = _module("torchvision.transforms.functional", resize=resize,
                              to_pil_image=to_pil_image)
-        transforms = _module("torchvision.transforms", functional=functional)
+        transforms = _module("torchvision.transforms", functional=functional,
+                             ToTensor=ToTensor, Resize=Resize, Normalize=Normalize)
         tv = _module("torchvision", ops=ops, transforms=transforms)
         sys.modules.update({
             "torchvision": tv, "torchvision.ops": ops, "torchvision.ops.boxes": boxes,

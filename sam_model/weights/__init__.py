@@ -356,7 +356,7 @@ def _inspect(path: Path, expected: ModelEntry | None) -> tuple[str | None, str, 
     except CheckpointError as exc:
         return None, "unreadable", str(exc).removeprefix(f"{path}: ")
     n = len(state)
-    if not all(any(k.startswith(p) for k in state) for p in _PARTS):
+    if not all(any(k.startswith((p, "sam_" + p)) for k in state) for p in _PARTS):
         text = f"not a SAM state dict (no image_encoder/prompt_encoder/mask_decoder keys; {n} tensors)"
         return None, text, text
     arch = architecture_of(state)

@@ -109,9 +109,11 @@ def plan_embedding(raster: GeoRaster, model, *, tile_size: int | None = None,
     level = raster.downsample(s)
     normalizer = Normalizer.from_raster(raster, percentiles=percentiles)
     emb = tuple(int(v) for v in model.prompt_encoder.image_embedding_size)
+    # SAM 2 stores its high-resolution maps packed with the embedding (Sam2.pack_embedding)
+    channels = int(getattr(model, "embedding_channels", model.prompt_encoder.embed_dim))
     settings = StoreSettings(
         model_name=_model_name(model, model_name), weights_hash=weights_hash(model), grid=grid,
-        embed_shape=(int(model.prompt_encoder.embed_dim), *emb),
+        embed_shape=(channels, *emb),
         normalization=normalizer.as_dict(), source=raster.signature(),
         georeference=raster.georeference(), level=level.level_name)
     return EmbeddingPlan(raster=raster, level=level, grid=grid, normalizer=normalizer,
