@@ -19,7 +19,7 @@ from napari_sam.core.tiles import TileGrid
 
 # filters off and no edge margin, so random weights still yield candidates to merge
 LOOSE = SegmentConfig(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                      edge_margin=-1)
+                      edge_margin=-1, max_area_fraction=None)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,32 @@ def test_min_and_max_area(tiny_model):
     cfg = SegmentConfig(**{**LOOSE.__dict__, "max_area": limit})
     _, small = _run(tiny_model, image, grid, config=cfg)
     assert all(r.area <= limit for r in small.objects)
+    # the default share of the raster: an untrained model's masks are large, some go
+    big = [r.area for r in base.objects if r.area > 0.25 * 200 * 200]
+    assert big, "the scene should give masks above a quarter of the raster"
+    cfg = SegmentConfig(**{**LOOSE.__dict__, "max_area_fraction": 0.25})
+    _, capped = _run(tiny_model, image, grid, config=cfg)
+    assert all(r.area <= 0.25 * 200 * 200 for r in capped.objects)
+    assert len(capped.objects) <= len(base.objects) - len(big)
+
+
+def test_default_area_limits():
+    from napari_sam.core.generate import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
+
+    cfg = SegmentConfig()
+    assert (cfg.min_area, cfg.max_area, cfg.max_area_fraction) == (16, None, 0.25)
+    assert (DEFAULT_MIN_AREA, DEFAULT_MAX_AREA_FRACTION) == (16, 0.25)
+    on = cfg.for_raster(1000, 2000)
+    assert (on.max_area, on.max_area_fraction) == (500_000, None)
+    assert on.tile_filter(1024).min_area == 16 and on.tile_filter(1024).max_area == 500_000
+    cleanup = on.merge_settings().stitch.cleanup
+    assert (cleanup.min_area, cleanup.max_area) == (16, 500_000)
+    assert SegmentConfig(max_area=1000).for_raster(1000, 2000).max_area == 1000
+    assert SegmentConfig(max_area_fraction=None).for_raster(1000, 2000).max_area is None
+    assert SegmentConfig(max_area_fraction=1.0).for_raster(1000, 2000).max_area is None
+    assert SegmentConfig().for_raster(4, 4).max_area == 16  # never below min_area
+    with pytest.raises(ValueError, match="max_area_fraction"):
+        SegmentConfig(max_area_fraction=0.0)
 
 
 def test_downscaled_tiles_paint_full_resolution_masks(tiny_model, tmp_path, shared_data):
@@ -142,7 +168,7 @@ def test_downscaled_tiles_paint_full_resolution_masks(tiny_model, tmp_path, shar
 
     [summary] = segment(shared_data / "world.rgb.tif", tmp_path, model=tiny_model, scale=2,
                         tile_size=512, overlap=128, points_per_side=3, pred_iou_thresh=0.0,
-                        stability_score_thresh=0.0, edge_margin=-1)
+                        stability_score_thresh=0.0, edge_margin=-1, max_area_fraction=None)
     assert summary.n_objects > 0
     with rasterio.open(summary.outputs.labels) as ds:
         labels = ds.read(1)

@@ -66,6 +66,11 @@ class AutomaticWidget(Container):
         self.min_area = SpinBox(label="min area (px)", min=0, max=2**31 - 1, value=d.min_area)
         self.max_area = SpinBox(label="max area (0: none)", min=0, max=2**31 - 1, value=d.max_area,
                                 tooltip="0: no upper limit")
+        self.max_area_fraction = FloatSpinBox(
+            label="max share of image", min=0.01, max=1.0, step=0.05,
+            value=d.max_area_fraction,
+            tooltip="Drop objects covering more than this share of the image (background "
+                    "such as sea or sky); 1: keep them")
         self.store = FileEdit(label="embeddings", mode="d", value="",
                               tooltip="Embedding store to use and complete; empty: temporary")
         self.out_dir = FileEdit(label="output folder", mode="d", value="",
@@ -79,7 +84,7 @@ class AutomaticWidget(Container):
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
             self.stability_score_thresh, self.box_nms_thresh, self.min_area, self.max_area,
-            *self.model.widgets, self.store, self.out_dir, self.overwrite,
+            self.max_area_fraction, *self.model.widgets, self.store, self.out_dir, self.overwrite,
             Container(layout="horizontal", labels=False,
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])

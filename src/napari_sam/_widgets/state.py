@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_sam.core.generate import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
+
 
 def _read(widget: Any, name: str) -> Any:
     return getattr(widget, name).value
@@ -125,7 +127,8 @@ class InteractiveConfig(_FromWidget):
 class AutomaticConfig(_FromWidget):
     """Parameters of automatic segmentation (names and defaults as the CLI's).
 
-    Areas are in raster pixels; ``max_area`` 0 means no upper limit.
+    Areas are in raster pixels; ``max_area`` 0 means no upper limit;
+    ``max_area_fraction``: objects covering more of the image are dropped.
     ``store``: an embedding store to use and complete ("" embeds into a
     temporary one); ``out_dir``: also write ``labels.tif``/``objects.gpkg``
     into ``out_dir/<name>/`` ("" keeps the result in memory only).
@@ -138,14 +141,16 @@ class AutomaticConfig(_FromWidget):
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
     box_nms_thresh: float = 0.7
-    min_area: int = 0
+    min_area: int = DEFAULT_MIN_AREA
     max_area: int = 0
+    max_area_fraction: float = DEFAULT_MAX_AREA_FRACTION
     store: str = ""
     out_dir: str = ""
     overwrite: bool = False
 
     _segment_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
-                       "stability_score_thresh", "box_nms_thresh", "min_area", "max_area")
+                       "stability_score_thresh", "box_nms_thresh", "min_area", "max_area",
+                       "max_area_fraction")
     _widget_fields = _segment_fields + ("store", "out_dir", "overwrite")
 
     def __post_init__(self) -> None:

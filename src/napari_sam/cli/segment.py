@@ -18,6 +18,7 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
+from napari_sam.core.generate import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +47,16 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                             "that straddle a seam (the behaviour before seam stitching)")
     group.add_argument("--min-region-area", type=non_negative_int, default=0, metavar="PX",
                        help="fill holes and remove islands smaller than PX pixels (default 0)")
-    group.add_argument("--min-area", type=non_negative_int, default=0, metavar="PX",
-                       help="drop objects smaller than PX pixels (default 0)")
+    group.add_argument("--min-area", type=non_negative_int, default=DEFAULT_MIN_AREA,
+                       metavar="PX", help=f"drop objects smaller than PX pixels (default "
+                                          f"{DEFAULT_MIN_AREA}: the decoder's specks; 0 keeps all)")
     group.add_argument("--max-area", type=positive_int, default=None, metavar="PX",
-                       help="drop objects larger than PX pixels (default: no limit)")
+                       help="drop objects larger than PX pixels (default: no limit but "
+                            "--max-area-fraction)")
+    group.add_argument("--max-area-fraction", type=fraction, default=DEFAULT_MAX_AREA_FRACTION,
+                       metavar="F", help=f"drop objects covering more than F of the raster "
+                                         f"(default {DEFAULT_MAX_AREA_FRACTION}: background "
+                                         f"such as sea or sky; 1 keeps them)")
 
 
 def add_parser(subparsers) -> None:
@@ -90,6 +97,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "min_region_area": args.min_region_area,
         "min_area": args.min_area,
         "max_area": args.max_area,
+        "max_area_fraction": args.max_area_fraction,
         "stitch_seams": not args.no_stitch,
     }
     for key in ("pred_iou_thresh", "stability_score_thresh"):

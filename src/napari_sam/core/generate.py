@@ -26,7 +26,7 @@ and gives an empty result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +39,11 @@ from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.stitch import StitchSettings
 from napari_sam.errors import InputError
 
+DEFAULT_MIN_AREA = 16
+"""Objects smaller than this (raster pixels) are dropped unless asked otherwise."""
+DEFAULT_MAX_AREA_FRACTION = 0.25
+"""Objects covering more than this fraction of the raster are dropped unless asked otherwise."""
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -50,7 +55,13 @@ class SegmentConfig:
     ``edge_margin``: how close (px) to an inner tile border a mask's box may
     come; None scales the reference's 20 px per 1024 px of tile.
     ``min_region_area``: holes and islands smaller than this are filled /
-    removed. ``min_area`` / ``max_area``: objects outside are dropped.
+    removed. ``min_area`` / ``max_area``: objects outside are dropped; the
+    default minimum (:data:`DEFAULT_MIN_AREA`, 16 px, a 4 x 4 square) keeps
+    the decoder's 1-2 px specks out of the results. ``max_area_fraction``:
+    objects covering more than this fraction of the raster are dropped too
+    (default 0.25: such a mask is the background, sea or sky, not an object;
+    None or 1 keeps them); the limit in force is the smaller of the two
+    (:meth:`for_raster`).
     ``stitch_seams``: join the masks of one object cut by tile borders (see
     :mod:`napari_sam.core.stitch`); False drops masks cut by an inner border,
     which loses objects that straddle a seam and are larger than about half
@@ -67,15 +78,28 @@ class SegmentConfig:
     dedup_mask_iou: float = 0.5
     edge_margin: float | None = None
     min_region_area: int = 0
-    min_area: int = 0
+    min_area: int = DEFAULT_MIN_AREA
     max_area: int | None = None
     stitch_seams: bool = True
+    max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
             raise ValueError("points_per_side and points_per_batch must be at least 1")
         if self.max_area is not None and self.max_area < self.min_area:
             raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
+        if self.max_area_fraction is not None and not 0.0 < self.max_area_fraction <= 1.0:
+            raise ValueError(f"max_area_fraction must be in (0, 1], got {self.max_area_fraction}")
+
+    def for_raster(self, height: int, width: int) -> SegmentConfig:
+        """This config with ``max_area`` the limit in force on a ``height`` x ``width`` raster:
+        the smaller of ``max_area`` and ``max_area_fraction`` of the raster (never below
+        ``min_area``); ``max_area_fraction`` is then spent (None)."""
+        limit = self.max_area
+        if self.max_area_fraction is not None and self.max_area_fraction < 1.0:
+            share = max(int(self.max_area_fraction * int(height) * int(width)), self.min_area)
+            limit = share if limit is None else min(limit, share)
+        return replace(self, max_area=limit, max_area_fraction=None)
 
     def tile_filter(self, tile_size: int) -> TileFilter:
         margin = self.edge_margin
@@ -257,6 +281,7 @@ def segment_tiles(
     cluster (same results). Yields Progress ("segment", tiles done).
     """
     tiles = list(grid)
+    config = config.for_raster(raster.height, raster.width)
     rows, cols = axis_windows(tiles, raster.height, raster.width)
     points = plan_points(raster, tiles, tile_size=grid.tile_size,
                          points_per_side=config.points_per_side)
