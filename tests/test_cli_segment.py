@@ -234,3 +234,20 @@ def test_area_defaults_reach_the_config_and_the_help(tmp_path, shared_data, monk
     text = " ".join(capsys.readouterr().out.split())
     assert "(default 16: the decoder's specks; 0 keeps all)" in text
     assert "(default 0.25: background such as sea or sky; 1 keeps them)" in text
+
+
+@pytest.mark.parametrize("mode", ["coarse", "full"])
+def test_point_mode_recorded_in_the_object_layer(tmp_path, shared_data, mode):
+    import json
+
+    import pyogrio
+
+    src = shared_data / "rgb-byte-tenth.tif"
+    extra = [] if mode == "coarse" else ["--points", "full"]
+    assert main(["segment", str(src), "--out", str(tmp_path), *LOOSE, *extra]) == 0
+    info = pyogrio.read_info(tmp_path / "rgb-byte-tenth" / "objects.gpkg", layer="objects")
+    run = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
+    assert run["points"] == mode
+    assert 0 < run["decoded_points"] <= run["grid_points"]
+    if mode == "full":
+        assert run["decoded_points"] == run["grid_points"]

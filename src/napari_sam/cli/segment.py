@@ -18,6 +18,7 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
+from napari_sam.core.coarse_to_fine import POINT_MODES
 from napari_sam.core.generate import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
 
 
@@ -26,6 +27,15 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("automatic generation")
     group.add_argument("--points-per-side", type=positive_int, default=32, metavar="N",
                        help="prompt points per tile side (default 32)")
+    group.add_argument("--points", choices=POINT_MODES, default="coarse",
+                       help="coarse: decode the point grid coarse-to-fine, a sparse grid first "
+                            "and then finer points only where no accepted mask lies and the "
+                            "image is not uniform (default; several times fewer decoder "
+                            "calls); full: every point of the grid, as the SAM paper's "
+                            "generator (recorded in objects.gpkg's metadata)")
+    group.add_argument("--point-levels", type=positive_int, default=3, metavar="N",
+                       help="coarse-to-fine levels, each doubling the density up to "
+                            "--points-per-side (default 3: 1/4, 1/2, full)")
     group.add_argument("--points-per-batch", type=positive_int, default=64, metavar="N",
                        help="points per decoder call (default 64)")
     group.add_argument("--pred-iou-thresh", type=fraction, default=None, metavar="T",
@@ -90,6 +100,8 @@ def generation_options(args: argparse.Namespace) -> dict:
     options = {
         "points_per_side": args.points_per_side,
         "points_per_batch": args.points_per_batch,
+        "points": args.points,
+        "point_levels": args.point_levels,
         "pred_iou_thresh": args.pred_iou_thresh,
         "stability_score_thresh": args.stability_score_thresh,
         "box_nms_thresh": args.box_nms_thresh,

@@ -31,6 +31,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from napari_sam.core.assemble import AssemblyStats, MergeSettings, assemble
+from napari_sam.core.coarse_to_fine import (
+    POINT_MODES,
+    TileCandidates,
+    content_at,
+    decode_coarse_to_fine,
+    point_levels,
+)
 from napari_sam.core.merge import Candidate, TileFilter, crops_from_masks, tile_candidates
 from napari_sam.core.objects import ObjectRecord
 from napari_sam.core.paint import Sink
@@ -66,6 +73,10 @@ class SegmentConfig:
     :mod:`napari_sam.core.stitch`); False drops masks cut by an inner border,
     which loses objects that straddle a seam and are larger than about half
     the overlap (the behaviour before stitching).
+    ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
+    ``point_levels`` levels, skipping points under accepted masks and on
+    uniform image (:mod:`napari_sam.core.coarse_to_fine`); ``"full"`` decodes
+    every grid point, as the paper's generator does.
     """
 
     points_per_side: int = 32
@@ -82,10 +93,16 @@ class SegmentConfig:
     max_area: int | None = None
     stitch_seams: bool = True
     max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
+    points: str = "coarse"
+    point_levels: int = 3
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
             raise ValueError("points_per_side and points_per_batch must be at least 1")
+        if self.points not in POINT_MODES:
+            raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
+        if self.point_levels < 1:
+            raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
         if self.max_area is not None and self.max_area < self.min_area:
             raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
         if self.max_area_fraction is not None and not 0.0 < self.max_area_fraction <= 1.0:
@@ -124,7 +141,9 @@ class TileWork:
     ``embedding`` (C, h, w) float; ``input_hw`` the size of the image the
     encoder saw (before padding); ``origin`` (y0, x0) and ``scale`` map tile
     input pixels to raster pixels; ``points`` (N, 2) XY raster pixels;
-    ``valid`` (H, W) bool over the tile's raster pixels, or None.
+    ``valid`` (H, W) bool over the tile's raster pixels, or None;
+    ``content`` (N,) bool: whether the image varies around each point
+    (coarse-to-fine points only; None: not computed).
     """
 
     index: tuple[int, int]
@@ -134,6 +153,7 @@ class TileWork:
     scale: int
     points: np.ndarray
     valid: np.ndarray | None
+    content: np.ndarray | None = None
 
 
 def _decode_points():
@@ -153,13 +173,15 @@ class TileDecoder:
         self.model = model
         self.config = config
         self.rows, self.cols = rows, cols
+        self.tile_size = int(tile_size)
         self.filter = config.tile_filter(tile_size)
 
-    def __call__(self, work: TileWork) -> list[Candidate]:
+    def __call__(self, work: TileWork) -> TileCandidates:
+        """The tile's candidates; ``.n_decoded`` counts the points decoded."""
         import torch
 
         if len(work.points) == 0:
-            return []
+            return TileCandidates()
         from sam_model import SamPredictor
 
         cfg = self.config
@@ -170,12 +192,34 @@ class TileDecoder:
         hw = (int(work.input_hw[0]), int(work.input_hw[1]))
         predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
         y0, x0 = work.origin
-        local = (np.asarray(work.points, dtype=np.float64) - [x0, y0]) / work.scale
-        batch = _decode_points()(
-            predictor, local, points_per_batch=cfg.points_per_batch,
-            pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
-            stability_score_offset=cfg.stability_score_offset, box_nms_thresh=cfg.box_nms_thresh,
-        )
+
+        def decode(points_xy: np.ndarray):
+            local = (np.asarray(points_xy, dtype=np.float64) - [x0, y0]) / work.scale
+            return _decode_points()(
+                predictor, local, points_per_batch=cfg.points_per_batch,
+                pred_iou_thresh=cfg.pred_iou_thresh,
+                stability_score_thresh=cfg.stability_score_thresh,
+                stability_score_offset=cfg.stability_score_offset,
+                box_nms_thresh=cfg.box_nms_thresh,
+            )
+
+        if cfg.points == "full":
+            batch = decode(work.points)
+            return TileCandidates(self._candidates(work, batch), n_decoded=len(work.points))
+        spacing = self.tile_size / cfg.points_per_side
+        rows, cols = self.rows, self.cols
+        row, col = work.index
+        shape = (rows.sizes[row], cols.sizes[col])
+        outputs, decoded = decode_coarse_to_fine(
+            work.points, point_levels(work.points, spacing, cfg.point_levels), work.content,
+            decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
+            shape=shape)
+        batch = _merge_levels(outputs, cfg.box_nms_thresh)
+        return TileCandidates(self._candidates(work, batch), n_decoded=int(decoded.sum()))
+
+    def _candidates(self, work: TileWork, batch) -> list[Candidate]:
+        """The decoder output ``batch`` (tile input pixels) as the tile's accepted candidates."""
+        y0, x0 = work.origin
         crops, offsets = _batch_crops(batch)
         if work.scale > 1:
             s = int(work.scale)
@@ -187,6 +231,17 @@ class TileDecoder:
         pts = pts + [x0, y0]
         return tile_candidates(crops, offsets, iou, stab, pts, tile=work.index, rows=self.rows,
                                cols=self.cols, valid=work.valid, settings=self.filter)
+
+
+def _merge_levels(outputs: list, box_nms_thresh: float):
+    """The coarse-to-fine levels' decoder outputs as one, after one box NMS by predicted IoU."""
+    from sam_model.amg_utils import nms
+
+    first = outputs[0]
+    if len(outputs) == 1:
+        return first
+    joined = type(first).concat(outputs, first.image_hw)
+    return joined.select(nms(joined.boxes, joined.iou_preds, box_nms_thresh))
 
 
 def _numpy(x):
@@ -212,6 +267,8 @@ class SegmentResult:
     stats: AssemblyStats
     n_tiles: int
     n_points: int
+    n_decoded: int | None = None
+    points: str = "full"
 
 
 TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
@@ -243,24 +300,31 @@ def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> Point
                          points_per_side=points_per_side)
 
 
-def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource
-                ) -> Iterator[TileWork]:
+def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
+                content_window: int | None = None) -> Iterator[TileWork]:
+    """Each tile's work; ``content_window`` (px): also mark where the image varies around
+    the points (:func:`~napari_sam.core.coarse_to_fine.content_at`); None: not needed."""
     for tile in tiles:
         pts = grid.points_for(tile.row, tile.col)
         if len(pts) == 0:
             continue
-        _, valid = raster.read_masked(tile.window)
-        inside = valid[(pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)]
-        pts = pts[inside]
+        data, valid = raster.read_masked(tile.window)
+        py, px = (pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)
+        inside = valid[py, px]
+        pts, py, px = pts[inside], py[inside], px[inside]
         if len(pts) == 0:
             continue
+        content = None
+        if content_window is not None:
+            content = content_at(data, None if valid.all() else valid,
+                                 np.stack([py, px], axis=1), window=content_window)
         found = embedding_for(tile.index)
         if found is None:  # a tile with no valid pixel at the model's input level
             continue
         embedding, input_hw = found
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
-                       points=pts, valid=None if valid.all() else valid)
+                       points=pts, valid=None if valid.all() else valid, content=content)
 
 
 def segment_tiles(
@@ -287,12 +351,24 @@ def segment_tiles(
                          points_per_side=config.points_per_side)
     decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
                           tile_size=grid.tile_size)
-    works = _tile_works(raster, tiles, points, embedding_for)
+    window = None
+    if config.points == "coarse":  # one level-0 cell of the coarse-to-fine lattice
+        window = int(round(grid.tile_size / config.points_per_side
+                           * 2 ** (config.point_levels - 1)))
+    works = _tile_works(raster, tiles, points, embedding_for, content_window=window)
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
     else:
         results = executor.map_ordered(decoder, works)
-    table, stats = yield from assemble(results, rows=rows, cols=cols, sink=sink,
+    counted = {"decoded": 0}
+
+    def count(pairs):
+        for index, candidates in pairs:
+            counted["decoded"] += int(getattr(candidates, "n_decoded", len(candidates)))
+            yield index, candidates
+
+    table, stats = yield from assemble(count(results), rows=rows, cols=cols, sink=sink,
                                        settings=config.merge_settings(), n_tiles=len(tiles))
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
-    return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points)
+    return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
+                         n_decoded=counted["decoded"], points=config.points)

@@ -35,6 +35,7 @@ class SegmentSummary:
     n_tiles: int
     n_points: int
     seconds: float
+    n_decoded: int | None = None
 
     def line(self) -> str:
         return (f"{self.input}: {self.n_objects} objects in {self.seconds:.1f} s "
@@ -119,7 +120,8 @@ def segment_file(
     result = holder["result"]
     return SegmentSummary(input=Path(str(source)), outputs=outputs, n_objects=outputs.n_objects,
                           n_tiles=result.n_tiles, n_points=result.n_points,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start,
+                          n_decoded=getattr(result, "n_decoded", None))
 
 
 def check_inputs(inputs: Sequence, out_dir, *, embeddings=None, overwrite: bool = False) -> None:

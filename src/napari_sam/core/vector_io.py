@@ -63,7 +63,7 @@ _SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _QUPATH_TYPES = ("detection", "annotation")
 _QUPATH_SKIP = ("id", "area", "perimeter")
 _META_ITEMS = {"transform": "NAPARI_SAM_TRANSFORM", "shape": "NAPARI_SAM_SHAPE",
-               "source": "NAPARI_SAM_SOURCE"}
+               "source": "NAPARI_SAM_SOURCE", "segmentation": "NAPARI_SAM_SEGMENTATION"}
 
 
 def resolve_format(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -115,6 +115,8 @@ def _metadata(gdf: gpd.GeoDataFrame, out_path: Path) -> dict[str, Any]:
         meta["shape"] = [int(v) for v in gdf.attrs["shape"]]
     if gdf.attrs.get("source"):
         meta["source"] = portable_source(gdf.attrs["source"], out_path)
+    if gdf.attrs.get("segmentation"):
+        meta["segmentation"] = dict(gdf.attrs["segmentation"])
     return meta
 
 
@@ -360,6 +362,8 @@ def read_vectors(path: str | os.PathLike, *, layer: str | None = None) -> gpd.Ge
         gdf.attrs["transform"] = tuple(float(v) for v in meta["transform"])[:6]
     if meta.get("shape") is not None:
         gdf.attrs["shape"] = tuple(int(v) for v in meta["shape"])
+    if meta.get("segmentation"):
+        gdf.attrs["segmentation"] = dict(meta["segmentation"])
     if meta.get("source"):
         source = str(meta["source"])
         if not _is_url(source) and not Path(source).is_absolute():
