@@ -51,14 +51,15 @@ def test_levels_are_nested_lattices_that_partition_the_grid():
     assert (point_levels(grid, spacing, 1) == 0).all()
 
 
-def test_content_marks_only_points_near_texture():
+def test_content_marks_only_points_near_edges():
     rng = np.random.default_rng(0)
-    data = np.full((64, 128, 3), 90, np.uint8)
-    data[:, :40] = rng.integers(0, 255, (64, 40, 3))
-    pts = np.array([[32, 10], [32, 50], [32, 120]])
-    assert content_at(data, None, pts, window=32).tolist() == [True, True, False]
-    valid = np.ones((64, 128), bool)
-    valid[:, :40] = False  # the texture is nodata: no content anywhere
+    data = (90 + rng.normal(0, 6, (96, 160, 3))).clip(0, 255).astype(np.uint8)  # noisy background
+    data[30:60, 20:50] = (200, 40, 40)  # an object
+    pts = np.array([[45, 35], [45, 60], [45, 120], [5, 5]])
+    # at the object (its edges within 16 px), next to it, in plain noise, far away
+    assert content_at(data, None, pts, window=32).tolist() == [True, True, False, False]
+    valid = np.ones((96, 160), bool)
+    valid[20:70, 10:60] = False  # the object is nodata: no content anywhere
     assert not content_at(data, valid, pts, window=32).any()
 
 
@@ -154,8 +155,10 @@ def _scene():
     truth = disks(300, 300, n=30, rmin=4, rmax=20, seed=2)
     truth[140:295, 10:295] = 31  # one large rectangle, over several tiles
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (300, 300, 3)).astype(np.uint8)
-    return image, truth
+    colours = rng.integers(120, 255, (32, 3))
+    image = 60 + rng.normal(0, 5, (300, 300, 3))  # noisy background, objects in colour
+    image[truth > 0] = colours[truth[truth > 0]]
+    return image.clip(0, 255).astype(np.uint8), truth
 
 
 def test_full_grid_decodes_every_point_once(tiny_model, monkeypatch):

@@ -15,10 +15,12 @@ wherever the raster is valid; a point of a later level is decoded only when
 - no mask accepted so far in this tile covers it (masks that passed the
   decoder's filters, NMS and the tile's edge / area filters: the objects the
   tile will publish, partials to be stitched included), and
-- the image has *content* around it: within the window of one level-0 cell
-  (``2**(levels-1) * s`` px) centred on the point, some band varies by more
-  than ``flat_tolerance`` of the tile's value range. A point whose whole
-  level-0 cell is uniform is background the level-0 points already probed.
+- the image has *content* near it: an edge within ``2 * s`` px (the
+  gradient of the smoothed image well above its median over the tile, the
+  noise and texture floor; :func:`content_at`). A point in smooth
+  background far from any edge would give the background the level-0
+  points already probed; an object no mask covers yet has edges, so the
+  points near it are decoded.
 
 The masks of all levels then go through one box NMS (by predicted IoU), the
 same step that ends the paper's generator on one crop, so the filters, NMS
@@ -82,39 +84,44 @@ def point_levels(points_xy: np.ndarray, spacing: float, levels: int) -> np.ndarr
 
 
 def content_at(data: np.ndarray, valid: np.ndarray | None, points_yx: np.ndarray, *,
-               window: int, flat_tolerance: float = 0.02) -> np.ndarray:
-    """Whether the image varies around each point: (N,) bool.
+               window: int, edge_factor: float = 4.0, min_contrast: float = 0.02,
+               smooth: float = 1.5) -> np.ndarray:
+    """Whether the image has an edge near each point: (N,) bool.
 
     ``data`` (H, W, C) or (H, W) tile pixels; ``valid`` (H, W) bool or None;
     ``points_yx`` (N, 2) integer pixel (row, col) inside the tile; ``window``
-    the side (px) of the square looked at. A band varies when its max - min
-    over the window exceeds ``flat_tolerance`` of its range over the tile's
-    valid pixels; nodata pixels count as the band's lowest valid value.
+    the side (px) of the square looked at around each point. Edges: the
+    gradient magnitude of each band smoothed by a Gaussian of ``smooth`` px,
+    above ``edge_factor`` times its median over the tile (the noise and
+    texture floor) and above ``min_contrast`` of the band's value range per
+    pixel. Nodata and the border of nodata are no content.
     """
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[..., None]
     pts = np.asarray(points_yx, dtype=np.int64).reshape(-1, 2)
-    out = np.zeros(len(pts), dtype=bool)
     if len(pts) == 0:
-        return out
-    size = max(1, int(window))
+        return np.zeros(0, dtype=bool)
+    edges = np.zeros(arr.shape[:2], dtype=bool)
+    usable = np.ones(arr.shape[:2], dtype=bool) if valid is None else \
+        ~ndimage.binary_dilation(~valid, iterations=int(np.ceil(3 * smooth)) + 1)
     for band in range(arr.shape[2]):
-        values = arr[..., band].astype(np.float32, copy=False)
-        good = values[valid] if valid is not None else values
-        good = good[np.isfinite(good)]
+        values = arr[..., band].astype(np.float32)
+        finite = np.isfinite(values)
+        good = values[finite & usable]
         if good.size == 0:
             continue
         low, high = float(good.min()), float(good.max())
         if high <= low:
             continue
-        fill = np.where(np.isfinite(values), values, low)
-        if valid is not None:
-            fill = np.where(valid, fill, low)
-        top = ndimage.maximum_filter(fill, size=size, mode="nearest")[pts[:, 0], pts[:, 1]]
-        bottom = ndimage.minimum_filter(fill, size=size, mode="nearest")[pts[:, 0], pts[:, 1]]
-        out |= (top - bottom) > flat_tolerance * (high - low)
-    return out
+        values = np.where(finite, values, low)
+        smooth_band = ndimage.gaussian_filter(values, smooth)
+        magnitude = np.hypot(ndimage.sobel(smooth_band, 0), ndimage.sobel(smooth_band, 1)) / 8.0
+        floor = float(np.median(magnitude[usable])) if usable.any() else 0.0
+        edges |= magnitude > max(edge_factor * floor, min_contrast * (high - low))
+    edges &= usable
+    near = ndimage.maximum_filter(edges, size=max(1, int(window)), mode="constant")
+    return near[pts[:, 0], pts[:, 1]]
 
 
 def paint_coverage(covered: np.ndarray, origin: tuple[int, int], candidates: Sequence[Any]

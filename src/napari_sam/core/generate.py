@@ -39,6 +39,7 @@ from napari_sam.core.coarse_to_fine import (
     point_levels,
 )
 from napari_sam.core.merge import Candidate, TileFilter, crops_from_masks, tile_candidates
+from napari_sam.core.multiscale import ScaleMerger, inject
 from napari_sam.core.objects import ObjectRecord
 from napari_sam.core.paint import Sink
 from napari_sam.core.pointgrid import AxisWindows, PointAssignment, assign_points, axis_windows
@@ -76,7 +77,10 @@ class SegmentConfig:
     ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
     ``point_levels`` levels, skipping points under accepted masks and on
     uniform image (:mod:`napari_sam.core.coarse_to_fine`); ``"full"`` decodes
-    every grid point, as the paper's generator does.
+    every grid point, as the paper's generator does. ``scales``: the raster
+    is also segmented downscaled by each factor after the first and objects
+    are merged across scales (:mod:`napari_sam.core.multiscale`); ``(1,)``
+    segments at the tiling's own scale only.
     """
 
     points_per_side: int = 32
@@ -95,6 +99,7 @@ class SegmentConfig:
     max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
     points: str = "coarse"
     point_levels: int = 3
+    scales: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
@@ -103,6 +108,10 @@ class SegmentConfig:
             raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
         if self.point_levels < 1:
             raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
+        scales = tuple(int(v) for v in self.scales)
+        if not scales or scales[0] != 1 or any(b <= a for a, b in zip(scales, scales[1:])):
+            raise ValueError(f"scales must start at 1 and increase, got {self.scales}")
+        object.__setattr__(self, "scales", scales)
         if self.max_area is not None and self.max_area < self.min_area:
             raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
         if self.max_area_fraction is not None and not 0.0 < self.max_area_fraction <= 1.0:
@@ -269,6 +278,7 @@ class SegmentResult:
     n_points: int
     n_decoded: int | None = None
     points: str = "full"
+    scales: tuple[int, ...] = (1,)
 
 
 TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
@@ -336,13 +346,19 @@ def segment_tiles(
     config: SegmentConfig = SegmentConfig(),
     sink: Sink,
     executor=None,
+    coarse: ScaleMerger | None = None,
+    scales: tuple[int, ...] = (1,),
+    coarse_decoded: int = 0,
 ) -> ProgressGen[SegmentResult]:
     """Segment ``raster`` over the TileGrid ``grid``; labels go to ``sink``; return the objects.
 
     ``embedding_for`` gives each tile's cached embedding; ``model`` the Sam
     that made it. ``executor``: None decodes here; a
     :class:`napari_sam.core.distributed.DaskExecutor` sends tiles to a dask
-    cluster (same results). Yields Progress ("segment", tiles done).
+    cluster (same results). ``coarse``: the objects of coarser scales, merged
+    into this pass (:func:`napari_sam.core.multiscale.inject`); ``scales`` and
+    ``coarse_decoded`` (the points decoded for them) go into the result.
+    Yields Progress ("segment", tiles done).
     """
     tiles = list(grid)
     config = config.for_raster(raster.height, raster.width)
@@ -351,16 +367,15 @@ def segment_tiles(
                          points_per_side=config.points_per_side)
     decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
                           tile_size=grid.tile_size)
-    window = None
-    if config.points == "coarse":  # one level-0 cell of the coarse-to-fine lattice
-        window = int(round(grid.tile_size / config.points_per_side
-                           * 2 ** (config.point_levels - 1)))
-    works = _tile_works(raster, tiles, points, embedding_for, content_window=window)
+    works = _tile_works(raster, tiles, points, embedding_for,
+                        content_window=content_window(config, grid.tile_size))
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
     else:
         results = executor.map_ordered(decoder, works)
-    counted = {"decoded": 0}
+    if coarse is not None:
+        results = inject(results, coarse, rows)
+    counted = {"decoded": int(coarse_decoded)}
 
     def count(pairs):
         for index, candidates in pairs:
@@ -371,4 +386,13 @@ def segment_tiles(
                                        settings=config.merge_settings(), n_tiles=len(tiles))
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
     return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
-                         n_decoded=counted["decoded"], points=config.points)
+                         n_decoded=counted["decoded"], points=config.points,
+                         scales=tuple(scales))
+
+
+def content_window(config: SegmentConfig, tile_size: int) -> int | None:
+    """Side (raster px) of the window searched for edges around a point: two grid spacings;
+    None with the full grid (not needed)."""
+    if config.points != "coarse":
+        return None
+    return int(round(2 * tile_size / config.points_per_side))

@@ -3,8 +3,10 @@
 For each input: open it (bad input fails before any work), make sure its
 output folder may be written, embed the tiles that are not in the embedding
 store yet (the given ``--embeddings`` store, resumed; else a temporary store
-beside the outputs, removed afterwards), decode every tile from the store
-(here or on a dask cluster), and write ``DIR/<stem>/`` atomically.
+beside the outputs, removed afterwards), run the coarse passes of the extra
+scales (:mod:`napari_sam.core.scale_passes`, temporary stores), decode every
+tile from the store (here or on a dask cluster) with the coarse passes'
+large objects merged in, and write ``DIR/<stem>/`` atomically.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 
 from napari_sam.core.atomic import check_writable
 from napari_sam.core.generate import SegmentConfig, SegmentResult, segment_tiles, store_embeddings
+from napari_sam.core.multiscale import ScaleMerger
 from napari_sam.core.progress import ProgressGen
+from napari_sam.core.scale_passes import coarse_passes
 from napari_sam.core.segment_io import SegmentOutputs, input_stem, is_zarr_input, write_segmentation
 from napari_sam.errors import InputError
 
@@ -100,11 +104,15 @@ def segment_file(
                                         device=None, model_name=model_name)
         grid = store.grid
         holder: dict = {}
+        coarse, coarse_decoded, scales = yield from coarse_passes(
+            raster, store, model, config=config, work_dir=store_path.parent,
+            model_name=model_name, batch_size=batch_size, executor=executor)
 
         def produce(sink):
             result: SegmentResult = yield from segment_tiles(
                 raster, grid, store_embeddings(store), model, config=config, sink=sink,
-                executor=executor)
+                executor=executor, coarse=ScaleMerger(coarse), scales=scales,
+                coarse_decoded=coarse_decoded)
             holder["result"] = result
             return result
 
