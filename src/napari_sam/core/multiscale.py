@@ -18,8 +18,9 @@ including the full-resolution stream, a finer mask ``F`` against each kept
 coarser object ``O``:
 
 - *fragment*: at least ``inside`` (0.7) of ``F`` lies in ``O`` and ``F`` is
-  smaller than ``fragment_share`` (0.5) of ``O``: ``F`` is dropped, the whole
-  object wins;
+  smaller than ``fragment_share`` (0.5) of ``O`` or is a partial (a mask cut
+  by a tile seam, a piece by nature): ``F`` is dropped, the whole object
+  wins;
 - *same object*: mask IoU of ``F`` and ``O`` at least ``same_iou`` (0.5) and
   ``F`` whole (not a partial cut by a seam): ``F`` replaces ``O`` (full
   resolution keeps its sharper edges);
@@ -76,7 +77,8 @@ def relation(fine: Candidate, coarse: Candidate, rules: ScaleRules = ScaleRules(
         return "other"
     if not fine.partial and inter / (fine.area + coarse.area - inter) >= rules.same_iou:
         return "same"
-    if inter >= rules.inside * fine.area and fine.area < rules.fragment_share * coarse.area:
+    if inter >= rules.inside * fine.area and (
+            fine.partial or fine.area < rules.fragment_share * coarse.area):
         return "fragment"
     return "other"
 
