@@ -47,6 +47,18 @@ from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.stitch import StitchSettings
 from napari_sam.errors import InputError
 
+
+def points_per_batch_for(device) -> int:
+    """Points per decoder call: 16 on a CPU, 64 elsewhere.
+
+    On a CPU each prompt carries its own copy of the tile's image tokens
+    through the decoder's transformer, and 16 at a time ran 1.5-2x faster
+    than 64 with sam_tiny on a 2-core box (``benchmarks/gpu_check.py``
+    measures it); a GPU wants larger batches.
+    """
+    return 16 if str(device).startswith("cpu") else 64
+
+
 DEFAULT_MIN_AREA = 16
 """Objects smaller than this (raster pixels) are dropped unless asked otherwise."""
 DEFAULT_MAX_AREA_FRACTION = 0.25
@@ -57,7 +69,10 @@ DEFAULT_MAX_AREA_FRACTION = 0.25
 class SegmentConfig:
     """Automatic segmentation settings; pixels are raster pixels.
 
-    The first six are the reference generator's, with its defaults.
+    The first six are the reference generator's, with its defaults, but for
+    ``points_per_batch``: None picks :func:`points_per_batch_for` the device
+    (the masks do not depend on it: the filters are per mask and NMS runs
+    once over all batches).
     ``dedup_box_thresh`` / ``dedup_mask_iou``: two masks from different tiles
     are one object when their boxes' IoU or their masks' IoU exceed these.
     ``edge_margin``: how close (px) to an inner tile border a mask's box may
@@ -84,7 +99,7 @@ class SegmentConfig:
     """
 
     points_per_side: int = 32
-    points_per_batch: int = 64
+    points_per_batch: int | None = None
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
     stability_score_offset: float = 1.0
@@ -102,7 +117,8 @@ class SegmentConfig:
     scales: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
-        if self.points_per_side < 1 or self.points_per_batch < 1:
+        if self.points_per_side < 1 or (self.points_per_batch is not None
+                                        and self.points_per_batch < 1):
             raise ValueError("points_per_side and points_per_batch must be at least 1")
         if self.points not in POINT_MODES:
             raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
@@ -205,7 +221,8 @@ class TileDecoder:
         def decode(points_xy: np.ndarray):
             local = (np.asarray(points_xy, dtype=np.float64) - [x0, y0]) / work.scale
             return _decode_points()(
-                predictor, local, points_per_batch=cfg.points_per_batch,
+                predictor, local,
+                points_per_batch=cfg.points_per_batch or points_per_batch_for(predictor.device),
                 pred_iou_thresh=cfg.pred_iou_thresh,
                 stability_score_thresh=cfg.stability_score_thresh,
                 stability_score_offset=cfg.stability_score_offset,

@@ -4,8 +4,11 @@ the large objects (see :mod:`napari_sam.core.multiscale` for the merge rules).
 Each extra scale ``s`` of ``SegmentConfig.scales`` gets the full-resolution
 pass's tiling times ``s`` (tile, overlap and scale), so its tiles hold the
 model's input size of pixels of the raster downscaled by ``s`` (a pyramid
-level when the file has one, see ``GeoRaster.downsample``). Its embeddings
-go to a temporary store beside the outputs, removed afterwards.
+level when the file has one, see ``GeoRaster.downsample``), and is decoded
+with half the points per tile side and one coarse-to-fine level less (only
+objects at least 64 model pixels across are kept from it: a grid of 16 per
+1024 px reaches them). Its embeddings go to a temporary store beside the
+outputs, removed afterwards.
 
 A scale is skipped when the previous one already holds the raster in one
 tile: the model sees every object whole there.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from napari_sam.core.generate import (
@@ -39,7 +43,10 @@ def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, exec
     """
     grid = store.grid
     tiles = list(grid)
-    config = config.for_raster(raster.height, raster.width)
+    # only objects >= 64 model px across are kept here: half the grid density finds them
+    config = replace(config.for_raster(raster.height, raster.width),
+                     points_per_side=max(1, config.points_per_side // 2),
+                     point_levels=max(1, config.point_levels - 1))
     rows, cols = axis_windows(tiles, raster.height, raster.width)
     fine_rows, fine_cols = axis_windows(list(fine_grid), raster.height, raster.width)
     points = plan_points(raster, tiles, tile_size=grid.tile_size,
