@@ -7,8 +7,8 @@ large ones placed first. Truth labels come with it.
 
 Modes (each run on the same embedded default model and thresholds):
 
-* ``full``: the paper's full 32 x 32 grid per tile, one scale (the behaviour
-  before coarse-to-fine and multi-scale);
+* ``full``: the paper's full 32 x 32 grid per tile, one scale, 64 points per
+  decoder call (the behaviour before this benchmark's changes);
 * ``coarse``: coarse-to-fine points, one scale;
 * ``default``: what ``napari-sam segment`` does with no flag.
 
@@ -39,8 +39,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SIZE_CLASSES = ((0, 32), (32, 128), (128, 512), (512, 100_000))
 MODES = {
-    "full": {"points": "full"},
-    "coarse": {"points": "coarse"},
+    "full": {"points": "full", "scales": (1,), "points_per_batch": 64},
+    "coarse": {"points": "coarse", "scales": (1,)},
     "default": {},
 }
 
