@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean sysdeps
+.PHONY: venv demo test lint bench gpu-check clean sysdeps
 
 # The napari widget tests need an X server (Xvfb) and the GL/xcb libraries Qt
 # loads; the GIS output tests also ask GDAL's own tools (gdal-bin: ogrinfo,
@@ -46,6 +46,11 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.run_all
+
+# Embedding precision (fp32 / fp16 / bf16 autocast) and tiled segmentation of a
+# 4096 x 4096 generated raster, per model, on CUDA when present (else the CPU).
+gpu-check: venv
+	$(BIN)/python -m benchmarks.gpu_check --device auto
 
 clean:
 	rm -rf $(VENV) demo_output build dist
