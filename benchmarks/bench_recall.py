@@ -3,7 +3,8 @@
 The mosaic (:func:`make_mosaic`): ``size`` x ``size`` RGB, a smooth textured
 background and non-overlapping objects (ellipses and rectangles of their own
 colour and texture) from 10 px to 1500 px across, sizes log-uniform, the
-large ones placed first. Truth labels come with it.
+large ones placed first; objects longer than a third of the mosaic are
+elongated (their width 0.2-0.4 of their length). Truth labels come with it.
 
 Modes (each run on the same embedded default model and thresholds):
 
@@ -61,7 +62,11 @@ def make_mosaic(size: int, seed: int = 0, *, smallest: float = 10.0, largest: fl
     for side in sides:
         for _ in range(30):
             h = side * rng.uniform(0.6, 1.0)
-            w = side * rng.uniform(0.6, 1.0)
+            # objects over a third of the mosaic are elongated (fields, rivers): under a
+            # quarter of its area, as the default --max-area-fraction wants of objects
+            w = side * rng.uniform(0.2, 0.4) if side > size / 3 else side * rng.uniform(0.6, 1.0)
+            if rng.random() < 0.5:
+                h, w = w, h
             cy, cx = rng.uniform(h / 2, size - h / 2), rng.uniform(w / 2, size - w / 2)
             y0, y1 = int(cy - h / 2) - 3, int(cy + h / 2) + 4
             x0, x1 = int(cx - w / 2) - 3, int(cx + w / 2) + 4
