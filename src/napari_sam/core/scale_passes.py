@@ -10,8 +10,11 @@ objects at least 64 model pixels across are kept from it: a grid of 16 per
 1024 px reaches them). Its embeddings go to a temporary store beside the
 outputs, removed afterwards.
 
-A scale is skipped when the previous one already holds the raster in one
-tile: the model sees every object whole there.
+A scale is used while the raster downscaled by it is at least
+``MIN_SIDE`` (256) px on its longer side. Even a raster that fits in one
+tile gains from the coarser scales: a model segments objects best up to a
+size (sam_tiny: about 192 px of model input, see its zoom limit), and a big
+cloud or field is within that size only downscaled.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from napari_sam.core.generate import (
 from napari_sam.core.multiscale import ScaleRules, coarse_objects, merge_scales
 from napari_sam.core.pointgrid import axis_windows
 from napari_sam.core.progress import ProgressGen
+
+MIN_SIDE = 256
+"""A coarse scale is used while the downscaled raster's longer side is at least this (px)."""
 
 
 def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, executor=None,
@@ -81,9 +87,8 @@ def coarse_passes(raster, fine_store, model, *, config: SegmentConfig, work_dir:
     used = [1]
     by_scale = []
     decoded = 0
-    previous_tiles = len(list(fine))
     for factor in config.scales[1:]:
-        if previous_tiles <= 1:
+        if max(raster.height, raster.width) / (fine.scale * factor) < MIN_SIDE:
             break
         path = Path(work_dir) / f".scale{factor}-{uuid.uuid4().hex[:8]}.zarr"
         try:
@@ -91,7 +96,6 @@ def coarse_passes(raster, fine_store, model, *, config: SegmentConfig, work_dir:
                 raster, path, model, tile_size=fine.tile_size * factor,
                 overlap=fine.overlap * factor, scale=fine.scale * factor, batch_size=batch_size,
                 device=None, model_name=model_name)
-            previous_tiles = len(list(store.grid))
             objects, n = yield from decode_scale(raster, store, model, config=config,
                                                  fine_grid=fine, executor=executor)
         finally:
