@@ -119,8 +119,10 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
     """
     from napari_sam.core.embed import embed_raster
     from napari_sam.core.generate import SegmentConfig, segment_tiles, store_embeddings
+    from napari_sam.core.multiscale import ScaleMerger
     from napari_sam.core.objects import to_dataframe
     from napari_sam.core.raster import open_raster
+    from napari_sam.core.scale_passes import coarse_passes
 
     segment_config = SegmentConfig(**config.segment_options())
     raster = open_raster(source)
@@ -137,9 +139,15 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
                                         model_name=getattr(model, "model_name", None),
                                         **config.tiling.core_kwargs())
 
+        coarse, coarse_decoded, scales = yield from coarse_passes(
+            raster, store, model, config=segment_config, work_dir=store_path.parent,
+            model_name=getattr(model, "model_name", None))
+
         def produce(sink):
             return (yield from segment_tiles(raster, store.grid, store_embeddings(store), model,
-                                             config=segment_config, sink=sink))
+                                             config=segment_config, sink=sink,
+                                             coarse=ScaleMerger(coarse), scales=scales,
+                                             coarse_decoded=coarse_decoded))
 
         if folder is None:
             labels = in_memory_labels(raster.height, raster.width)
