@@ -159,7 +159,7 @@ def run_mode(src: Path, truth: np.ndarray, model, mode: str, out: Path) -> dict:
     import rasterio
 
     from napari_sam.core import progress
-    from napari_sam.core.pipeline import config_for_model, segment_file
+    from napari_sam.core.automatic.run import config_for_model, segment_file
 
     config = config_for_model("sam_tiny", dict(MODES[mode]))
     start = time.perf_counter()

@@ -114,7 +114,7 @@ def segment_check(model, device: str, size: int, points_per_side: int) -> dict:
 
     from benchmarks.bench_recall import make_mosaic, write_geotiff
     from napari_sam.core import progress
-    from napari_sam.core.pipeline import config_for_model, segment_file
+    from napari_sam.core.automatic.run import config_for_model, segment_file
 
     image, truth = make_mosaic(size, seed=0)
     if device.startswith("cuda"):

@@ -12,16 +12,17 @@ import pytest
 import torch
 from fake_tiles import disks
 
-from napari_sam.core import generate, progress
-from napari_sam.core.coarse_to_fine import (
+from napari_sam.core import progress
+from napari_sam.core.automatic import decode as generate
+from napari_sam.core.automatic.coarse_to_fine import (
     content_at,
     decode_coarse_to_fine,
     lattice_offsets,
     point_levels,
 )
-from napari_sam.core.generate import SegmentConfig, plan_points, segment_tiles
-from napari_sam.core.raster import open_raster
-from napari_sam.core.tiles import TileGrid
+from napari_sam.core.automatic.decode import SegmentConfig, plan_points, segment_tiles
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.tiling.grid import TileGrid
 
 LOOSE = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=0,
              max_area_fraction=None)
@@ -125,7 +126,7 @@ def _segment(model, image, truth, grid, config, monkeypatch):
     from sam_model import SamPredictor
 
     calls = []
-    monkeypatch.setattr(generate, "_decode_points", lambda: _fake_decoder(truth, calls))
+    monkeypatch.setattr(generate, "decode_points", _fake_decoder(truth, calls))
 
     def embedding_for(index):
         t = grid.tile_for(*index)

@@ -17,10 +17,10 @@ from affine import Affine
 from fake_tiles import disks, fake_results, make_tiles
 
 from napari_sam.core import progress
-from napari_sam.core.assemble import assemble
-from napari_sam.core.raster import open_raster
-from napari_sam.core.segment_io import write_segmentation
-from napari_sam.core.vector_io import read_vectors
+from napari_sam.core.automatic.assembly import assemble_objects
+from napari_sam.core.io.outputs import write_segmentation
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.io.vectors import read_vectors
 
 TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)
 
@@ -28,7 +28,7 @@ TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)
 def _produce(truth, tiles):
     def produce(sink):
         rows, cols, results = fake_results(truth, tiles, 16, 64)
-        table, _ = yield from assemble(results, rows=rows, cols=cols, sink=sink, block=64,
+        table, _ = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink, block=64,
                                        align=16)
 
         class Result:
@@ -94,7 +94,7 @@ def test_other_formats_store_relative_source(tmp_path):
     import geopandas as gpd
     import shapely
 
-    from napari_sam.core.vector_io import write_vectors
+    from napari_sam.core.io.vectors import write_vectors
 
     gdf = gpd.GeoDataFrame({"id": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32618")
     gdf.attrs.update(transform=tuple(TRANSFORM)[:6], shape=(4, 4),
@@ -110,7 +110,7 @@ def test_non_polygon_gpkg_keeps_its_type(tmp_path):
     import pyogrio
     import shapely
 
-    from napari_sam.core.vector_io import write_vectors
+    from napari_sam.core.io.vectors import write_vectors
 
     gdf = gpd.GeoDataFrame({"id": [1, 2]}, geometry=[shapely.Point(0, 0), shapely.Point(1, 1)])
     out = write_vectors(gdf, tmp_path / "p.gpkg")

@@ -13,9 +13,10 @@ import pytest
 import torch
 from fake_tiles import disks
 
-from napari_sam.core import generate, progress
-from napari_sam.core.merge import Candidate
-from napari_sam.core.multiscale import ScaleMerger, merge_scales, relation
+from napari_sam.core import progress
+from napari_sam.core.automatic import decode as generate
+from napari_sam.core.automatic.candidates import Candidate
+from napari_sam.core.automatic.multiscale import ScaleMerger, merge_scales, relation
 
 
 def _cand(mask, y0=0, x0=0, iou=0.9, cut=(False, False, False, False)):
@@ -103,7 +104,7 @@ def _fake_decoder(truth):
 def _run(tmp_path, model, monkeypatch, scales):
     import rasterio
 
-    from napari_sam.core.pipeline import segment_file
+    from napari_sam.core.automatic.run import segment_file
     from sam_model import SamPredictor
 
     image, truth = _scene()
@@ -111,7 +112,7 @@ def _run(tmp_path, model, monkeypatch, scales):
     with rasterio.open(src, "w", driver="GTiff", height=640, width=640, count=3,
                        dtype="uint8") as ds:
         ds.write(np.moveaxis(image, -1, 0))
-    monkeypatch.setattr(generate, "_decode_points", lambda: _fake_decoder(truth))
+    monkeypatch.setattr(generate, "decode_points", _fake_decoder(truth))
     real_call = generate.TileDecoder.__call__
 
     def call(self, work):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam.core.generate import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
+from napari_sam.core.automatic.decode import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
 
 
 def _read(widget: Any, name: str) -> Any:

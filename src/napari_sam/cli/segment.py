@@ -18,8 +18,8 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
-from napari_sam.core.coarse_to_fine import POINT_MODES
-from napari_sam.core.generate import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
+from napari_sam.core.automatic.coarse_to_fine import POINT_MODES
+from napari_sam.core.automatic.decode import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -139,9 +139,9 @@ def generation_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from napari_sam.cli.common import load_model_from_args
-    from napari_sam.core import pipeline
-    from napari_sam.core.distributed import dask_executor
-    from napari_sam.core.generate import SegmentConfig
+    from napari_sam.core.automatic import run as pipeline
+    from napari_sam.core.automatic.decode import SegmentConfig
+    from napari_sam.core.automatic.distributed import dask_executor
     from napari_sam.core.progress import run_with_bar
     from napari_sam.errors import InputError
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+import sam_model
 from napari_sam.core.device import pick_device
 from napari_sam.errors import InputError
+from sam_model.checkpoint import guess_model, read_state_dict
 
 DEFAULT_MODEL = "sam_tiny"
 
@@ -18,9 +20,6 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike | None = N
     ``checkpoint``, the architecture is recognised from the file's keys and
     shapes; with neither, the embedded ``sam_tiny``.
     """
-    import sam_model
-    from sam_model.checkpoint import guess_model, read_state_dict
-
     try:
         if name is None and checkpoint is not None:
             name = guess_model(read_state_dict(checkpoint))

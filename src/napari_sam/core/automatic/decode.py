@@ -1,0 +1,416 @@
+"""Automatic segmentation of a whole raster, tile by tile, from its embedding store.
+
+Pipeline (see :mod:`napari_sam.core.automatic.point_grid`, :mod:`~napari_sam.core.automatic.candidates`,
+:mod:`~napari_sam.core.automatic.assembly`):
+
+1. a global point grid in raster pixels, ``points_per_side`` points per tile
+   side; each point goes to the one tile where it is most central;
+2. per tile (:class:`TileDecoder`, the unit of work that a dask cluster runs):
+   the cached embedding is restored into a predictor, the tile's points are
+   decoded with the decoder's own filters (predicted IoU, stability score,
+   box NMS), masks are cut to the raster and to valid (non-nodata) pixels,
+   masks cut by an inner tile border are kept as partials (or dropped with
+   ``stitch_seams=False``), small holes and islands of the others are
+   cleaned, ``min_area``/``max_area`` applied; masks stay bounding-box crops;
+3. on the client: seam stitching (:mod:`~napari_sam.core.automatic.seams`) joins the
+   partials of neighbouring tiles that agree in their overlap into one
+   object, so an object larger than the overlap that straddles a seam, a
+   corner or several tiles keeps one id and all its pixels; then cross-tile
+   deduplication, ids, painting and the object table stream in row-major
+   tile order, so memory follows about two tile-rows.
+
+Points on nodata pixels are not decoded: an all-nodata raster costs nothing
+and gives an empty result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from napari_sam.core.automatic.assembly import AssemblyStats, MergeSettings, assemble_objects
+from napari_sam.core.automatic.candidates import (
+    Candidate,
+    TileFilter,
+    crops_from_masks,
+    tile_candidates,
+)
+from napari_sam.core.automatic.coarse_to_fine import (
+    POINT_MODES,
+    TileCandidates,
+    content_at,
+    decode_coarse_to_fine,
+    point_levels,
+)
+from napari_sam.core.automatic.multiscale import ScaleMerger, inject
+from napari_sam.core.automatic.object_table import ObjectRecord
+from napari_sam.core.automatic.paint_labels import Sink
+from napari_sam.core.automatic.point_grid import (
+    AxisWindows,
+    PointAssignment,
+    assign_points,
+    axis_windows,
+)
+from napari_sam.core.automatic.seams import StitchSettings
+from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.tiling.store import DONE, EMPTY
+from napari_sam.errors import InputError
+from sam_model import SamPredictor, decode_points
+from sam_model.amg_utils import nms
+
+
+def points_per_batch_for(device) -> int:
+    """Points per decoder call: 16 on a CPU, 64 elsewhere.
+
+    On a CPU each prompt carries its own copy of the tile's image tokens
+    through the decoder's transformer, and 16 at a time ran 1.5-2x faster
+    than 64 with sam_tiny on a 2-core box (``benchmarks/gpu_check.py``
+    measures it); a GPU wants larger batches.
+    """
+    return 16 if str(device).startswith("cpu") else 64
+
+
+DEFAULT_MIN_AREA = 16
+"""Objects smaller than this (raster pixels) are dropped unless asked otherwise."""
+DEFAULT_MAX_AREA_FRACTION = 0.25
+"""Objects covering more than this fraction of the raster are dropped unless asked otherwise."""
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Automatic segmentation settings; pixels are raster pixels.
+
+    The first six are the reference generator's, with its defaults, but for
+    ``points_per_batch``: None picks :func:`points_per_batch_for` the device
+    (the masks do not depend on it: the filters are per mask and NMS runs
+    once over all batches).
+    ``dedup_box_thresh`` / ``dedup_mask_iou``: two masks from different tiles
+    are one object when their boxes' IoU or their masks' IoU exceed these.
+    ``edge_margin``: how close (px) to an inner tile border a mask's box may
+    come; None scales the reference's 20 px per 1024 px of tile.
+    ``min_region_area``: holes and islands smaller than this are filled /
+    removed. ``min_area`` / ``max_area``: objects outside are dropped; the
+    default minimum (:data:`DEFAULT_MIN_AREA`, 16 px, a 4 x 4 square) keeps
+    the decoder's 1-2 px specks out of the results. ``max_area_fraction``:
+    objects covering more than this fraction of the raster are dropped too
+    (default 0.25: such a mask is the background, sea or sky, not an object;
+    None or 1 keeps them); the limit in force is the smaller of the two
+    (:meth:`for_raster`).
+    ``stitch_seams``: join the masks of one object cut by tile borders (see
+    :mod:`napari_sam.core.automatic.seams`); False drops masks cut by an inner border,
+    which loses objects that straddle a seam and are larger than about half
+    the overlap (the behaviour before stitching).
+    ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
+    ``point_levels`` levels, skipping points under accepted masks and on
+    uniform image (:mod:`napari_sam.core.automatic.coarse_to_fine`); ``"full"`` decodes
+    every grid point, as the paper's generator does. ``scales``: the raster
+    is also segmented downscaled by each factor after the first and objects
+    are merged across scales (:mod:`napari_sam.core.automatic.multiscale`); ``(1,)``
+    segments at the tiling's own scale only.
+    """
+
+    points_per_side: int = 32
+    points_per_batch: int | None = None
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    dedup_box_thresh: float = 0.7
+    dedup_mask_iou: float = 0.5
+    edge_margin: float | None = None
+    min_region_area: int = 0
+    min_area: int = DEFAULT_MIN_AREA
+    max_area: int | None = None
+    stitch_seams: bool = True
+    max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
+    points: str = "coarse"
+    point_levels: int = 3
+    scales: tuple[int, ...] = (1, 2, 4)
+
+    def __post_init__(self) -> None:
+        if self.points_per_side < 1 or (self.points_per_batch is not None
+                                        and self.points_per_batch < 1):
+            raise ValueError("points_per_side and points_per_batch must be at least 1")
+        if self.points not in POINT_MODES:
+            raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
+        if self.point_levels < 1:
+            raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
+        scales = tuple(int(v) for v in self.scales)
+        if not scales or scales[0] != 1 or any(b <= a for a, b in zip(scales, scales[1:])):
+            raise ValueError(f"scales must start at 1 and increase, got {self.scales}")
+        object.__setattr__(self, "scales", scales)
+        if self.max_area is not None and self.max_area < self.min_area:
+            raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
+        if self.max_area_fraction is not None and not 0.0 < self.max_area_fraction <= 1.0:
+            raise ValueError(f"max_area_fraction must be in (0, 1], got {self.max_area_fraction}")
+
+    def for_raster(self, height: int, width: int) -> SegmentConfig:
+        """This config with ``max_area`` the limit in force on a ``height`` x ``width`` raster:
+        the smaller of ``max_area`` and ``max_area_fraction`` of the raster (never below
+        ``min_area``); ``max_area_fraction`` is then spent (None)."""
+        limit = self.max_area
+        if self.max_area_fraction is not None and self.max_area_fraction < 1.0:
+            share = max(int(self.max_area_fraction * int(height) * int(width)), self.min_area)
+            limit = share if limit is None else min(limit, share)
+        return replace(self, max_area=limit, max_area_fraction=None)
+
+    def tile_filter(self, tile_size: int) -> TileFilter:
+        margin = self.edge_margin
+        if margin is None:
+            margin = max(1.0, 20.0 * tile_size / 1024.0)
+        return TileFilter(edge_margin=float(margin), min_region_area=int(self.min_region_area),
+                          min_area=int(self.min_area), max_area=self.max_area,
+                          keep_partials=bool(self.stitch_seams))
+
+    def merge_settings(self) -> MergeSettings:
+        cleanup = TileFilter(min_region_area=int(self.min_region_area),
+                             min_area=int(self.min_area), max_area=self.max_area)
+        return MergeSettings(box_nms_thresh=self.dedup_box_thresh,
+                             mask_iou_thresh=self.dedup_mask_iou,
+                             stitch=StitchSettings(cleanup=cleanup))
+
+
+@dataclass(frozen=True)
+class TileWork:
+    """What one tile needs to be decoded (plain data, cheap to send to a worker).
+
+    ``embedding`` (C, h, w) float; ``input_hw`` the size of the image the
+    encoder saw (before padding); ``origin`` (y0, x0) and ``scale`` map tile
+    input pixels to raster pixels; ``points`` (N, 2) XY raster pixels;
+    ``valid`` (H, W) bool over the tile's raster pixels, or None;
+    ``content`` (N,) bool: whether the image varies around each point
+    (coarse-to-fine points only; None: not computed).
+    """
+
+    index: tuple[int, int]
+    embedding: np.ndarray
+    input_hw: tuple[int, int]
+    origin: tuple[int, int]
+    scale: int
+    points: np.ndarray
+    valid: np.ndarray | None
+    content: np.ndarray | None = None
+
+
+class TileDecoder:
+    """Decodes one tile's points into candidates; picklable, so it can run on a dask worker.
+
+    ``model``: a ``sam_model.Sam``; ``rows`` / ``cols``: the tile windows.
+    """
+
+    def __init__(self, *, model, config: SegmentConfig, rows: AxisWindows, cols: AxisWindows,
+                 tile_size: int) -> None:
+        self.model = model
+        self.config = config
+        self.rows, self.cols = rows, cols
+        self.tile_size = int(tile_size)
+        self.filter = config.tile_filter(tile_size)
+
+    def __call__(self, work: TileWork) -> TileCandidates:
+        """The tile's candidates; ``.n_decoded`` counts the points decoded."""
+        if len(work.points) == 0:
+            return TileCandidates()
+
+        cfg = self.config
+        predictor = SamPredictor(self.model)  # one per call: workers' threads share the decoder
+        emb = torch.as_tensor(np.asarray(work.embedding), dtype=torch.float32)
+        if emb.ndim == 3:
+            emb = emb[None]
+        hw = (int(work.input_hw[0]), int(work.input_hw[1]))
+        predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
+        y0, x0 = work.origin
+
+        def decode(points_xy: np.ndarray):
+            local = (np.asarray(points_xy, dtype=np.float64) - [x0, y0]) / work.scale
+            return decode_points(
+                predictor, local,
+                points_per_batch=cfg.points_per_batch or points_per_batch_for(predictor.device),
+                pred_iou_thresh=cfg.pred_iou_thresh,
+                stability_score_thresh=cfg.stability_score_thresh,
+                stability_score_offset=cfg.stability_score_offset,
+                box_nms_thresh=cfg.box_nms_thresh,
+            )
+
+        if cfg.points == "full":
+            batch = decode(work.points)
+            return TileCandidates(self._candidates(work, batch), n_decoded=len(work.points))
+        spacing = self.tile_size / cfg.points_per_side
+        rows, cols = self.rows, self.cols
+        row, col = work.index
+        shape = (rows.sizes[row], cols.sizes[col])
+        outputs, decoded = decode_coarse_to_fine(
+            work.points, point_levels(work.points, spacing, cfg.point_levels), work.content,
+            decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
+            shape=shape)
+        batch = _merge_levels(outputs, cfg.box_nms_thresh)
+        return TileCandidates(self._candidates(work, batch), n_decoded=int(decoded.sum()))
+
+    def _candidates(self, work: TileWork, batch) -> list[Candidate]:
+        """The decoder output ``batch`` (tile input pixels) as the tile's accepted candidates."""
+        y0, x0 = work.origin
+        crops, offsets = _batch_crops(batch)
+        if work.scale > 1:
+            s = int(work.scale)
+            crops = [np.repeat(np.repeat(c, s, axis=0), s, axis=1) for c in crops]
+            offsets = offsets * s
+        iou = np.asarray(_numpy(batch.iou_preds), dtype=np.float64).reshape(-1)
+        stab = np.asarray(_numpy(batch.stability), dtype=np.float64).reshape(-1)
+        pts = np.asarray(_numpy(batch.points), dtype=np.float64).reshape(-1, 2) * work.scale
+        pts = pts + [x0, y0]
+        return tile_candidates(crops, offsets, iou, stab, pts, tile=work.index, rows=self.rows,
+                               cols=self.cols, valid=work.valid, settings=self.filter)
+
+
+def _merge_levels(outputs: list, box_nms_thresh: float):
+    """The coarse-to-fine levels' decoder outputs as one, after one box NMS by predicted IoU."""
+    first = outputs[0]
+    if len(outputs) == 1:
+        return first
+    joined = type(first).concat(outputs, first.image_hw)
+    return joined.select(nms(joined.boxes, joined.iou_preds, box_nms_thresh))
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _batch_crops(batch) -> tuple[list[np.ndarray], np.ndarray]:
+    """Crops and XY offsets from a decoder result holding crops+boxes or full masks."""
+    crops = getattr(batch, "crops", None)
+    if crops is not None:
+        boxes = getattr(batch, "boxes_xyxy", None)
+        boxes = np.asarray(_numpy(batch.boxes if boxes is None else boxes), dtype=np.int64)
+        boxes = boxes.reshape(-1, 4)
+        return [np.asarray(c, dtype=bool) for c in crops], boxes[:, :2].copy()
+    return crops_from_masks(_numpy(batch.masks))
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Objects (by id, see :class:`ObjectRecord`), counts and the work done."""
+
+    objects: list[ObjectRecord]
+    stats: AssemblyStats
+    n_tiles: int
+    n_points: int
+    n_decoded: int | None = None
+    points: str = "full"
+    scales: tuple[int, ...] = (1,)
+
+
+TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
+"""``embedding_for((row, col))`` -> (embedding (C, h, w), input_hw); None for a tile with
+nothing to decode (all nodata); raises InputError when the embedding is missing."""
+
+
+def store_embeddings(store) -> TileSource:
+    """A :data:`TileSource` over an ``EmbeddingStore`` (embeddings restored as float32)."""
+    grid = store.grid
+
+    def embedding_for(index: tuple[int, int]):
+        state = store.tile_status(*index)
+        if state == EMPTY:
+            return None
+        if state != DONE:
+            raise InputError(f"{store.path}: tile {index} is not embedded yet; run "
+                             f"`napari-sam embed` or let segment embed it")
+        return store.read(*index), grid.tile_for(*index).input_shape
+
+    return embedding_for
+
+
+def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> PointAssignment:
+    """The global grid over ``raster`` assigned to ``tiles`` (any iterable of Tile)."""
+    return assign_points(list(tiles), raster.height, raster.width, tile_size=tile_size,
+                         points_per_side=points_per_side)
+
+
+def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
+                content_window: int | None = None) -> Iterator[TileWork]:
+    """Each tile's work; ``content_window`` (px): also mark where the image varies around
+    the points (:func:`~napari_sam.core.automatic.coarse_to_fine.content_at`); None: not needed."""
+    for tile in tiles:
+        pts = grid.points_for(tile.row, tile.col)
+        if len(pts) == 0:
+            continue
+        data, valid = raster.read_masked(tile.window)
+        py, px = (pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)
+        inside = valid[py, px]
+        pts, py, px = pts[inside], py[inside], px[inside]
+        if len(pts) == 0:
+            continue
+        content = None
+        if content_window is not None:
+            content = content_at(data, None if valid.all() else valid,
+                                 np.stack([py, px], axis=1), window=content_window)
+        found = embedding_for(tile.index)
+        if found is None:  # a tile with no valid pixel at the model's input level
+            continue
+        embedding, input_hw = found
+        yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
+                       origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
+                       points=pts, valid=None if valid.all() else valid, content=content)
+
+
+def segment_tiles(
+    raster,
+    grid,
+    embedding_for: TileSource,
+    model,
+    *,
+    config: SegmentConfig = SegmentConfig(),
+    sink: Sink,
+    executor=None,
+    coarse: ScaleMerger | None = None,
+    scales: tuple[int, ...] = (1,),
+    coarse_decoded: int = 0,
+) -> ProgressGen[SegmentResult]:
+    """Segment ``raster`` over the TileGrid ``grid``; labels go to ``sink``; return the objects.
+
+    ``embedding_for`` gives each tile's cached embedding; ``model`` the Sam
+    that made it. ``executor``: None decodes here; a
+    :class:`napari_sam.core.automatic.distributed.DaskExecutor` sends tiles to a dask
+    cluster (same results). ``coarse``: the objects of coarser scales, merged
+    into this pass (:func:`napari_sam.core.automatic.multiscale.inject`);
+    ``scales`` and ``coarse_decoded`` (the points decoded for them) go into
+    the result. Yields Progress ("segment", tiles done).
+    """
+    tiles = list(grid)
+    config = config.for_raster(raster.height, raster.width)
+    rows, cols = axis_windows(tiles, raster.height, raster.width)
+    points = plan_points(raster, tiles, tile_size=grid.tile_size,
+                         points_per_side=config.points_per_side)
+    decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
+                          tile_size=grid.tile_size)
+    works = _tile_works(raster, tiles, points, embedding_for,
+                        content_window=content_window(config, grid.tile_size))
+    if executor is None:
+        results = ((w.index, decoder(w)) for w in works)
+    else:
+        results = executor.map_ordered(decoder, works)
+    if coarse is not None:
+        results = inject(results, coarse, rows)
+    counted = {"decoded": int(coarse_decoded)}
+
+    def count(pairs):
+        for index, candidates in pairs:
+            counted["decoded"] += int(getattr(candidates, "n_decoded", len(candidates)))
+            yield index, candidates
+
+    table, stats = yield from assemble_objects(count(results), rows=rows, cols=cols, sink=sink,
+                                       settings=config.merge_settings(), n_tiles=len(tiles))
+    yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
+    return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
+                         n_decoded=counted["decoded"], points=config.points,
+                         scales=tuple(scales))
+
+
+def content_window(config: SegmentConfig, tile_size: int) -> int | None:
+    """Side (raster px) of the window searched for edges around a point: two grid spacings;
+    None with the full grid (not needed)."""
+    if config.points != "coarse":
+        return None
+    return int(round(2 * tile_size / config.points_per_side))
