@@ -105,6 +105,15 @@ def test_other_formats_store_relative_source(tmp_path):
         assert read_vectors(out).attrs["source"] == str(tmp_path / "in" / "a.tif")
 
 
+def test_source_far_from_the_output_is_named_by_file_name_only():
+    from napari_sam.core.io.vectors import portable_source
+
+    assert portable_source("/data/a/scene.tif", "/srv/out/scene/objects.gpkg") == "scene.tif"
+    assert portable_source("/srv/in/scene.tif", "/srv/out/scene/objects.gpkg") == \
+        "../../in/scene.tif"
+    assert portable_source("s3://bucket/scene.tif", "/srv/out/o.gpkg") == "s3://bucket/scene.tif"
+
+
 def test_non_polygon_gpkg_keeps_its_type(tmp_path):
     import geopandas as gpd
     import pyogrio

@@ -409,8 +409,8 @@ def segment_tiles(
 
 
 def content_window(config: SegmentConfig, tile_size: int) -> int | None:
-    """Side (raster px) of the window searched for edges around a point: two grid spacings;
-    None with the full grid (not needed)."""
+    """Side (raster px) of the window searched for edges around a point: four grid spacings
+    (an edge within two spacings either way); None with the full grid (not needed)."""
     if config.points != "coarse":
         return None
-    return int(round(2 * tile_size / config.points_per_side))
+    return int(round(4 * tile_size / config.points_per_side))

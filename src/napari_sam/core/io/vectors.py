@@ -93,18 +93,23 @@ def _is_url(source: str) -> bool:
 def portable_source(source: str, out_path: str | os.PathLike) -> str:
     """``source`` as a path relative to the folder of ``out_path`` (a file being written).
 
-    URLs stay as they are; where no relative path exists (another drive) the
-    file name alone is kept. So a written file never names the writer's
-    absolute folders.
+    URLs stay as they are. Where the two share no folder but the file
+    system's root (or lie on different drives), a relative path would spell
+    out the source's absolute folders: the file name alone is kept. So a
+    written file never names the writer's absolute folders.
     """
     source = str(source)
     if _is_url(source):
         return source
-    here = Path(os.path.abspath(Path(out_path).parent))
+    here = os.path.abspath(Path(out_path).parent)
+    there = os.path.abspath(source)
     try:
-        return Path(os.path.relpath(os.path.abspath(source), here)).as_posix()
-    except ValueError:
+        common = os.path.commonpath([here, there])
+    except ValueError:  # different drives
         return Path(source).name
+    if common == os.path.splitdrive(here)[0] + os.sep or common == os.sep:
+        return Path(source).name
+    return Path(os.path.relpath(there, here)).as_posix()
 
 
 def _metadata(gdf: gpd.GeoDataFrame, out_path: Path) -> dict[str, Any]:
