@@ -19,8 +19,10 @@ coarser object ``O``:
 
 - *fragment*: at least ``inside`` (0.7) of ``F`` lies in ``O`` and ``F`` is
   smaller than ``fragment_share`` (0.5) of ``O`` or is a partial (a mask cut
-  by a tile seam, a piece by nature): ``F`` is dropped, the whole object
-  wins;
+  by a tile seam, a piece by nature), and ``F`` is not scored higher than
+  ``O`` (predicted IoU, then stability): ``F`` is dropped, the whole object
+  wins. A finer mask scored higher stays and is painted over ``O``: a
+  coarse mask that swallowed several objects does not erase them;
 - *same object*: mask IoU of ``F`` and ``O`` at least ``same_iou`` (0.5) and
   ``F`` whole (not a partial cut by a seam): ``F`` replaces ``O`` (full
   resolution keeps its sharper edges);
@@ -77,7 +79,7 @@ def relation(fine: Candidate, coarse: Candidate, rules: ScaleRules = ScaleRules(
         return "other"
     if not fine.partial and inter / (fine.area + coarse.area - inter) >= rules.same_iou:
         return "same"
-    if inter >= rules.inside * fine.area and (
+    if inter >= rules.inside * fine.area and fine.rank <= coarse.rank and (
             fine.partial or fine.area < rules.fragment_share * coarse.area):
         return "fragment"
     return "other"
