@@ -15,7 +15,7 @@ wherever the raster is valid; a point of a later level is decoded only when
 - no mask accepted so far in this tile covers it (masks that passed the
   decoder's filters, NMS and the tile's edge / area filters: the objects the
   tile will publish, partials to be stitched included), and
-- the image has *content* near it: an edge within ``2 * s`` px either way (the
+- the image has *content* near it: an edge within ``s`` px either way (the
   gradient of the smoothed image well above its median over the tile, the
   noise and texture floor; :func:`content_at`). A point in smooth
   background far from any edge would give the background the level-0
