@@ -99,8 +99,15 @@ def test_dask_cluster_gives_identical_results(tiny_model):
         remote, res_remote = _run(tiny_model, image, grid,
                                   executor=DaskExecutor(client=client, window=3))
     assert np.array_equal(local, remote)
-    assert res_local.objects == res_remote.objects
     assert res_local.objects
+    # the same objects; scores may differ in the last float digits (the workers' threads
+    # run torch at the same time, so its reductions may split differently)
+    assert len(res_local.objects) == len(res_remote.objects)
+    for a, b in zip(res_local.objects, res_remote.objects):
+        assert (a.id, a.bbox, a.area, a.centroid, a.tile, a.point) == \
+            (b.id, b.bbox, b.area, b.centroid, b.tile, b.point)
+        assert a.predicted_iou == pytest.approx(b.predicted_iou, rel=1e-6, abs=1e-6)
+        assert a.stability_score == pytest.approx(b.stability_score, rel=1e-6, abs=1e-6)
 
 
 def test_all_nodata_decodes_nothing(tiny_model, monkeypatch):

@@ -67,7 +67,7 @@ def test_automatic_in_memory_labels_are_sparse_when_large(tiny_model, make_scene
 
     assert isinstance(engine.in_memory_labels(256, 256), np.ndarray)
     config = AutomaticConfig(tiling=TILING, points_per_side=2, pred_iou_thresh=0.0,
-                             stability_score_thresh=0.0)
+                             stability_score_thresh=0.0, max_area_fraction=1.0)  # large masks
     dense = run(engine.automatic_gen(make_scene(), tiny_model, config)).labels
     monkeypatch.setattr(engine, "IN_MEMORY_LIMIT", 100 * 100)  # as if 256 x 256 were huge
     sparse = run(engine.automatic_gen(make_scene(), tiny_model, config)).labels
