@@ -163,8 +163,7 @@ def run_mode(src: Path, truth: np.ndarray, model, mode: str, out: Path) -> dict:
 
     config = config_for_model("sam_tiny", dict(MODES[mode]))
     start = time.perf_counter()
-    summary = progress.run(segment_file(src, out / mode, model, config=config,
-                                        model_name="sam_tiny"))
+    summary = progress.run(segment_file(src, out / mode, model, config=config))
     seconds = time.perf_counter() - start
     with rasterio.open(summary.outputs.labels) as ds:
         labels = ds.read(1)

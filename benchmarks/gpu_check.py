@@ -125,8 +125,7 @@ def segment_check(model, device: str, size: int, points_per_side: int) -> dict:
         config = config_for_model(getattr(model, "model_name", None),
                                   {"points_per_side": points_per_side})
         start = time.perf_counter()
-        summary = progress.run(segment_file(src, Path(tmp) / "out", model, config=config,
-                                            model_name=getattr(model, "model_name", None)))
+        summary = progress.run(segment_file(src, Path(tmp) / "out", model, config=config))
         _sync(device)
         seconds = time.perf_counter() - start
     out = {"size": size, "points_per_side": points_per_side, "seconds": round(seconds, 2),

@@ -200,7 +200,8 @@ def test_no_stitch_flag_turns_seam_stitching_off(tmp_path, shared_data, monkeypa
         seen.append(config.stitch_seams)
         yield from ()
         return pipeline.SegmentSummary(input=Path(src), outputs=SimpleNamespace(folder=Path(out)),
-                                       n_objects=0, n_tiles=0, n_points=0, seconds=0.0)
+                                       objects=[], n_objects=0, n_tiles=0, n_points=0,
+                                       seconds=0.0)
 
     monkeypatch.setattr(pipeline, "segment_file", segment_file)
     src = str(shared_data / "rgb-byte-tenth.tif")
@@ -222,7 +223,8 @@ def test_area_defaults_reach_the_config_and_the_help(tmp_path, shared_data, monk
         seen.append((config.scales, config.points, config.points_per_batch))
         yield from ()
         return pipeline.SegmentSummary(input=Path(src), outputs=SimpleNamespace(folder=Path(out)),
-                                       n_objects=0, n_tiles=0, n_points=0, seconds=0.0)
+                                       objects=[], n_objects=0, n_tiles=0, n_points=0,
+                                       seconds=0.0)
 
     monkeypatch.setattr(pipeline, "segment_file", segment_file)
     src = str(shared_data / "rgb-byte-tenth.tif")

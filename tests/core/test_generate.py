@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from napari_sam.core import progress
-from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles
+from napari_sam.core.automatic.decode import segment_tiles
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.grid import TileGrid
 
@@ -150,15 +151,16 @@ def test_min_and_max_area(tiny_model):
 
 
 def test_default_area_limits():
-    from napari_sam.core.automatic.decode import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
+    from napari_sam.core.automatic.decode import merge_settings, tile_filter
+    from napari_sam.core.automatic.settings import DEFAULT_MAX_AREA_FRACTION, DEFAULT_MIN_AREA
 
     cfg = SegmentConfig()
     assert (cfg.min_area, cfg.max_area, cfg.max_area_fraction) == (16, None, 0.25)
     assert (DEFAULT_MIN_AREA, DEFAULT_MAX_AREA_FRACTION) == (16, 0.25)
     on = cfg.for_raster(1000, 2000)
     assert (on.max_area, on.max_area_fraction) == (500_000, None)
-    assert on.tile_filter(1024).min_area == 16 and on.tile_filter(1024).max_area == 500_000
-    cleanup = on.merge_settings().stitch.cleanup
+    assert tile_filter(on, 1024).min_area == 16 and tile_filter(on, 1024).max_area == 500_000
+    cleanup = merge_settings(on).stitch.cleanup
     assert (cleanup.min_area, cleanup.max_area) == (16, 500_000)
     assert SegmentConfig(max_area=1000).for_raster(1000, 2000).max_area == 1000
     assert SegmentConfig(max_area_fraction=None).for_raster(1000, 2000).max_area is None

@@ -52,7 +52,7 @@ def outputs(tmp_path):
         ds.write(np.zeros((3, 150, 110), np.uint8))
     raster = open_raster(src)
     folder = tmp_path / "out" / "scene"
-    res = progress.run(write_segmentation(raster, folder,
+    res, _ = progress.run(write_segmentation(raster, folder,
                                           _produce(truth, make_tiles(150, 110, 64, 40)), block=32))
     return tmp_path, res
 

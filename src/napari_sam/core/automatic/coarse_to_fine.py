@@ -37,9 +37,6 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-POINT_MODES = ("coarse", "full")
-"""``coarse``: coarse-to-fine (the default); ``full``: the paper's full grid in every tile."""
-
 
 class TileCandidates(list):
     """A tile's candidates (a list) and ``n_decoded``: how many points were decoded for them."""

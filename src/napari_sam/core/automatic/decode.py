@@ -26,7 +26,7 @@ and gives an empty result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,7 +39,6 @@ from napari_sam.core.automatic.candidates import (
     tile_candidates,
 )
 from napari_sam.core.automatic.coarse_to_fine import (
-    POINT_MODES,
     TileCandidates,
     content_at,
     decode_coarse_to_fine,
@@ -55,6 +54,7 @@ from napari_sam.core.automatic.point_grid import (
     axis_windows,
 )
 from napari_sam.core.automatic.seams import StitchSettings
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.tiling.store import DONE, EMPTY
 from napari_sam.errors import InputError
@@ -73,104 +73,23 @@ def points_per_batch_for(device) -> int:
     return 16 if str(device).startswith("cpu") else 64
 
 
-DEFAULT_MIN_AREA = 16
-"""Objects smaller than this (raster pixels) are dropped unless asked otherwise."""
-DEFAULT_MAX_AREA_FRACTION = 0.25
-"""Objects covering more than this fraction of the raster are dropped unless asked otherwise."""
+def tile_filter(config: SegmentConfig, tile_size: int) -> TileFilter:
+    """The per-tile mask filter ``config`` asks for on tiles of ``tile_size`` px."""
+    margin = config.edge_margin
+    if margin is None:
+        margin = max(1.0, 20.0 * tile_size / 1024.0)
+    return TileFilter(edge_margin=float(margin), min_region_area=int(config.min_region_area),
+                      min_area=int(config.min_area), max_area=config.max_area,
+                      keep_partials=bool(config.stitch_seams))
 
 
-@dataclass(frozen=True)
-class SegmentConfig:
-    """Automatic segmentation settings; pixels are raster pixels.
-
-    The first six are the reference generator's, with its defaults, but for
-    ``points_per_batch``: None picks :func:`points_per_batch_for` the device
-    (the masks do not depend on it: the filters are per mask and NMS runs
-    once over all batches).
-    ``dedup_box_thresh`` / ``dedup_mask_iou``: two masks from different tiles
-    are one object when their boxes' IoU or their masks' IoU exceed these.
-    ``edge_margin``: how close (px) to an inner tile border a mask's box may
-    come; None scales the reference's 20 px per 1024 px of tile.
-    ``min_region_area``: holes and islands smaller than this are filled /
-    removed. ``min_area`` / ``max_area``: objects outside are dropped; the
-    default minimum (:data:`DEFAULT_MIN_AREA`, 16 px, a 4 x 4 square) keeps
-    the decoder's 1-2 px specks out of the results. ``max_area_fraction``:
-    objects covering more than this fraction of the raster are dropped too
-    (default 0.25: such a mask is the background, sea or sky, not an object;
-    None or 1 keeps them); the limit in force is the smaller of the two
-    (:meth:`for_raster`).
-    ``stitch_seams``: join the masks of one object cut by tile borders (see
-    :mod:`napari_sam.core.automatic.seams`); False drops masks cut by an inner border,
-    which loses objects that straddle a seam and are larger than about half
-    the overlap (the behaviour before stitching).
-    ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
-    ``point_levels`` levels, skipping points under accepted masks and on
-    uniform image (:mod:`napari_sam.core.automatic.coarse_to_fine`); ``"full"`` decodes
-    every grid point, as the paper's generator does. ``scales``: the raster
-    is also segmented downscaled by each factor after the first and objects
-    are merged across scales (:mod:`napari_sam.core.automatic.multiscale`); ``(1,)``
-    segments at the tiling's own scale only.
-    """
-
-    points_per_side: int = 32
-    points_per_batch: int | None = None
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    dedup_box_thresh: float = 0.7
-    dedup_mask_iou: float = 0.5
-    edge_margin: float | None = None
-    min_region_area: int = 0
-    min_area: int = DEFAULT_MIN_AREA
-    max_area: int | None = None
-    stitch_seams: bool = True
-    max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
-    points: str = "coarse"
-    point_levels: int = 3
-    scales: tuple[int, ...] = (1, 2, 4)
-
-    def __post_init__(self) -> None:
-        if self.points_per_side < 1 or (self.points_per_batch is not None
-                                        and self.points_per_batch < 1):
-            raise ValueError("points_per_side and points_per_batch must be at least 1")
-        if self.points not in POINT_MODES:
-            raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
-        if self.point_levels < 1:
-            raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
-        scales = tuple(int(v) for v in self.scales)
-        if not scales or scales[0] != 1 or any(b <= a for a, b in zip(scales, scales[1:])):
-            raise ValueError(f"scales must start at 1 and increase, got {self.scales}")
-        object.__setattr__(self, "scales", scales)
-        if self.max_area is not None and self.max_area < self.min_area:
-            raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
-        if self.max_area_fraction is not None and not 0.0 < self.max_area_fraction <= 1.0:
-            raise ValueError(f"max_area_fraction must be in (0, 1], got {self.max_area_fraction}")
-
-    def for_raster(self, height: int, width: int) -> SegmentConfig:
-        """This config with ``max_area`` the limit in force on a ``height`` x ``width`` raster:
-        the smaller of ``max_area`` and ``max_area_fraction`` of the raster (never below
-        ``min_area``); ``max_area_fraction`` is then spent (None)."""
-        limit = self.max_area
-        if self.max_area_fraction is not None and self.max_area_fraction < 1.0:
-            share = max(int(self.max_area_fraction * int(height) * int(width)), self.min_area)
-            limit = share if limit is None else min(limit, share)
-        return replace(self, max_area=limit, max_area_fraction=None)
-
-    def tile_filter(self, tile_size: int) -> TileFilter:
-        margin = self.edge_margin
-        if margin is None:
-            margin = max(1.0, 20.0 * tile_size / 1024.0)
-        return TileFilter(edge_margin=float(margin), min_region_area=int(self.min_region_area),
-                          min_area=int(self.min_area), max_area=self.max_area,
-                          keep_partials=bool(self.stitch_seams))
-
-    def merge_settings(self) -> MergeSettings:
-        cleanup = TileFilter(min_region_area=int(self.min_region_area),
-                             min_area=int(self.min_area), max_area=self.max_area)
-        return MergeSettings(box_nms_thresh=self.dedup_box_thresh,
-                             mask_iou_thresh=self.dedup_mask_iou,
-                             stitch=StitchSettings(cleanup=cleanup))
+def merge_settings(config: SegmentConfig) -> MergeSettings:
+    """The cross-tile merge and seam-stitching settings ``config`` asks for."""
+    cleanup = TileFilter(min_region_area=int(config.min_region_area),
+                         min_area=int(config.min_area), max_area=config.max_area)
+    return MergeSettings(box_nms_thresh=config.dedup_box_thresh,
+                         mask_iou_thresh=config.dedup_mask_iou,
+                         stitch=StitchSettings(cleanup=cleanup))
 
 
 @dataclass(frozen=True)
@@ -207,7 +126,7 @@ class TileDecoder:
         self.config = config
         self.rows, self.cols = rows, cols
         self.tile_size = int(tile_size)
-        self.filter = config.tile_filter(tile_size)
+        self.filter = tile_filter(config, tile_size)
 
     def __call__(self, work: TileWork) -> TileCandidates:
         """The tile's candidates; ``.n_decoded`` counts the points decoded."""
@@ -361,7 +280,7 @@ def segment_tiles(
     embedding_for: TileSource,
     model,
     *,
-    config: SegmentConfig = SegmentConfig(),
+    config: SegmentConfig | None = None,
     sink: Sink,
     executor=None,
     coarse: ScaleMerger | None = None,
@@ -378,6 +297,7 @@ def segment_tiles(
     ``scales`` and ``coarse_decoded`` (the points decoded for them) go into
     the result. Yields Progress ("segment", tiles done).
     """
+    config = config or SegmentConfig()
     tiles = list(grid)
     config = config.for_raster(raster.height, raster.width)
     rows, cols = axis_windows(tiles, raster.height, raster.width)
@@ -401,7 +321,7 @@ def segment_tiles(
             yield index, candidates
 
     table, stats = yield from assemble_objects(count(results), rows=rows, cols=cols, sink=sink,
-                                       settings=config.merge_settings(), n_tiles=len(tiles))
+                                       settings=merge_settings(config), n_tiles=len(tiles))
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
     return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
                          n_decoded=counted["decoded"], points=config.points,

@@ -25,15 +25,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from napari_sam.core.automatic.decode import (
-    SegmentConfig,
     TileDecoder,
     _tile_works,
     content_window,
+    merge_settings,
     plan_points,
     store_embeddings,
 )
 from napari_sam.core.automatic.multiscale import ScaleRules, coarse_objects, merge_scales
 from napari_sam.core.automatic.point_grid import axis_windows
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.progress import ProgressGen
 from napari_sam.core.tiling.embed import embed_raster
 
@@ -66,7 +67,7 @@ def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, exec
         results = ((w.index, decoder(w)) for w in works)
     else:
         results = executor.map_ordered(decoder, works)
-    merge = config.merge_settings()
+    merge = merge_settings(config)
     return (yield from coarse_objects(
         results, rows=rows, cols=cols, stitch=merge.stitch, dedup_box=merge.box_nms_thresh,
         dedup_mask=merge.mask_iou_thresh, scale=int(grid.scale), fine_rows=fine_rows,
