@@ -15,6 +15,7 @@ pytestmark = pytest.mark.usefixtures("cli_tiny_model")
 
 # filters off and no edge filter, so random weights still give objects
 LOOSE = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+         "--max-area-fraction", "1",
          "--edge-margin", "-1", "--quiet"]
 
 
@@ -207,3 +208,54 @@ def test_no_stitch_flag_turns_seam_stitching_off(tmp_path, shared_data, monkeypa
     assert main(["segment", src, "--out", str(tmp_path), "--quiet"]) == 0
     assert main(["segment", src, "--out", str(tmp_path), "--no-stitch", "--quiet"]) == 0
     assert seen == [True, False]
+
+
+def test_area_defaults_reach_the_config_and_the_help(tmp_path, shared_data, monkeypatch, capsys):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from napari_sam.core.automatic import run as pipeline
+
+    seen = []
+
+    def segment_file(src, out, model, *, config, **kwargs):
+        seen.append((config.min_area, config.max_area, config.max_area_fraction))
+        seen.append((config.scales, config.points, config.points_per_batch))
+        yield from ()
+        return pipeline.SegmentSummary(input=Path(src), outputs=SimpleNamespace(folder=Path(out)),
+                                       objects=[], n_objects=0, n_tiles=0, n_points=0,
+                                       seconds=0.0)
+
+    monkeypatch.setattr(pipeline, "segment_file", segment_file)
+    src = str(shared_data / "rgb-byte-tenth.tif")
+    assert main(["segment", src, "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["segment", src, "--out", str(tmp_path), "--min-area", "0", "--max-area", "900",
+                 "--max-area-fraction", "1", "--scales", "1,4", "--points", "full",
+                 "--points-per-batch", "8", "--quiet"]) == 0
+    assert seen == [(16, None, 0.25), ((1, 2, 4), "coarse", None),
+                    (0, 900, 1.0), ((1, 4), "full", 8)]
+    with pytest.raises(SystemExit):
+        main(["segment", src, "--out", str(tmp_path), "--scales", "2,4"])
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 16: the decoder's specks; 0 keeps all)" in text
+    assert "(default 0.25: background such as sea or sky; 1 keeps them)" in text
+
+
+@pytest.mark.parametrize("mode", ["coarse", "full"])
+def test_point_mode_recorded_in_the_object_layer(tmp_path, shared_data, mode):
+    import json
+
+    import pyogrio
+
+    src = shared_data / "rgb-byte-tenth.tif"
+    extra = [] if mode == "coarse" else ["--points", "full"]
+    assert main(["segment", str(src), "--out", str(tmp_path), *LOOSE, *extra]) == 0
+    info = pyogrio.read_info(tmp_path / "rgb-byte-tenth" / "objects.gpkg", layer="objects")
+    run = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
+    assert run["points"] == mode
+    assert run["scales"] == [1]  # one tile at full resolution: no coarser pass needed
+    assert 0 < run["decoded_points"] <= run["grid_points"]
+    if mode == "full":
+        assert run["decoded_points"] == run["grid_points"]

@@ -100,7 +100,7 @@ def test_labels_file_reads_back_equal_and_only_labelled_blocks_are_read(
     assert not raster.read(14_900, 14_900, 200, 200).any()
     if ext == "tif":
         with rasterio.open(out) as ds:
-            assert ds.nodata is None
+            assert ds.nodata == 0  # background declared as nodata
             assert ds.block_shapes == [(512, 512)]
             # a tile never written is absent from the file and reads as 0
             assert ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1) in (None, "", "0")

@@ -160,7 +160,8 @@ def test_accept_and_predict_without_prompts_say_why(interactive, make_scene):
 
 
 def test_automatic_defaults_drop_specks(make_napari_viewer, model_factory):
-    from napari_sam._widgets.state import DEFAULT_MIN_AREA, AutomaticConfig
+    from napari_sam._widgets.state import AutomaticConfig
+    from napari_sam.core.automatic.settings import DEFAULT_MIN_AREA
 
     widget = AutomaticWidget(make_napari_viewer(), model_factory=model_factory,
                              model_names=["sam_tiny"])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from napari_sam._widgets.state import (
-    DEFAULT_MIN_AREA,
     AutomaticConfig,
     Candidates,
     ExportConfig,
@@ -14,7 +13,7 @@ from napari_sam._widgets.state import (
     TilingChoice,
     config_fields,
 )
-from napari_sam.core.automatic.settings import SegmentConfig
+from napari_sam.core.automatic.settings import DEFAULT_MIN_AREA, SegmentConfig
 
 
 class _W:

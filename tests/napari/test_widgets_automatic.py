@@ -20,6 +20,7 @@ def auto(make_napari_viewer, model_factory, make_scene):
     widget.points_per_side.value = 2
     widget.pred_iou_thresh.value = 0.0
     widget.stability_score_thresh.value = 0.0
+    widget.max_area_fraction.value = 1.0  # random weights' masks are large
     return viewer, widget
 
 

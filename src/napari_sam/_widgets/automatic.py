@@ -64,8 +64,9 @@ class AutomaticWidget(ScrollingDock):
         self.points_per_side = SpinBox(label="points per side", min=1, max=256,
                                        value=d.points_per_side,
                                        tooltip="Point grid density per tile side")
-        self.points_per_batch = SpinBox(label="points per batch", min=1, max=4096,
-                                        value=d.points_per_batch)
+        self.points_per_batch = SpinBox(label="points per batch (0: auto)", min=0, max=4096,
+                                        value=d.points_per_batch or 0,
+                                        tooltip="0: 16 on a CPU, 64 on a GPU")
         self.pred_iou_thresh = FloatSpinBox(label="pred IoU thresh", min=0.0, max=1.0,
                                             step=0.01, value=d.pred_iou_thresh)
         self.stability_score_thresh = FloatSpinBox(label="stability thresh", min=0.0, max=1.0,
@@ -80,6 +81,11 @@ class AutomaticWidget(ScrollingDock):
                                 value=d.max_area or 0, tooltip="0: no upper limit")
         self.stitch_seams = CheckBox(text="join objects cut by tile borders",
                                      value=d.stitch_seams)
+        self.max_area_fraction = FloatSpinBox(
+            label="max share of image", min=0.01, max=1.0, step=0.05,
+            value=d.max_area_fraction,
+            tooltip="Drop objects covering more than this share of the image (background "
+                    "such as sea or sky); 1: keep them")
         self.store = FileEdit(label="embeddings", mode="d", value="",
                               tooltip="Embedding store to use and complete; empty: temporary")
         self.out_dir = FileEdit(label="output folder", mode="d", value="",
@@ -98,8 +104,8 @@ class AutomaticWidget(ScrollingDock):
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
             self.stability_score_thresh, self.box_nms_thresh, self.min_region_area,
-            self.min_area, self.max_area, self.stitch_seams, *self.model.widgets, self.store,
-            self.out_dir, self.overwrite, self.planes,
+            self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
+            *self.model.widgets, self.store, self.out_dir, self.overwrite, self.planes,
             Container(layout="horizontal", labels=False,
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])

@@ -124,14 +124,6 @@ class InteractiveConfig(_FromWidget):
         object.__setattr__(self, "store", _path_text(self.store))
 
 
-DEFAULT_MIN_AREA = 25  # px: automatic objects smaller than 5 x 5 px are dropped by default
-
-
-def _widget_segment_defaults() -> SegmentConfig:
-    """Core's settings with the widget's minimum area (:data:`DEFAULT_MIN_AREA`)."""
-    return SegmentConfig(min_area=DEFAULT_MIN_AREA)
-
-
 @dataclass(frozen=True)
 class AutomaticConfig(_FromWidget):
     """Parameters of automatic segmentation: core's ``SegmentConfig`` (the CLI's
@@ -139,9 +131,9 @@ class AutomaticConfig(_FromWidget):
 
     ``segment``: the settings; the widget shows the fields in
     ``segment_widget_fields`` under their own names (``max_area`` 0 there means
-    no upper limit) and leaves the others at their defaults; its ``min_area``
-    defaults to :data:`DEFAULT_MIN_AREA` (the 1-2 px specks and thin fragments
-    the decoder returns are dropped). ``store``: an
+    no upper limit, ``points_per_batch`` 0 the device's choice) and leaves the
+    others at core's defaults (``min_area`` :data:`DEFAULT_MIN_AREA`: the 1-2 px
+    specks and thin fragments the decoder returns are dropped). ``store``: an
     embedding store to use and complete ("" embeds into a temporary one; an
     existing store's tiling and bands are used unless the tiling is chosen);
     ``out_dir``: also write ``labels.tif``/``objects.gpkg`` into
@@ -150,14 +142,15 @@ class AutomaticConfig(_FromWidget):
 
     model: ModelChoice = field(default_factory=ModelChoice)
     tiling: TilingChoice = field(default_factory=TilingChoice)
-    segment: SegmentConfig = field(default_factory=_widget_segment_defaults)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     store: str = ""
     out_dir: str = ""
     overwrite: bool = False
 
     segment_widget_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
                              "stability_score_thresh", "box_nms_thresh", "min_region_area",
-                             "min_area", "max_area", "stitch_seams")
+                             "min_area", "max_area", "max_area_fraction",
+                             "stitch_seams")
     _widget_fields = ("store", "out_dir", "overwrite")
 
     def __post_init__(self) -> None:
@@ -169,6 +162,7 @@ class AutomaticConfig(_FromWidget):
         """Build a config from the widget's values (a bad combination raises ValueError)."""
         values = {name: _read(widget, name) for name in cls.segment_widget_fields}
         values["max_area"] = values["max_area"] or None
+        values["points_per_batch"] = values["points_per_batch"] or None  # 0: the device's
         base = {name: _read(widget, name) for name in cls._widget_fields}
         base["segment"] = SegmentConfig(**values)
         base.update(overrides)
@@ -178,7 +172,8 @@ class AutomaticConfig(_FromWidget):
         super().apply(widget)
         for name in self.segment_widget_fields:
             value = getattr(self.segment, name)
-            getattr(widget, name).value = (value or 0) if name == "max_area" else value
+            zero_is_none = name in ("max_area", "points_per_batch")
+            getattr(widget, name).value = (value or 0) if zero_is_none else value
 
 
 VECTOR_FORMATS = ("gpkg", "geojson", "parquet", "shp", "qupath")

@@ -18,7 +18,7 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
-from napari_sam.core.automatic.settings import SegmentConfig
+from napari_sam.core.automatic.settings import POINT_MODES, SegmentConfig
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +28,25 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("automatic generation")
     group.add_argument("--points-per-side", type=positive_int, default=d.points_per_side,
                        metavar="N", help="prompt points per tile side (default %(default)s)")
+    group.add_argument("--points", choices=POINT_MODES, default=d.points,
+                       help="coarse: decode the point grid coarse-to-fine, a sparse grid first "
+                            "and then finer points only where no accepted mask lies and the "
+                            "image is not uniform (default; several times fewer decoder "
+                            "calls); full: every point of the grid, as the SAM paper's "
+                            "generator (recorded in objects.gpkg's metadata)")
+    group.add_argument("--point-levels", type=positive_int, default=d.point_levels, metavar="N",
+                       help="coarse-to-fine levels, each doubling the density up to "
+                            "--points-per-side (default 3: 1/4, 1/2, full)")
+    group.add_argument("--scales", type=_scales, default=d.scales, metavar="1,2,4",
+                       help="also segment the raster downscaled by these factors (a pyramid "
+                            "level when the file has one) and merge the objects across "
+                            "scales: the whole object found downscaled wins over its "
+                            "full-resolution fragments, small objects keep full resolution "
+                            "(default 1,2,4; 1 for one scale)")
     group.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch,
-                       metavar="N", help="points per decoder call (default %(default)s)")
+                       metavar="N",
+                       help="points per decoder call (default 16 on a CPU, measured fastest "
+                            "there; 64 on a GPU)")
     group.add_argument("--pred-iou-thresh", type=fraction, default=None, metavar="T",
                        help=f"keep masks whose predicted IoU exceeds T (default: the model's; "
                             f"{d.pred_iou_thresh} for the official models, lower for sam_tiny, "
@@ -51,10 +68,27 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-region-area", type=non_negative_int, default=d.min_region_area,
                        metavar="PX", help="fill holes and remove islands smaller than PX "
                                           "pixels (default %(default)s)")
-    group.add_argument("--min-area", type=non_negative_int, default=d.min_area, metavar="PX",
-                       help="drop objects smaller than PX pixels (default %(default)s)")
+    group.add_argument("--min-area", type=non_negative_int, default=d.min_area,
+                       metavar="PX", help=f"drop objects smaller than PX pixels (default "
+                                          f"{d.min_area}: the decoder's specks; 0 keeps all)")
     group.add_argument("--max-area", type=positive_int, default=d.max_area, metavar="PX",
-                       help="drop objects larger than PX pixels (default: no limit)")
+                       help="drop objects larger than PX pixels (default: no limit but "
+                            "--max-area-fraction)")
+    group.add_argument("--max-area-fraction", type=fraction, default=d.max_area_fraction,
+                       metavar="F", help=f"drop objects covering more than F of the raster "
+                                         f"(default {d.max_area_fraction}: background "
+                                         f"such as sea or sky; 1 keeps them)")
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    """argparse type: increasing positive factors starting at 1, comma-separated."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers") from None
+    if not values or values[0] != 1 or any(b <= a for a, b in zip(values, values[1:])):
+        raise argparse.ArgumentTypeError(f"{text!r}: scales start at 1 and increase")
+    return values
 
 
 def add_parser(subparsers) -> None:
@@ -93,6 +127,9 @@ def generation_options(args: argparse.Namespace) -> dict:
     options = {
         "points_per_side": args.points_per_side,
         "points_per_batch": args.points_per_batch,
+        "points": args.points,
+        "point_levels": args.point_levels,
+        "scales": args.scales,
         "pred_iou_thresh": args.pred_iou_thresh,
         "stability_score_thresh": args.stability_score_thresh,
         "box_nms_thresh": args.box_nms_thresh,
@@ -100,6 +137,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "min_region_area": args.min_region_area,
         "min_area": args.min_area,
         "max_area": args.max_area,
+        "max_area_fraction": args.max_area_fraction,
         "stitch_seams": not args.no_stitch,
     }
     for key in ("pred_iou_thresh", "stability_score_thresh"):

@@ -38,6 +38,13 @@ from napari_sam.core.automatic.candidates import (
     crops_from_masks,
     tile_candidates,
 )
+from napari_sam.core.automatic.coarse_to_fine import (
+    TileCandidates,
+    content_at,
+    decode_coarse_to_fine,
+    point_levels,
+)
+from napari_sam.core.automatic.multiscale import ScaleMerger, inject
 from napari_sam.core.automatic.object_table import ObjectRecord
 from napari_sam.core.automatic.paint_labels import Sink
 from napari_sam.core.automatic.point_grid import (
@@ -52,6 +59,18 @@ from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.tiling.store import DONE, EMPTY
 from napari_sam.errors import InputError
 from sam_model import SamPredictor, decode_points
+from sam_model.amg_utils import nms
+
+
+def points_per_batch_for(device) -> int:
+    """Points per decoder call: 16 on a CPU, 64 elsewhere.
+
+    On a CPU each prompt carries its own copy of the tile's image tokens
+    through the decoder's transformer, and 16 at a time ran 1.5-2x faster
+    than 64 with sam_tiny on a 2-core box (``benchmarks/gpu_check.py``
+    measures it); a GPU wants larger batches.
+    """
+    return 16 if str(device).startswith("cpu") else 64
 
 
 def tile_filter(config: SegmentConfig, tile_size: int) -> TileFilter:
@@ -80,7 +99,9 @@ class TileWork:
     ``embedding`` (C, h, w) float; ``input_hw`` the size of the image the
     encoder saw (before padding); ``origin`` (y0, x0) and ``scale`` map tile
     input pixels to raster pixels; ``points`` (N, 2) XY raster pixels;
-    ``valid`` (H, W) bool over the tile's raster pixels, or None.
+    ``valid`` (H, W) bool over the tile's raster pixels, or None;
+    ``content`` (N,) bool: whether the image varies around each point
+    (coarse-to-fine points only; None: not computed).
     """
 
     index: tuple[int, int]
@@ -90,6 +111,7 @@ class TileWork:
     scale: int
     points: np.ndarray
     valid: np.ndarray | None
+    content: np.ndarray | None = None
 
 
 class TileDecoder:
@@ -103,11 +125,13 @@ class TileDecoder:
         self.model = model
         self.config = config
         self.rows, self.cols = rows, cols
+        self.tile_size = int(tile_size)
         self.filter = tile_filter(config, tile_size)
 
-    def __call__(self, work: TileWork) -> list[Candidate]:
+    def __call__(self, work: TileWork) -> TileCandidates:
+        """The tile's candidates; ``.n_decoded`` counts the points decoded."""
         if len(work.points) == 0:
-            return []
+            return TileCandidates()
 
         cfg = self.config
         predictor = SamPredictor(self.model)  # one per call: workers' threads share the decoder
@@ -117,12 +141,35 @@ class TileDecoder:
         hw = (int(work.input_hw[0]), int(work.input_hw[1]))
         predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
         y0, x0 = work.origin
-        local = (np.asarray(work.points, dtype=np.float64) - [x0, y0]) / work.scale
-        batch = decode_points(
-            predictor, local, points_per_batch=cfg.points_per_batch,
-            pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
-            stability_score_offset=cfg.stability_score_offset, box_nms_thresh=cfg.box_nms_thresh,
-        )
+
+        def decode(points_xy: np.ndarray):
+            local = (np.asarray(points_xy, dtype=np.float64) - [x0, y0]) / work.scale
+            return decode_points(
+                predictor, local,
+                points_per_batch=cfg.points_per_batch or points_per_batch_for(predictor.device),
+                pred_iou_thresh=cfg.pred_iou_thresh,
+                stability_score_thresh=cfg.stability_score_thresh,
+                stability_score_offset=cfg.stability_score_offset,
+                box_nms_thresh=cfg.box_nms_thresh,
+            )
+
+        if cfg.points == "full":
+            batch = decode(work.points)
+            return TileCandidates(self._candidates(work, batch), n_decoded=len(work.points))
+        spacing = self.tile_size / cfg.points_per_side
+        rows, cols = self.rows, self.cols
+        row, col = work.index
+        shape = (rows.sizes[row], cols.sizes[col])
+        outputs, decoded = decode_coarse_to_fine(
+            work.points, point_levels(work.points, spacing, cfg.point_levels), work.content,
+            decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
+            shape=shape)
+        batch = _merge_levels(outputs, cfg.box_nms_thresh)
+        return TileCandidates(self._candidates(work, batch), n_decoded=int(decoded.sum()))
+
+    def _candidates(self, work: TileWork, batch) -> list[Candidate]:
+        """The decoder output ``batch`` (tile input pixels) as the tile's accepted candidates."""
+        y0, x0 = work.origin
         crops, offsets = _batch_crops(batch)
         if work.scale > 1:
             s = int(work.scale)
@@ -134,6 +181,15 @@ class TileDecoder:
         pts = pts + [x0, y0]
         return tile_candidates(crops, offsets, iou, stab, pts, tile=work.index, rows=self.rows,
                                cols=self.cols, valid=work.valid, settings=self.filter)
+
+
+def _merge_levels(outputs: list, box_nms_thresh: float):
+    """The coarse-to-fine levels' decoder outputs as one, after one box NMS by predicted IoU."""
+    first = outputs[0]
+    if len(outputs) == 1:
+        return first
+    joined = type(first).concat(outputs, first.image_hw)
+    return joined.select(nms(joined.boxes, joined.iou_preds, box_nms_thresh))
 
 
 def _numpy(x):
@@ -159,6 +215,9 @@ class SegmentResult:
     stats: AssemblyStats
     n_tiles: int
     n_points: int
+    n_decoded: int | None = None
+    points: str = "full"
+    scales: tuple[int, ...] = (1,)
 
 
 TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
@@ -188,24 +247,31 @@ def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> Point
                          points_per_side=points_per_side)
 
 
-def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource
-                ) -> Iterator[TileWork]:
+def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
+                content_window: int | None = None) -> Iterator[TileWork]:
+    """Each tile's work; ``content_window`` (px): also mark where the image varies around
+    the points (:func:`~napari_sam.core.automatic.coarse_to_fine.content_at`); None: not needed."""
     for tile in tiles:
         pts = grid.points_for(tile.row, tile.col)
         if len(pts) == 0:
             continue
-        _, valid = raster.read_masked(tile.window)
-        inside = valid[(pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)]
-        pts = pts[inside]
+        data, valid = raster.read_masked(tile.window)
+        py, px = (pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)
+        inside = valid[py, px]
+        pts, py, px = pts[inside], py[inside], px[inside]
         if len(pts) == 0:
             continue
+        content = None
+        if content_window is not None:
+            content = content_at(data, None if valid.all() else valid,
+                                 np.stack([py, px], axis=1), window=content_window)
         found = embedding_for(tile.index)
         if found is None:  # a tile with no valid pixel at the model's input level
             continue
         embedding, input_hw = found
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
-                       points=pts, valid=None if valid.all() else valid)
+                       points=pts, valid=None if valid.all() else valid, content=content)
 
 
 def segment_tiles(
@@ -217,28 +283,57 @@ def segment_tiles(
     config: SegmentConfig | None = None,
     sink: Sink,
     executor=None,
+    coarse: ScaleMerger | None = None,
+    scales: tuple[int, ...] = (1,),
+    coarse_decoded: int = 0,
 ) -> ProgressGen[SegmentResult]:
     """Segment ``raster`` over the TileGrid ``grid``; labels go to ``sink``; return the objects.
 
     ``embedding_for`` gives each tile's cached embedding; ``model`` the Sam
     that made it. ``executor``: None decodes here; a
-    :class:`napari_sam.core.automatic.distributed.DaskExecutor` sends tiles to
-    a dask cluster (same results). Yields Progress ("segment", tiles done).
+    :class:`napari_sam.core.automatic.distributed.DaskExecutor` sends tiles to a dask
+    cluster (same results). ``coarse``: the objects of coarser scales, merged
+    into this pass (:func:`napari_sam.core.automatic.multiscale.inject`);
+    ``scales`` and ``coarse_decoded`` (the points decoded for them) go into
+    the result. Yields Progress ("segment", tiles done).
     """
     config = config or SegmentConfig()
     tiles = list(grid)
+    config = config.for_raster(raster.height, raster.width)
     rows, cols = axis_windows(tiles, raster.height, raster.width)
     points = plan_points(raster, tiles, tile_size=grid.tile_size,
                          points_per_side=config.points_per_side)
     decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
                           tile_size=grid.tile_size)
-    works = _tile_works(raster, tiles, points, embedding_for)
+    works = _tile_works(raster, tiles, points, embedding_for,
+                        content_window=content_window(config, grid.tile_size))
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
     else:
         results = executor.map_ordered(decoder, works)
-    table, stats = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink,
-                                               settings=merge_settings(config),
-                                               n_tiles=len(tiles))
+    if coarse is not None:
+        results = inject(results, coarse, rows)
+    counted = {"decoded": int(coarse_decoded)}
+
+    def count(pairs):
+        for index, candidates in pairs:
+            counted["decoded"] += int(getattr(candidates, "n_decoded", len(candidates)))
+            yield index, candidates
+
+    table, stats = yield from assemble_objects(count(results), rows=rows, cols=cols, sink=sink,
+                                       settings=merge_settings(config), n_tiles=len(tiles))
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
-    return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points)
+    return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
+                         n_decoded=counted["decoded"], points=config.points,
+                         scales=tuple(scales))
+
+
+def content_window(config: SegmentConfig, tile_size: int) -> int | None:
+    """Side (raster px) of the window searched for edges around a point: two grid spacings
+    (an edge within one spacing either way); None with the full grid (not needed).
+
+    Four spacings decoded 36% more points on the benchmark mosaic
+    (``benchmarks/bench_recall.py``, 2048 px) for no gain in recall."""
+    if config.points != "coarse":
+        return None
+    return int(round(2 * tile_size / config.points_per_side))

@@ -4,9 +4,11 @@ and the automatic widget.
 For each input: open it (bad input fails before any work), make sure its
 output folder may be written, embed the tiles that are not in the embedding
 store yet (the given ``--embeddings`` store, resumed; else a temporary store
-removed afterwards), decode every tile from the store (here or on a dask
-cluster), and write ``DIR/<stem>/`` atomically or stream the labels into a
-sink.
+removed afterwards), run the coarse passes of the extra scales
+(:mod:`napari_sam.core.automatic.scale_passes`, temporary stores), decode
+every tile from the store (here or on a dask cluster) with the coarse passes'
+large objects merged in, and write ``DIR/<stem>/`` atomically or stream the
+labels into a sink.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from typing import Any
 from napari_sam.core import progress as progress_mod
 from napari_sam.core.automatic.decode import segment_tiles, store_embeddings
 from napari_sam.core.automatic.distributed import dask_executor
+from napari_sam.core.automatic.multiscale import ScaleMerger
 from napari_sam.core.automatic.object_table import ObjectRecord
 from napari_sam.core.automatic.paint_labels import Sink
+from napari_sam.core.automatic.scale_passes import coarse_passes
 from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.io.atomic import check_writable
 from napari_sam.core.io.outputs import SegmentOutputs, input_stem, is_zarr_input, write_segmentation
@@ -55,6 +59,7 @@ class SegmentSummary:
     n_tiles: int
     n_points: int
     seconds: float
+    n_decoded: int | None = None
 
     def line(self) -> str:
         where = f" -> {self.outputs.folder}" if self.outputs is not None else ""
@@ -139,10 +144,16 @@ def segment_file(
         store = yield from embed_raster(raster, store_path, model, tile_size=tile_size,
                                         overlap=overlap, scale=scale, batch_size=batch_size,
                                         device=None)
+        coarse, coarse_decoded, scales = yield from coarse_passes(
+            raster, store, model, config=config, work_dir=store_path.parent,
+            model_name=getattr(model, "model_name", None), batch_size=batch_size,
+            executor=executor)
 
         def produce(to):
             return (yield from segment_tiles(raster, store.grid, store_embeddings(store), model,
-                                             config=config, sink=to, executor=executor))
+                                             config=config, sink=to, executor=executor,
+                                             coarse=ScaleMerger(coarse), scales=scales,
+                                             coarse_decoded=coarse_decoded))
 
         outputs = None
         if folder is None:
@@ -159,7 +170,8 @@ def segment_file(
                 store_path.parent.rmdir()
     return SegmentSummary(input=_input_path(source), outputs=outputs, objects=result.objects,
                           n_objects=len(result.objects), n_tiles=result.n_tiles,
-                          n_points=result.n_points, seconds=time.perf_counter() - start)
+                          n_points=result.n_points, seconds=time.perf_counter() - start,
+                          n_decoded=getattr(result, "n_decoded", None))
 
 
 def check_inputs(inputs: Sequence, out_dir, *, embeddings=None, overwrite: bool = False) -> None:

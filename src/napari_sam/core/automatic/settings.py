@@ -6,28 +6,53 @@ without importing the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+DEFAULT_MIN_AREA = 16
+"""Objects smaller than this (raster pixels) are dropped unless asked otherwise."""
+DEFAULT_MAX_AREA_FRACTION = 0.25
+"""Objects covering more than this fraction of the raster are dropped unless asked otherwise."""
+POINT_MODES = ("coarse", "full")
+"""``coarse``: coarse-to-fine points (the default); ``full``: the paper's full grid per tile."""
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     """Automatic segmentation settings; pixels are raster pixels.
 
-    The first six are the reference generator's, with its defaults.
+    The first six are the reference generator's, with its defaults, but for
+    ``points_per_batch``: None picks one for the device
+    (:func:`napari_sam.core.automatic.decode.points_per_batch_for`; the masks
+    do not depend on it: the filters are per mask and NMS runs once over all
+    batches).
     ``dedup_box_thresh`` / ``dedup_mask_iou``: two masks from different tiles
     are one object when their boxes' IoU or their masks' IoU exceed these.
     ``edge_margin``: how close (px) to an inner tile border a mask's box may
     come; None scales the reference's 20 px per 1024 px of tile.
     ``min_region_area``: holes and islands smaller than this are filled /
-    removed. ``min_area`` / ``max_area``: objects outside are dropped.
+    removed. ``min_area`` / ``max_area``: objects outside are dropped; the
+    default minimum (:data:`DEFAULT_MIN_AREA`, 16 px, a 4 x 4 square) keeps
+    the decoder's 1-2 px specks out of the results. ``max_area_fraction``:
+    objects covering more than this fraction of the raster are dropped too
+    (default 0.25: such a mask is the background, sea or sky, not an object;
+    None or 1 keeps them); the limit in force is the smaller of the two
+    (:meth:`for_raster`).
     ``stitch_seams``: join the masks of one object cut by tile borders (see
     :mod:`napari_sam.core.automatic.seams`); False drops masks cut by an
-    inner border, which loses objects that straddle a seam and are larger
-    than about half the overlap (the behaviour before stitching).
+    inner border, which loses objects that straddle a seam and are larger than about half
+    the overlap (the behaviour before stitching).
+    ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
+    ``point_levels`` levels, skipping points under accepted masks and on
+    uniform image (:mod:`napari_sam.core.automatic.coarse_to_fine`);
+    ``"full"`` decodes every grid point, as the paper's generator does.
+    ``scales``: the raster is also segmented downscaled by each factor after
+    the first and objects are merged across scales
+    (:mod:`napari_sam.core.automatic.multiscale`); ``(1,)`` segments at the
+    tiling's own scale only.
     """
 
     points_per_side: int = 32
-    points_per_batch: int = 64
+    points_per_batch: int | None = None
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
     stability_score_offset: float = 1.0
@@ -36,12 +61,37 @@ class SegmentConfig:
     dedup_mask_iou: float = 0.5
     edge_margin: float | None = None
     min_region_area: int = 0
-    min_area: int = 0
+    min_area: int = DEFAULT_MIN_AREA
     max_area: int | None = None
     stitch_seams: bool = True
+    max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
+    points: str = "coarse"
+    point_levels: int = 3
+    scales: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
-        if self.points_per_side < 1 or self.points_per_batch < 1:
+        if self.points_per_side < 1 or (self.points_per_batch is not None
+                                        and self.points_per_batch < 1):
             raise ValueError("points_per_side and points_per_batch must be at least 1")
+        if self.points not in POINT_MODES:
+            raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
+        if self.point_levels < 1:
+            raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
+        scales = tuple(int(v) for v in self.scales)
+        if not scales or scales[0] != 1 or any(b <= a for a, b in zip(scales, scales[1:])):
+            raise ValueError(f"scales must start at 1 and increase, got {self.scales}")
+        object.__setattr__(self, "scales", scales)
         if self.max_area is not None and self.max_area < self.min_area:
             raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
+        if self.max_area_fraction is not None and not 0.0 < self.max_area_fraction <= 1.0:
+            raise ValueError(f"max_area_fraction must be in (0, 1], got {self.max_area_fraction}")
+
+    def for_raster(self, height: int, width: int) -> SegmentConfig:
+        """This config with ``max_area`` the limit in force on a ``height`` x ``width`` raster:
+        the smaller of ``max_area`` and ``max_area_fraction`` of the raster (never below
+        ``min_area``); ``max_area_fraction`` is then spent (None)."""
+        limit = self.max_area
+        if self.max_area_fraction is not None and self.max_area_fraction < 1.0:
+            share = max(int(self.max_area_fraction * int(height) * int(width)), self.min_area)
+            limit = share if limit is None else min(limit, share)
+        return replace(self, max_area=limit, max_area_fraction=None)

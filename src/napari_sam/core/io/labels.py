@@ -5,8 +5,10 @@ or a zarr v3 store (``.zarr``) laid out as a single-level OME-Zarr (NGFF 0.5)
 label image: group attributes ``ome.multiscales`` and ``ome.image-label``,
 array ``0`` with dims (y, x), and the georeference as ``core.io.raster`` reads it
 from zarr attributes (``transform``: 6 numbers a, b, c, d, e, f as in
-``affine.Affine``; ``crs``: WKT or null), plus ``napari_sam: {"kind": "labels"}``. Outputs are written to a temporary sibling and renamed on
-success (``core.io.atomic``): complete or absent.
+``affine.Affine``; ``crs``: WKT or null), plus ``napari_sam: {"kind": "labels"}``. A GeoTIFF
+declares 0 as its nodata value, so GIS viewers show the background as transparent.
+Outputs are written to a temporary sibling and renamed on success
+(``core.io.atomic``): complete or absent.
 
 Reading accepts GeoTIFF/TIFF (band 1 of a single-band file), our zarr labels,
 any OME-Zarr label/image group (its first level) and plain zarr arrays. A
@@ -264,7 +266,8 @@ class LabelsWriter:
         profile = dict(driver="GTiff", height=self.height, width=self.width, count=1,
                        dtype=self.dtype.name, tiled=True, blockxsize=self.block,
                        blockysize=self.block,
-                       compress="deflate", predictor=2, zlevel=6, BIGTIFF="IF_SAFER")
+                       compress="deflate", predictor=2, zlevel=6, BIGTIFF="IF_SAFER",
+                       nodata=0)  # background: transparent in GIS viewers
         if self.sparse:  # tiles never written stay absent from the file and read as 0
             profile["SPARSE_OK"] = "TRUE"
         if self.crs is not None or self.transform != Affine.identity():

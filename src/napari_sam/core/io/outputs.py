@@ -6,7 +6,10 @@
   the input's size, transform and CRS, streamed band by band;
 - ``objects.gpkg``: layer ``objects``, one (Multi)Polygon per id with
   ``id, predicted_iou, stability_score, area`` (map units), ``perimeter``,
-  ``pixels`` and the object table's columns, in the input's CRS;
+  ``pixels`` and the object table's columns, in the input's CRS; its layer
+  metadata item ``NAPARI_SAM_SEGMENTATION`` (JSON) records how the points
+  were placed (``points``: ``coarse`` or ``full``), the grid's size and the
+  points decoded, when the producer reports them;
 - ``objects.csv``: the object table (:mod:`napari_sam.core.automatic.object_table`).
 
 The folder is built under a temporary name beside ``DIR/<stem>`` and renamed
@@ -55,6 +58,19 @@ def is_zarr_input(path: Any) -> bool:
     )
 
 
+def run_record(result) -> dict:
+    """What a segmentation result says about its run: point mode, grid points, decoded points,
+    scales (whichever it reports)."""
+    names = {"points": "points", "n_points": "grid_points", "n_decoded": "decoded_points",
+             "scales": "scales"}
+    out = {}
+    for attr, key in names.items():
+        value = getattr(result, attr, None)
+        if value is not None:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 @dataclass(frozen=True)
 class SegmentOutputs:
     """Where one input's results went, and how many objects they hold."""
@@ -101,6 +117,9 @@ def write_segmentation(
         gdf = objects_frame(ids, geoms, transform=raster.transform, crs=raster.crs,
                             attributes=table, shape=(raster.height, raster.width),
                             source=str(raster.path) if raster.path else None)
+        run = run_record(result)
+        if run:
+            gdf.attrs["segmentation"] = run
         write_vectors(gdf, tmp / "objects.gpkg", fmt="gpkg")
         write_csv(result.objects, tmp / "objects.csv")
         yield Progress("polygons", 1, 1, f"{len(gdf)} polygons")

@@ -12,7 +12,12 @@ Georeference of the source raster: when ``gdf.attrs`` holds ``transform``
 them as layer metadata items ``NAPARI_SAM_TRANSFORM`` / ``NAPARI_SAM_SHAPE`` /
 ``NAPARI_SAM_SOURCE``, GeoJSON as a foreign member ``"napari_sam"`` of the
 FeatureCollection. :func:`read_vectors` restores them into ``gdf.attrs`` so a
-viewer can place polygons in the raster's pixel grid.
+viewer can place polygons in the raster's pixel grid. The source raster is
+stored as a path relative to the vector file's folder (never the absolute
+path of the machine that wrote it), and read back relative to that folder.
+A GeoPackage layer of polygons is declared MultiPolygon (every polygon is
+written as a one-part MultiPolygon), so GIS tools see one geometry type;
+:func:`read_vectors` gives one-part MultiPolygons back as Polygons.
 
 QuPath GeoJSON (``fmt="qupath"``): a FeatureCollection in *pixel*
 coordinates, origin at the top-left corner of the full-resolution image, x to
@@ -58,7 +63,7 @@ _SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _QUPATH_TYPES = ("detection", "annotation")
 _QUPATH_SKIP = ("id", "area", "perimeter")
 _META_ITEMS = {"transform": "NAPARI_SAM_TRANSFORM", "shape": "NAPARI_SAM_SHAPE",
-               "source": "NAPARI_SAM_SOURCE"}
+               "source": "NAPARI_SAM_SOURCE", "segmentation": "NAPARI_SAM_SEGMENTATION"}
 
 
 def resolve_format(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -81,14 +86,42 @@ def resolve_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     return fmt
 
 
-def _metadata(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
+def _is_url(source: str) -> bool:
+    return "://" in source
+
+
+def portable_source(source: str, out_path: str | os.PathLike) -> str:
+    """``source`` as a path relative to the folder of ``out_path`` (a file being written).
+
+    URLs stay as they are. Where the two share no folder but the file
+    system's root (or lie on different drives), a relative path would spell
+    out the source's absolute folders: the file name alone is kept. So a
+    written file never names the writer's absolute folders.
+    """
+    source = str(source)
+    if _is_url(source):
+        return source
+    here = os.path.abspath(Path(out_path).parent)
+    there = os.path.abspath(source)
+    try:
+        common = os.path.commonpath([here, there])
+    except ValueError:  # different drives
+        return Path(source).name
+    if common == os.path.splitdrive(here)[0] + os.sep or common == os.sep:
+        return Path(source).name
+    return Path(os.path.relpath(there, here)).as_posix()
+
+
+def _metadata(gdf: gpd.GeoDataFrame, out_path: Path) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if gdf.attrs.get("transform") is not None:
         meta["transform"] = [float(v) for v in gdf.attrs["transform"]][:6]
     if gdf.attrs.get("shape") is not None:
         meta["shape"] = [int(v) for v in gdf.attrs["shape"]]
     if gdf.attrs.get("source"):
-        meta["source"] = str(gdf.attrs["source"])
+        meta["source"] = portable_source(gdf.attrs["source"], out_path)
+    if gdf.attrs.get("segmentation"):
+        meta["segmentation"] = dict(gdf.attrs["segmentation"])
     return meta
 
 
@@ -112,20 +145,46 @@ def write_vectors(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str | 
     if fmt == "shp":
         return _write_shapefile(gdf, path, overwrite=overwrite)
 
-    meta = _metadata(gdf)
+    meta = _metadata(gdf, path)
     with atomic_path(path, overwrite) as tmp:
         if fmt == "parquet":
+            if "source" in meta:  # pandas writes DataFrame.attrs into the parquet metadata
+                gdf = gdf.copy()
+                gdf.attrs["source"] = meta["source"]
             gdf.to_parquet(tmp, index=False)
         elif fmt == "gpkg":
             items = {_META_ITEMS[k]: json.dumps(v) if not isinstance(v, str) else v
                      for k, v in meta.items()}
+            polygonal = _polygonal_only(gdf)
             pyogrio.write_dataframe(gdf, tmp, layer=LAYER, driver="GPKG",
-                                    layer_metadata=items or None, promote_to_multi=False)
+                                    layer_metadata=items or None, promote_to_multi=polygonal,
+                                    geometry_type="MultiPolygon" if polygonal else None)
         else:  # geojson
             pyogrio.write_dataframe(gdf, tmp, driver="GeoJSON", layer=path.stem)
             if meta:
                 _add_geojson_member(tmp, meta)
     return path
+
+
+def _polygonal_only(gdf: gpd.GeoDataFrame) -> bool:
+    """True when every present geometry is a Polygon or MultiPolygon (or there is none)."""
+    kinds = set(gdf.geometry.dropna().geom_type)
+    return kinds <= {"Polygon", "MultiPolygon"}
+
+
+def _single_parts(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One-part MultiPolygons (as a MultiPolygon layer stores every polygon) -> Polygons."""
+    import geopandas as gpd
+    import shapely
+
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    one = np.array([g is not None and g.geom_type == "MultiPolygon" and len(g.geoms) == 1
+                    for g in geoms], dtype=bool)
+    if not one.any():
+        return gdf
+    out = geoms.copy()
+    out[one] = shapely.get_geometry(geoms[one].astype(object), 0)
+    return gdf.set_geometry(gpd.GeoSeries(list(out), index=gdf.index, crs=gdf.crs))
 
 
 def _add_geojson_member(path: Path, meta: dict[str, Any]) -> None:
@@ -276,6 +335,7 @@ def read_vectors(path: str | os.PathLike, *, layer: str | None = None) -> gpd.Ge
                 layer = LAYER if LAYER in layers else (layers[0] if layers else None)
             gdf = pyogrio.read_dataframe(path, layer=layer)
             if suffix == ".gpkg":
+                gdf = _single_parts(gdf)
                 items = pyogrio.read_info(path, layer=layer).get("layer_metadata") or {}
                 for key, item in _META_ITEMS.items():
                     if item in items:
@@ -295,6 +355,11 @@ def read_vectors(path: str | os.PathLike, *, layer: str | None = None) -> gpd.Ge
         gdf.attrs["transform"] = tuple(float(v) for v in meta["transform"])[:6]
     if meta.get("shape") is not None:
         gdf.attrs["shape"] = tuple(int(v) for v in meta["shape"])
+    if meta.get("segmentation"):
+        gdf.attrs["segmentation"] = dict(meta["segmentation"])
     if meta.get("source"):
-        gdf.attrs["source"] = meta["source"]
+        source = str(meta["source"])
+        if not _is_url(source) and not Path(source).is_absolute():
+            source = os.path.normpath(path.parent / source)
+        gdf.attrs["source"] = source
     return gdf

@@ -1,0 +1,183 @@
+"""Coarse-to-fine prompt points: decode a sparse part of the point grid first, then only
+the points that no accepted mask covers and where the image has content.
+
+The full grid of :mod:`napari_sam.core.automatic.point_grid` (``points_per_side`` points
+per tile side, spacing ``s``) is split into ``levels`` nested lattices by the
+points' *global* grid indices ``(i, j)``: level 0 takes every ``2**(levels-1)``-th
+point in each direction, level 1 adds the points that make every
+``2**(levels-2)``-th, ..., the last level adds the rest. So the lattices are
+the same in every tile, each level doubles the density, and every decoded
+point is a point of the full grid.
+
+Per tile (:func:`decode_coarse_to_fine`): the level-0 points are decoded
+wherever the raster is valid; a point of a later level is decoded only when
+
+- no mask accepted so far in this tile covers it (masks that passed the
+  decoder's filters, NMS and the tile's edge / area filters: the objects the
+  tile will publish, partials to be stitched included), and
+- the image has *content* near it: an edge within ``s`` px either way (the
+  gradient of the smoothed image well above its median over the tile, the
+  noise and texture floor; :func:`content_at`). A point in smooth
+  background far from any edge would give the background the level-0
+  points already probed; an object no mask covers yet has edges, so the
+  points near it are decoded.
+
+The masks of all levels then go through one box NMS (by predicted IoU), the
+same step that ends the paper's generator on one crop, so the filters, NMS
+and records are the generator's; only the prompts differ. Objects nested
+inside an accepted mask (a tree inside a field) get no point of their own
+at the finer levels: the price of skipping covered points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+
+class TileCandidates(list):
+    """A tile's candidates (a list) and ``n_decoded``: how many points were decoded for them."""
+
+    def __init__(self, items=(), *, n_decoded: int = 0) -> None:
+        super().__init__(items)
+        self.n_decoded = int(n_decoded)
+
+
+def lattice_offsets(levels: int) -> list[int]:
+    """Residue ``r_k`` of level ``k``'s cumulative lattice ``{i : i % 2**(levels-1-k) == r_k}``.
+
+    The residues nest (``r_k % stride_{k+1} == r_{k+1}``), and each is as close
+    as that allows to the centre of its block of ``stride`` points.
+    """
+    offsets = [0]  # stride 1: every index
+    for k in range(1, levels):
+        stride = 2 ** k
+        finer = offsets[-1]
+        choices = [finer + m * (stride // 2) for m in range(2)]
+        centre = (stride - 1) / 2.0
+        offsets.append(min(choices, key=lambda r: (abs(r - centre), r)))
+    return offsets[::-1]  # level 0 (coarsest) first
+
+
+def point_levels(points_xy: np.ndarray, spacing: float, levels: int) -> np.ndarray:
+    """The level (0 = coarsest) at which each full-grid point is first offered.
+
+    ``points_xy`` (N, 2) raster pixels on the global grid ``(i + 0.5) * spacing``;
+    returns (N,) int64 in ``[0, levels)``.
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be at least 1, got {levels}")
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    index = np.rint(pts / float(spacing) - 0.5).astype(np.int64)
+    out = np.full(len(pts), levels - 1, dtype=np.int64)
+    for k, r in enumerate(lattice_offsets(levels)[:-1]):
+        stride = 2 ** (levels - 1 - k)
+        on = (index[:, 0] % stride == r) & (index[:, 1] % stride == r)
+        out = np.where(on & (out > k), k, out)
+    return out
+
+
+def content_at(data: np.ndarray, valid: np.ndarray | None, points_yx: np.ndarray, *,
+               window: int, edge_factor: float = 4.0, min_contrast: float = 0.02,
+               smooth: float = 1.5) -> np.ndarray:
+    """Whether the image has an edge near each point: (N,) bool.
+
+    ``data`` (H, W, C) or (H, W) tile pixels; ``valid`` (H, W) bool or None;
+    ``points_yx`` (N, 2) integer pixel (row, col) inside the tile; ``window``
+    the side (px) of the square looked at around each point. Edges: the
+    gradient magnitude of each band smoothed by a Gaussian of ``smooth`` px,
+    above ``edge_factor`` times its median over the tile (the noise and
+    texture floor) and above ``min_contrast`` of the band's value range per
+    pixel. Nodata and the border of nodata are no content.
+    """
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    pts = np.asarray(points_yx, dtype=np.int64).reshape(-1, 2)
+    if len(pts) == 0:
+        return np.zeros(0, dtype=bool)
+    edges = np.zeros(arr.shape[:2], dtype=bool)
+    usable = np.ones(arr.shape[:2], dtype=bool) if valid is None else \
+        ~ndimage.binary_dilation(~valid, iterations=int(np.ceil(3 * smooth)) + 1)
+    for band in range(arr.shape[2]):
+        values = arr[..., band].astype(np.float32)
+        finite = np.isfinite(values)
+        good = values[finite & usable]
+        if good.size == 0:
+            continue
+        low, high = float(good.min()), float(good.max())
+        if high <= low:
+            continue
+        values = np.where(finite, values, low)
+        smooth_band = ndimage.gaussian_filter(values, smooth)
+        magnitude = np.hypot(ndimage.sobel(smooth_band, 0), ndimage.sobel(smooth_band, 1)) / 8.0
+        floor = float(np.median(magnitude[usable])) if usable.any() else 0.0
+        edges |= magnitude > max(edge_factor * floor, min_contrast * (high - low))
+    edges &= usable
+    near = ndimage.maximum_filter(edges, size=max(1, int(window)), mode="constant")
+    return near[pts[:, 0], pts[:, 1]]
+
+
+def paint_coverage(covered: np.ndarray, origin: tuple[int, int], candidates: Sequence[Any]
+                   ) -> None:
+    """OR the candidates' masks (raster coordinates ``y0, x0``) into ``covered`` in place.
+
+    ``covered`` (H, W) bool over the tile's raster pixels, its top-left pixel
+    at raster ``origin`` (y0, x0).
+    """
+    oy, ox = origin
+    h, w = covered.shape
+    for c in candidates:
+        mask = np.asarray(c.mask, dtype=bool)
+        y0, x0 = int(c.y0) - oy, int(c.x0) - ox
+        ys, xs = max(0, y0), max(0, x0)
+        ye, xe = min(h, y0 + mask.shape[0]), min(w, x0 + mask.shape[1])
+        if ye > ys and xe > xs:
+            covered[ys:ye, xs:xe] |= mask[ys - y0:ye - y0, xs - x0:xe - x0]
+
+
+def decode_coarse_to_fine(
+    points_xy: np.ndarray,
+    level: np.ndarray,
+    content: np.ndarray | None,
+    *,
+    decode: Callable[[np.ndarray], Any],
+    accept: Callable[[Any], list],
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+) -> tuple[list[Any], np.ndarray]:
+    """Decode a tile's points level by level; return (the levels' decoder outputs, decoded).
+
+    ``points_xy`` (N, 2) raster XY; ``level`` (N,) from :func:`point_levels`;
+    ``content`` (N,) bool from :func:`content_at` (None: everywhere);
+    ``decode(points)`` runs the decoder with its filters and NMS on (M, 2)
+    raster XY; ``accept(output)`` turns an output into the tile's accepted
+    candidates (raster coordinates); ``origin`` (y0, x0) and ``shape`` (h, w)
+    the tile's raster window. ``decoded`` (N,) bool marks the points decoded.
+    """
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    level = np.asarray(level, dtype=np.int64).reshape(-1)
+    covered = np.zeros(shape, dtype=bool)
+    oy, ox = origin
+    py = np.clip(np.floor(pts[:, 1]).astype(np.int64) - oy, 0, shape[0] - 1)
+    px = np.clip(np.floor(pts[:, 0]).astype(np.int64) - ox, 0, shape[1] - 1)
+    decoded = np.zeros(len(pts), dtype=bool)
+    outputs = []
+    n_levels = int(level.max()) + 1 if len(level) else 0
+    for k in range(n_levels):
+        pick = level == k
+        if k > 0:
+            pick &= ~covered[py, px]
+            if content is not None:
+                pick &= np.asarray(content, dtype=bool)
+        if not pick.any():
+            continue
+        out = decode(pts[pick])
+        decoded |= pick
+        outputs.append(out)
+        if k + 1 < n_levels:
+            paint_coverage(covered, origin, accept(out))
+    return outputs, decoded

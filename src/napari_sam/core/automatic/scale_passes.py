@@ -1,0 +1,107 @@
+"""The coarse passes of multi-scale segmentation: embed the raster downscaled, decode, keep
+the large objects (see :mod:`napari_sam.core.automatic.multiscale` for the merge rules).
+
+Each extra scale ``s`` of ``SegmentConfig.scales`` gets the full-resolution
+pass's tiling times ``s`` (tile, overlap and scale), so its tiles hold the
+model's input size of pixels of the raster downscaled by ``s`` (a pyramid
+level when the file has one, see ``GeoRaster.downsample``), and is decoded
+with half the points per tile side and one coarse-to-fine level less (only
+objects at least 64 model pixels across are kept from it: a grid of 16 per
+1024 px reaches them). Its embeddings go to a temporary store beside the
+outputs, removed afterwards.
+
+A scale is used while the raster downscaled by it is at least
+``MIN_SIDE`` (128) px on its longer side. Even a raster that fits in one
+tile gains from the coarser scales: a model segments objects best up to a
+size (sam_tiny: about 192 px of model input, see its zoom limit), and a big
+cloud or field is within that size only downscaled.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from napari_sam.core.automatic.decode import (
+    TileDecoder,
+    _tile_works,
+    content_window,
+    merge_settings,
+    plan_points,
+    store_embeddings,
+)
+from napari_sam.core.automatic.multiscale import ScaleRules, coarse_objects, merge_scales
+from napari_sam.core.automatic.point_grid import axis_windows
+from napari_sam.core.automatic.settings import SegmentConfig
+from napari_sam.core.progress import ProgressGen
+from napari_sam.core.tiling.embed import embed_raster
+
+MIN_SIDE = 128
+"""A coarse scale is used while the downscaled raster's longer side is at least this (px)."""
+
+
+def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, executor=None,
+                 rules: ScaleRules | None = None) -> ProgressGen[tuple[list, int]]:
+    """One coarse scale's large objects (raster coordinates) and the points decoded.
+
+    ``store``: the scale's embedding store; ``fine_grid``: the full-resolution
+    pass's TileGrid (the objects' ``tile`` refers to it).
+    """
+    grid = store.grid
+    tiles = list(grid)
+    # only objects >= 64 model px across are kept here: half the grid density finds them
+    config = replace(config.for_raster(raster.height, raster.width),
+                     points_per_side=max(1, config.points_per_side // 2),
+                     point_levels=max(1, config.point_levels - 1))
+    rows, cols = axis_windows(tiles, raster.height, raster.width)
+    fine_rows, fine_cols = axis_windows(list(fine_grid), raster.height, raster.width)
+    points = plan_points(raster, tiles, tile_size=grid.tile_size,
+                         points_per_side=config.points_per_side)
+    decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
+                          tile_size=grid.tile_size)
+    works = _tile_works(raster, tiles, points, store_embeddings(store),
+                        content_window=content_window(config, grid.tile_size))
+    if executor is None:
+        results = ((w.index, decoder(w)) for w in works)
+    else:
+        results = executor.map_ordered(decoder, works)
+    merge = merge_settings(config)
+    return (yield from coarse_objects(
+        results, rows=rows, cols=cols, stitch=merge.stitch, dedup_box=merge.box_nms_thresh,
+        dedup_mask=merge.mask_iou_thresh, scale=int(grid.scale), fine_rows=fine_rows,
+        fine_cols=fine_cols, n_tiles=len(tiles), rules=rules or ScaleRules()))
+
+
+def coarse_passes(raster, fine_store, model, *, config: SegmentConfig, work_dir: Path,
+                  model_name: str | None = None, batch_size: int | None = None,
+                  executor=None) -> ProgressGen[tuple[list, int, tuple[int, ...]]]:
+    """Embed and decode every extra scale of ``config.scales``; return
+    (the large objects merged across those scales, points decoded, scales used).
+
+    ``fine_store``: the full-resolution pass's embedding store (its tiling is
+    multiplied per scale); ``work_dir``: where the temporary stores go.
+    """
+    fine = fine_store.grid
+    used = [1]
+    by_scale = []
+    decoded = 0
+    for factor in config.scales[1:]:
+        if max(raster.height, raster.width) / (fine.scale * factor) < MIN_SIDE:
+            break
+        path = Path(work_dir) / f".scale{factor}-{uuid.uuid4().hex[:8]}.zarr"
+        try:
+            store = yield from embed_raster(
+                raster, path, model, tile_size=fine.tile_size * factor,
+                overlap=fine.overlap * factor, scale=fine.scale * factor, batch_size=batch_size,
+                device=None, model_name=model_name)
+            objects, n = yield from decode_scale(raster, store, model, config=config,
+                                                 fine_grid=fine, executor=executor)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        by_scale.append(objects)
+        decoded += n
+        used.append(int(factor))
+    merged = merge_scales(by_scale[::-1])  # coarsest first
+    return merged, decoded, tuple(used)

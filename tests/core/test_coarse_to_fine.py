@@ -1,0 +1,201 @@
+"""Coarse-to-fine points: nested lattices, no point under an accepted mask, none on uniform
+image after the first level, the full grid unchanged with ``points="full"``.
+
+The decoder is replaced by one that returns the true object under each point
+(recording every call), so the tests see exactly which points were decoded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fake_tiles import disks
+
+from napari_sam.core import progress
+from napari_sam.core.automatic import decode as generate
+from napari_sam.core.automatic.coarse_to_fine import (
+    content_at,
+    decode_coarse_to_fine,
+    lattice_offsets,
+    point_levels,
+)
+from napari_sam.core.automatic.decode import SegmentConfig, plan_points, segment_tiles
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.tiling.grid import TileGrid
+
+LOOSE = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=0,
+             max_area_fraction=None)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from sam_model import build_sam_from_config, tiny_test_config
+
+    torch.manual_seed(0)
+    return build_sam_from_config(tiny_test_config(img_size=256)).eval()
+
+
+def test_levels_are_nested_lattices_that_partition_the_grid():
+    assert lattice_offsets(3) == [2, 0, 0]
+    spacing = 8.0
+    xs = (np.arange(32) + 0.5) * spacing
+    grid = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
+    level = point_levels(grid, spacing, 3)
+    assert np.bincount(level).tolist() == [64, 192, 768]
+    idx = (grid / spacing - 0.5).round().astype(int)
+    for k, stride in ((0, 4), (1, 2)):
+        upto = idx[level <= k]
+        # every stride-th index in both directions, nothing else
+        assert len(upto) == (32 // stride) ** 2
+        assert len(np.unique(upto % stride, axis=0)) == 1
+    assert (point_levels(grid, spacing, 1) == 0).all()
+
+
+def test_content_marks_only_points_near_edges():
+    rng = np.random.default_rng(0)
+    data = (90 + rng.normal(0, 6, (96, 160, 3))).clip(0, 255).astype(np.uint8)  # noisy background
+    data[30:60, 20:50] = (200, 40, 40)  # an object
+    pts = np.array([[45, 35], [45, 60], [45, 120], [5, 5]])
+    # at the object (its edges within 16 px), next to it, in plain noise, far away
+    assert content_at(data, None, pts, window=32).tolist() == [True, True, False, False]
+    valid = np.ones((96, 160), bool)
+    valid[20:70, 10:60] = False  # the object is nodata: no content anywhere
+    assert not content_at(data, valid, pts, window=32).any()
+
+
+def test_decode_coarse_to_fine_skips_covered_points():
+    # one object (a square) on the left: level-0 finds it, later levels skip its points
+    truth = np.zeros((64, 64), bool)
+    truth[0:40, 0:40] = True
+    spacing = 4.0
+    xs = (np.arange(16) + 0.5) * spacing
+    pts = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
+    level = point_levels(pts, spacing, 3)
+    calls = []
+
+    class Found:
+        mask, y0, x0 = truth[:40, :40], 0, 0
+
+    def decode(p):
+        calls.append(p)
+        return [Found] if truth[p[:, 1].astype(int), p[:, 0].astype(int)].any() else []
+
+    outputs, decoded = decode_coarse_to_fine(pts, level, None, decode=decode,
+                                             accept=lambda out: out, origin=(0, 0),
+                                             shape=(64, 64))
+    assert len(calls) == 3 and decoded.sum() == sum(len(c) for c in calls)
+    for later in calls[1:]:
+        assert not truth[later[:, 1].astype(int), later[:, 0].astype(int)].any()
+    inside = truth[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    assert decoded[~inside].all() and decoded[inside].sum() == (inside & (level == 0)).sum()
+
+
+def _fake_decoder(truth, calls):
+    """decode_points stand-in: the true object under each point, deduplicated like NMS."""
+    from sam_model.mask_candidates import Candidates
+
+    def decode_points(predictor, points, **kwargs):
+        h, w = predictor.original_size
+        origin = predictor.origin
+        calls.append((origin, np.asarray(points, np.float64).copy()))
+        seen, crops, boxes, pts = set(), [], [], []
+        oy, ox = origin
+        tile = truth[oy:oy + h, ox:ox + w]
+        for x, y in points:
+            k = int(tile[int(y), int(x)])
+            if k == 0 or k in seen:
+                continue
+            seen.add(k)
+            ys, xs = np.nonzero(tile == k)
+            box = [xs.min(), ys.min(), xs.max(), ys.max()]
+            crops.append(tile[box[1]:box[3] + 1, box[0]:box[2] + 1] == k)
+            boxes.append(box)
+            pts.append((x, y))
+        n = len(crops)
+        return Candidates(crops=crops, boxes=torch.tensor(boxes, dtype=torch.int64).reshape(n, 4),
+                          iou_preds=torch.full((n,), 0.9), stability=torch.full((n,), 0.9),
+                          points=torch.tensor(pts, dtype=torch.float64).reshape(n, 2),
+                          image_hw=(h, w))
+
+    return decode_points
+
+
+def _segment(model, image, truth, grid, config, monkeypatch):
+    """Run segment_tiles with the fake decoder; return (labels, result, calls)."""
+    from sam_model import SamPredictor
+
+    calls = []
+    monkeypatch.setattr(generate, "decode_points", _fake_decoder(truth, calls))
+
+    def embedding_for(index):
+        t = grid.tile_for(*index)
+        return np.zeros((32, 16, 16), np.float32), (t.height, t.width)
+
+    class Origin:  # tells the fake decoder which tile it decodes
+        def __init__(self, decoder):
+            self.decoder = decoder
+
+        def __call__(self, work):
+            monkeypatch.setattr(SamPredictor, "origin", work.origin, raising=False)
+            return self.decoder(work)
+
+    real = generate.TileDecoder
+    monkeypatch.setattr(generate, "TileDecoder", lambda **kw: Origin(real(**kw)))
+    out = np.zeros(image.shape[:2], np.uint32)
+
+    def sink(y0, x0, block):
+        out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+
+    result = progress.run(segment_tiles(open_raster(image), grid, embedding_for, model,
+                                        config=config, sink=sink))
+    return out, result, calls
+
+
+def _scene():
+    truth = disks(300, 300, n=30, rmin=4, rmax=20, seed=2)
+    truth[140:295, 10:295] = 31  # one large rectangle, over several tiles
+    rng = np.random.default_rng(0)
+    colours = rng.integers(120, 255, (32, 3))
+    image = 60 + rng.normal(0, 5, (300, 300, 3))  # noisy background, objects in colour
+    image[truth > 0] = colours[truth[truth > 0]]
+    return image.clip(0, 255).astype(np.uint8), truth
+
+
+def test_full_grid_decodes_every_point_once(tiny_model, monkeypatch):
+    image, truth = _scene()
+    grid = TileGrid(height=300, width=300, tile_size=256, overlap=64)
+    config = SegmentConfig(points_per_side=16, points="full", **LOOSE)
+    labels, result, calls = _segment(tiny_model, image, truth, grid, config, monkeypatch)
+    plan = plan_points(open_raster(image), list(grid), tile_size=256, points_per_side=16)
+    assert len(calls) == len(list(grid))  # one call per tile, all its points
+    for (y0, x0), local in calls:
+        t = next(t for t in grid if (t.y0, t.x0) == (y0, x0))
+        assert np.array_equal(local + [x0, y0], plan.points_for(t.row, t.col))
+    assert result.n_decoded == result.n_points == plan.n_points
+    assert result.points == "full"
+
+
+def test_coarse_points_never_under_accepted_masks_and_same_objects(tiny_model, monkeypatch):
+    image, truth = _scene()
+    grid = TileGrid(height=300, width=300, tile_size=256, overlap=64)
+    full = SegmentConfig(points_per_side=16, points="full", **LOOSE)
+    coarse = SegmentConfig(points_per_side=16, points="coarse", **LOOSE)
+    ref, ref_result, _ = _segment(tiny_model, image, truth, grid, full, monkeypatch)
+    got, result, calls = _segment(tiny_model, image, truth, grid, coarse, monkeypatch)
+    assert result.points == "coarse"
+    assert result.n_decoded < 0.75 * ref_result.n_decoded
+    assert result.n_decoded == sum(len(p) for _, p in calls)
+    # per tile, a later level's points lie under no object an earlier level found
+    found: dict = {}
+    for (y0, x0), local in calls:
+        ids = found.setdefault((y0, x0), set())
+        pts = (local + [x0, y0]).astype(int)
+        under = truth[pts[:, 1], pts[:, 0]]
+        assert not (set(under.tolist()) & ids), "a point was placed under an accepted mask"
+        ids.update(int(k) for k in under if k)
+    # the same objects as the full grid: each true object is one id in both
+    for k in np.unique(truth[truth > 0]):
+        a, b = np.unique(ref[truth == k]), np.unique(got[truth == k])
+        assert (a.size == 1) == (b.size == 1) and (a[0] > 0) == (b[0] > 0)
+    assert len(result.objects) == len(ref_result.objects)
