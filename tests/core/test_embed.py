@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import sam_model
 from napari_sam.core import embed as embed_mod
 from napari_sam.core.embed import embed_raster, encode_batch, resolve_tiling
 from napari_sam.core.normalize import Normalizer
@@ -14,8 +15,6 @@ from napari_sam.core.raster import GeoRaster, open_raster
 from napari_sam.core.raster_sources import AxesSource
 from napari_sam.core.store import DONE, EMPTY, EmbeddingStore
 from napari_sam.errors import InputError, StaleCacheError
-
-sam_model = pytest.importorskip("sam_model")
 
 
 def tiny(seed=0):

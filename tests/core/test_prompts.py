@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import sam_model
 from napari_sam.core.embed import embed_raster
 from napari_sam.core.prompts import (
     RasterPredictor,
@@ -17,8 +18,6 @@ from napari_sam.core.raster import open_raster
 from napari_sam.core.store import DONE, MISSING, EmbeddingStore
 from napari_sam.core.window import Window
 from napari_sam.errors import InputError, StaleCacheError
-
-sam_model = pytest.importorskip("sam_model")
 
 
 def tiny(seed=0):

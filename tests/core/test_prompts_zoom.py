@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+import sam_model
 from napari_sam.core.prompts import RasterPredictor
 from napari_sam.errors import InputError
-
-sam_model = pytest.importorskip("sam_model")
 
 
 @pytest.fixture(scope="module")
