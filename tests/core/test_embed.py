@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import sam_model
-from napari_sam.core import embed as embed_mod
-from napari_sam.core.embed import embed_raster, encode_batch, resolve_tiling
-from napari_sam.core.normalize import Normalizer
+from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster_sources import AxesSource
 from napari_sam.core.progress import run
-from napari_sam.core.raster import GeoRaster, open_raster
-from napari_sam.core.raster_sources import AxesSource
-from napari_sam.core.store import DONE, EMPTY, EmbeddingStore
+from napari_sam.core.tiling import embed as embed_mod
+from napari_sam.core.tiling.embed import embed_raster, encode_batch, resolve_tiling
+from napari_sam.core.tiling.normalize import Normalizer
+from napari_sam.core.tiling.store import DONE, EMPTY, EmbeddingStore
 from napari_sam.errors import InputError, StaleCacheError
 
 

@@ -14,7 +14,7 @@ import pytest
 from value_model import ValueModel
 
 from napari_sam._widgets.engine import polygon_mask
-from napari_sam.core.prompts import RasterPredictor
+from napari_sam.core.prompt.predictor import RasterPredictor
 
 H, W = 200, 260
 # (y0, x0, h, w); A and B share the tile that starts at (112, 112), C lies on another

@@ -20,11 +20,11 @@ from fake_tiles import make_tiles
 from rasterio.crs import CRS
 
 from napari_sam.core import progress
-from napari_sam.core.assemble import assemble
-from napari_sam.core.merge import Candidate
-from napari_sam.core.pointgrid import axis_windows
-from napari_sam.core.raster import open_raster
-from napari_sam.core.segment_io import write_segmentation
+from napari_sam.core.automatic.assembly import assemble_objects
+from napari_sam.core.automatic.candidates import Candidate
+from napari_sam.core.automatic.point_grid import axis_windows
+from napari_sam.core.io.outputs import write_segmentation
+from napari_sam.core.io.raster import open_raster
 
 H = W = 64
 TRANSFORM = Affine(2.0, 0.0, 300_000.0, 0.0, -2.0, 5_000_000.0)
@@ -55,7 +55,7 @@ def _segment(tmp_path, a_scores, b_scores):
     cands = [_square(A_BOX, *a_scores), _square(B_BOX, *b_scores)]
 
     def produce(sink):
-        table, _ = yield from assemble([((0, 0), cands)], rows=rows, cols=cols, sink=sink)
+        table, _ = yield from assemble_objects([((0, 0), cands)], rows=rows, cols=cols, sink=sink)
         return SimpleNamespace(objects=table)
 
     out = progress.run(write_segmentation(raster, tmp_path / "out", produce))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sam_model
-from napari_sam.core.prompts import RasterPredictor
+from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.errors import InputError
 
 

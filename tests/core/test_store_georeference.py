@@ -12,8 +12,8 @@ from rasterio.crs import CRS
 from value_model import ValueModel
 
 from napari_sam.core import progress
-from napari_sam.core.embed import embed_raster
-from napari_sam.core.raster import open_raster
+from napari_sam.core.io.raster import open_raster
+from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.errors import StaleCacheError
 
 TRANSFORM = Affine(10.0, 0.0, 600_000.0, 0.0, -10.0, 5_200_000.0)
