@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 3 if args.quick else 6
 
     import sam_model
-    from sam_model.sam_tiny import SHIPPED_WEIGHTS
 
     tiny = sam_model.build_sam("sam_tiny")
     ours_t = sam_model.build_sam("vit_t", pretrained=False)
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = enc_s.get("vit_t (reference mobile_sam)", enc_s["vit_t (ours)"])
     speedup = reference / enc_s["sam_tiny"]
-    size_mb = SHIPPED_WEIGHTS.stat().st_size / 1e6
+    size_mb = sam_model.MODELS["sam_tiny"].packaged.stat().st_size / 1e6
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
                    f"{args.threads} threads, torch {torch.__version__}",

@@ -10,31 +10,24 @@ Weight-compatible with the official checkpoints; imports torch and numpy only.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .automatic_mask_generator import MaskBatch, SamAutomaticMaskGenerator, decode_points
-from .checkpoint import load_checkpoint
+from .build import build_sam_from_config
+from .checkpoint import architecture_of, load_checkpoint
 from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
+from .model_table import MODELS, ModelEntry, automatic_thresholds, list_models, prompt_extent_limit
 from .predictor import SamPredictor
-from .registry import (
-    POINT_ZOOM,
-    automatic_thresholds,
-    build_sam,
-    build_sam_from_config,
-    list_models,
-    prefer_zoomed_click,
-    prompt_extent_limit,
-    zoom_for_extent,
-)
+from .registry import build_sam
 from .sam import Sam
+from .zoom import POINT_ZOOM, prefer_zoomed_click, zoom_for_extent
 
 
 def encode_images(model: Sam, images: Tensor) -> Tensor:
     """Embed a batch: Bx3xHxW float 0..255 (H, W <= img_size, not normalised, not
     padded) -> BxCxhxw float32; normalising and padding happen inside."""
-    import torch
-
     with torch.no_grad():
         return model.encode_images(images)
 
@@ -42,12 +35,15 @@ def encode_images(model: Sam, images: Tensor) -> Tensor:
 __all__ = [
     "CheckpointError",
     "ImageFormatError",
+    "MODELS",
     "MaskBatch",
+    "ModelEntry",
     "Sam",
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamModelError",
     "SamPredictor",
+    "architecture_of",
     "automatic_thresholds",
     "POINT_ZOOM",
     "prefer_zoomed_click",

@@ -180,7 +180,7 @@ def _contrast_limits(raster: Any) -> list[float] | None:
 
 def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     """Layer data for a raster file: Image (RGB, single band or one layer per band) or Labels."""
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
 
     p = _one(path)
     raster = open_raster(p)

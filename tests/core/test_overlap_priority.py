@@ -24,7 +24,7 @@ from napari_sam.core.automatic.assembly import assemble_objects
 from napari_sam.core.automatic.candidates import Candidate
 from napari_sam.core.automatic.point_grid import axis_windows
 from napari_sam.core.io.outputs import write_segmentation
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 
 H = W = 64
 TRANSFORM = Affine(2.0, 0.0, 300_000.0, 0.0, -2.0, 5_000_000.0)
@@ -58,7 +58,7 @@ def _segment(tmp_path, a_scores, b_scores):
         table, _ = yield from assemble_objects([((0, 0), cands)], rows=rows, cols=cols, sink=sink)
         return SimpleNamespace(objects=table)
 
-    out = progress.run(write_segmentation(raster, tmp_path / "out", produce))
+    out, _ = progress.run(write_segmentation(raster, tmp_path / "out", produce))
     with rasterio.open(out.labels) as ds:
         labels = ds.read(1)
     gdf = gpd.read_file(out.objects, layer="objects")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sam_model
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.prompt.predictor import (
     RasterPredictor,
     box_to_pixel,

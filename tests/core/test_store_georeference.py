@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from value_model import ValueModel
 
 from napari_sam.core import progress
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.errors import StaleCacheError
 

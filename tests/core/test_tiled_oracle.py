@@ -22,8 +22,8 @@ from rasterio.crs import CRS
 from value_model import ValueModel
 
 from napari_sam.core import progress
-from napari_sam.core.automatic.decode import SegmentConfig
 from napari_sam.core.automatic.run import segment_file
+from napari_sam.core.automatic.settings import SegmentConfig
 
 HEIGHT, WIDTH = 248, 296
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_100_000.0)

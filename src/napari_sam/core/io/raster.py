@@ -1,6 +1,6 @@
 """Lazy georeferenced rasters: GeoTIFF/COG, TIFF, zarr, OME-Zarr, numpy and dask.
 
-:func:`open_raster` returns a :class:`GeoRaster`: a dask array ``(y, x, bands)``
+:func:`napari_sam.core.io.raster_open.open_raster` returns a :class:`GeoRaster`: a dask array ``(y, x, bands)``
 built from per-chunk window reads (the whole raster is never read at once),
 the affine transform (``affine.Affine``, pixel corner convention as in
 rasterio), the CRS (``rasterio.crs.CRS`` or None), the nodata value and the
@@ -21,8 +21,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 from affine import Affine
+from dask.base import tokenize
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
 
 from napari_sam.core.io.raster_sources import Source, StridedSource, sample_hash
 from napari_sam.core.tiling.window import Window, as_window
@@ -32,8 +36,8 @@ from napari_sam.errors import InputError
 class GeoRaster:
     """A lazy (y, x, bands) raster with its georeference and pyramid.
 
-    Build with :func:`open_raster`. ``bands`` are the 0-based indexes of the
-    source's bands this raster shows; ``alpha`` is the 0-based index of an
+    Build with :func:`~napari_sam.core.io.raster_open.open_raster`. ``bands``
+    are the 0-based indexes of the source's bands this raster shows; ``alpha`` is the 0-based index of an
     alpha band used as a validity mask (pixels with alpha 0 are invalid).
     ``scale`` is this level's downscale factor relative to level 0.
     """
@@ -247,8 +251,6 @@ def _metadata_file(path: Path) -> Path:
 
 def _dask_array(source: Source, bands: tuple[int, ...]):
     """(y, x, bands) dask array whose chunks are window reads of ``source``."""
-    import dask.array as da
-
     h, w, _ = source.shape
     by, bx = source.chunk_hint
     # whole file blocks, grouped so that a chunk is about 1024 pixels a side
@@ -260,7 +262,6 @@ def _dask_array(source: Source, bands: tuple[int, ...]):
         (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
         return source.read(y0, y1, x0, x1, bands)
 
-    from dask.base import tokenize
 
     name = f"read-raster-{tokenize(source.token(), bands)}"
     return da.map_blocks(read_block, chunks=chunks, dtype=source.dtype, name=name,
@@ -274,8 +275,6 @@ def _split(n: int, step: int) -> tuple[int, ...]:
 def _parse_crs(crs, where: str):
     if crs is None:
         return None
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
 
     if isinstance(crs, CRS):
         return crs
@@ -283,27 +282,3 @@ def _parse_crs(crs, where: str):
         return CRS.from_user_input(crs)
     except CRSError as exc:
         raise InputError(f"{where}: cannot understand the CRS {crs!r}: {exc}") from exc
-
-
-def open_raster(source, *, bands: Sequence[int] | None = None, axes: str | None = None,
-                transform=None, crs=None, nodata: float | None = None) -> GeoRaster:
-    """Open ``source`` lazily as a :class:`GeoRaster`.
-
-    ``source``: a path (GeoTIFF/COG or anything GDAL reads, TIFF/OME-TIFF, a
-    zarr array or group, an OME-Zarr image), a numpy/dask/zarr array, or a
-    GeoRaster. ``bands``: 1-based band numbers to show (default all).
-    ``axes``: the array's dimension letters (e.g. ``"cyx"``) when they cannot
-    be found from metadata; in-memory 3-d arrays default to ``"yxc"``.
-    ``transform``/``crs``/``nodata`` override or supply the georeference.
-    """
-    from napari_sam.core.io import raster_open
-
-    if isinstance(source, GeoRaster):
-        raster = source
-    elif isinstance(source, (str, os.PathLike)):
-        raster = raster_open.open_path(Path(source), axes=axes)
-    else:
-        raster = raster_open.open_array(source, axes=axes)
-    if transform is not None or crs is not None or nodata is not None:
-        raster = raster.with_georeference(transform=transform, crs=crs, nodata=nodata)
-    return raster.select_bands(bands)

@@ -26,14 +26,24 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from affine import Affine
 
-from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster import GeoRaster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.embed import EmbeddingPlan, encode_batch, plan_embedding
 from napari_sam.core.tiling.normalize import DEFAULT_PERCENTILES
 from napari_sam.core.tiling.store import DONE, EMPTY, EmbeddingStore
 from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
+from sam_model import (
+    POINT_ZOOM,
+    SamPredictor,
+    prefer_zoomed_click,
+    prompt_extent_limit,
+    zoom_for_extent,
+)
 
 MASK_PROMPT_LOGIT = 10.0  # logit given to pixels inside / outside a mask prompt
 MAX_SMOOTH_SCALE = 4  # downscaled windows up to this factor get bilinear, not blocky, masks
@@ -153,8 +163,6 @@ class RasterPredictor:
                  cache_size: int = 8, model_name: str | None = None,
                  percentiles: tuple[float, float] | None = DEFAULT_PERCENTILES,
                  zoom_limit: int | str | None = "auto"):
-        from sam_model import SamPredictor, prompt_extent_limit
-
         self.model = model.eval()
         geo = open_raster(raster)
         if store is not None:
@@ -178,7 +186,7 @@ class RasterPredictor:
         self._cache_size = max(1, int(cache_size))
         self._predictor = SamPredictor(model)
         if zoom_limit == "auto":
-            zoom_limit = prompt_extent_limit(model_name or getattr(model, "model_name", None)
+            zoom_limit = prompt_extent_limit(model_name or model.model_name
                                              or (store.settings.model_name if store else None))
         if zoom_limit is not None and (isinstance(zoom_limit, str) or zoom_limit < 1):
             raise InputError(f"zoom_limit must be 'auto', None or a positive number of "
@@ -196,8 +204,6 @@ class RasterPredictor:
         A prompt larger than ``zoom_limit`` gets a window downscaled so that
         it fits the limit.
         """
-        from sam_model import zoom_for_extent
-
         zoom = zoom_for_extent(max(y1 - y0, x1 - x0) / self.grid.scale, self.zoom_limit)
         if zoom == 1:
             tile, margin = self.grid.tile_holding(y0, x0, y1, x1)
@@ -266,7 +272,6 @@ class RasterPredictor:
     def _set(self, ctx: Context, emb: np.ndarray) -> None:
         if self._current == ctx:
             return
-        import torch
 
         hw = self._input_window(ctx).shape
         self._predictor.set_image_embedding(torch.from_numpy(emb)[None], original_size=hw,
@@ -306,8 +311,6 @@ class RasterPredictor:
     def _zoomed_click(self, full: RasterMask, extent, pts, lbl, multimask) -> RasterMask:
         """Clicks also decoded zoomed out (``sam_model.POINT_ZOOM``); the zoomed
         result replaces ``full`` where ``sam_model.prefer_zoomed_click`` says so."""
-        from sam_model import POINT_ZOOM, prefer_zoomed_click
-
         ctx = self._centred_window(*extent, zoom=POINT_ZOOM)  # coarser than full's
         zoomed = self._predict_in(ctx, pts, lbl, None, None, multimask)
         window, _ = zoomed.cropped()
@@ -378,8 +381,6 @@ class RasterPredictor:
         return ctx if ok else None
 
     def _decode(self, ctx: Context, pts, lbl, bx, mask_input, multimask):
-        import torch
-
         s = ctx.scale
         device = self.model.device
 
@@ -401,8 +402,6 @@ class RasterPredictor:
                                                             multimask_output=multimask,
                                                             return_logits=smooth)
         if smooth:
-            import torch.nn.functional as F
-
             h, w = masks.shape[-2:]
             masks = F.interpolate(masks, size=(h * s, w * s), mode="bilinear",
                                   align_corners=False) > self.model.mask_threshold

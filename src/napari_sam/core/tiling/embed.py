@@ -18,9 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from napari_sam.core import progress as progress_mod
 from napari_sam.core.device import default_batch_size, pick_device
-from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster import GeoRaster
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.models import load_model
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.tiling.grid import Tile, TileGrid
 from napari_sam.core.tiling.normalize import DEFAULT_PERCENTILES, Normalizer
@@ -29,6 +33,7 @@ from napari_sam.core.tiling.signature import weights_hash
 from napari_sam.core.tiling.store import EmbeddingStore, StoreSettings
 from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
+from sam_model import encode_images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,9 +129,6 @@ def encode_batch(model, images: Sequence[np.ndarray], *, pad_to: int | None = No
     bit-identical embeddings whatever batch it lands in (a CPU kernel may
     round differently for another batch size).
     """
-    import torch
-
-    from sam_model import encode_images
 
     s = int(model.image_encoder.img_size)
     mean = model.pixel_mean.detach().to("cpu", torch.float32).reshape(3, 1, 1)
@@ -229,12 +231,8 @@ def embed(source, out: str | os.PathLike, *, model="sam_tiny", checkpoint=None,
     ``checkpoint``: an official checkpoint file. ``progress``: show a bar.
     Other arguments as for :func:`embed_raster`.
     """
-    from napari_sam.core import progress as progress_mod
-
     name = None
     if isinstance(model, str):
-        from napari_sam.core.models import load_model
-
         name = model
         model = load_model(model, checkpoint=checkpoint, device=device)
     gen = embed_raster(source, out, model, tile_size=tile_size, overlap=overlap, bands=bands,

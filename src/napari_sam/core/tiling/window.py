@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from affine import Affine
+from rasterio.windows import Window as RioWindow
 
 
 @dataclass(frozen=True, order=True)
@@ -78,8 +79,6 @@ class Window:
 
     def to_rasterio(self):
         """The same window as a ``rasterio.windows.Window``."""
-        from rasterio.windows import Window as RioWindow
-
         return RioWindow(self.x0, self.y0, self.width, self.height)
 
     def as_dict(self) -> dict:
