@@ -18,7 +18,14 @@ from .build import build_sam_from_config
 from .checkpoint import architecture_of, load_checkpoint
 from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
-from .model_table import MODELS, ModelEntry, automatic_thresholds, list_models, prompt_extent_limit
+from .model_table import (
+    DEFAULT_MODEL,
+    MODELS,
+    ModelEntry,
+    automatic_thresholds,
+    list_models,
+    prompt_extent_limit,
+)
 from .predictor import SamPredictor
 from .registry import build_sam
 from .sam import Sam
@@ -34,6 +41,7 @@ def encode_images(model: Sam, images: Tensor) -> Tensor:
 
 __all__ = [
     "CheckpointError",
+    "DEFAULT_MODEL",
     "ImageFormatError",
     "MODELS",
     "MaskBatch",

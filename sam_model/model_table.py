@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+#: The model used when none is named (the CLI, the widgets, the script API).
+DEFAULT_MODEL = "sam_tiny"
+
 #: Folder of the weights shipped inside the package.
 PACKAGED_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -32,9 +35,10 @@ class ModelEntry:
 
     ``architecture``: the network its state dict fits, named by the entry
     that introduced it (a new network: the entry's own name; other weights
-    for the same network: that entry's name); ``builder``: ``"package.module:function"``, called
-    as ``function(architecture, img_size=None)`` and returning a randomly
-    initialised ``Sam`` (``img_size`` None: the model's own input size).
+    for the same network: that entry's name). ``builder``:
+    ``"package.module:function"``, called as ``function(architecture,
+    img_size=None)`` and returning a randomly initialised ``Sam`` (``img_size``
+    None: the model's own input size); ``build_sam`` loads the weights.
     ``filename``: the weights file's name; ``urls`` are tried in order (the
     first is the official one); ``size`` in bytes and ``sha256`` lower-case hex,
     None where no public figure is known; ``packaged``: the file shipped inside

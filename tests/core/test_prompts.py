@@ -7,13 +7,9 @@ import pytest
 import torch
 
 import sam_model
+from napari_sam.core.io.georef import box_to_pixel, map_to_pixel, pixel_to_map
 from napari_sam.core.io.raster_open import open_raster
-from napari_sam.core.prompt.predictor import (
-    RasterPredictor,
-    box_to_pixel,
-    map_to_pixel,
-    pixel_to_map,
-)
+from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.core.tiling.store import DONE, MISSING, EmbeddingStore
 from napari_sam.core.tiling.window import Window

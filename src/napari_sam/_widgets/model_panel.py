@@ -15,6 +15,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, FileEdit, SpinBox
 
 from napari_sam._widgets.state import ModelChoice, TilingChoice
+from sam_model import DEFAULT_MODEL
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ModelFactory = Callable[[ModelChoice], Any]
@@ -25,7 +26,7 @@ def model_names() -> list[str]:
     from sam_model import list_models
 
     names = list(list_models())
-    return sorted(names, key=lambda n: (n != "sam_tiny", n))
+    return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 def build_model(choice: ModelChoice) -> Any:

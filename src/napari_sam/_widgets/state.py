@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_sam.core.automatic.settings import SegmentConfig
+from sam_model import DEFAULT_MODEL
 
 
 def _read(widget: Any, name: str) -> Any:
@@ -61,7 +62,7 @@ class ModelChoice(_FromWidget):
     "mps". Instances are hashable and serve as cache keys for loaded models.
     """
 
-    name: str = "sam_tiny"
+    name: str = DEFAULT_MODEL
     checkpoint: str | None = None
     device: str = "auto"
 

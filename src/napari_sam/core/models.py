@@ -7,9 +7,8 @@ import os
 import sam_model
 from napari_sam.core.device import pick_device
 from napari_sam.errors import InputError
+from sam_model import DEFAULT_MODEL
 from sam_model.checkpoint import architecture_of, read_state_dict
-
-DEFAULT_MODEL = "sam_tiny"
 
 
 def load_model(name: str | None = None, checkpoint: str | os.PathLike | None = None, *,
@@ -18,7 +17,7 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike | None = N
 
     ``name``: a registered model (``sam_model.list_models()``); with only a
     ``checkpoint``, the architecture is recognised from the file's keys and
-    shapes; with neither, the embedded ``sam_tiny``.
+    shapes; with neither, ``sam_model.DEFAULT_MODEL``.
     """
     try:
         if name is None and checkpoint is not None:

@@ -36,7 +36,7 @@ from napari_sam.core.progress import ProgressGen
 from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.core.tiling.store import EmbeddingStore
 from napari_sam.errors import InputError
-from sam_model import automatic_thresholds
+from sam_model import DEFAULT_MODEL, automatic_thresholds
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def segment(
     inputs,
     out: str | os.PathLike,
     *,
-    model="sam_tiny",
+    model=DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     device: str | None = "auto",
     batch_size: int | None = None,

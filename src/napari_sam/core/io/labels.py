@@ -33,6 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from napari_sam.core.io.atomic import atomic_path
+from napari_sam.core.io.georef import as_affine
 from napari_sam.core.io.sparse_labels import sparse_store
 from napari_sam.errors import InputError
 
@@ -81,15 +82,6 @@ def _crs_from(value: Any) -> Any:
         return None
 
     return CRS.from_user_input(value)
-
-
-def _transform(value: Any) -> Affine:
-    if value is None:
-        return Affine.identity()
-    values = tuple(value)[:6]
-    if len(values) != 6:
-        raise InputError(f"transform needs 6 numbers (a, b, c, d, e, f), got {value!r}")
-    return Affine(*(float(v) for v in values))
 
 
 @dataclass(frozen=True)
@@ -205,7 +197,7 @@ def _read_zarr_labels(path: Path) -> LabelRaster:
     dtype = check_label_dtype(array.dtype, path)
     geo = {**dict(array.attrs), **attrs} if array_path else attrs
     return LabelRaster(path=path, kind="zarr", height=int(shape[0]), width=int(shape[1]),
-                       dtype=dtype, transform=_transform(geo.get("transform")),
+                       dtype=dtype, transform=as_affine(geo.get("transform"), path),
                        crs=_crs_from(geo.get("crs")), array_path=array_path)
 
 
@@ -237,7 +229,7 @@ class LabelsWriter:
         self.dtype = check_label_dtype(dtype, self.path)
         if self.dtype.kind == "b":
             self.dtype = np.dtype("uint8")
-        self.transform = _transform(transform)
+        self.transform = as_affine(transform, path)
         self.crs = _crs_from(crs)
         if block % 16:
             raise InputError(f"{self.path}: block size must be a multiple of 16, got {block}")

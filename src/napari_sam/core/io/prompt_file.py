@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from napari_sam.core.io.georef import box_to_pixel, map_to_pixel
 from napari_sam.core.io.vectors import read_vectors
-from napari_sam.core.prompt.predictor import box_to_pixel, map_to_pixel
 from napari_sam.errors import InputError
 
 _TRUE = {"1", "true", "t", "yes", "y", "positive", "pos"}

@@ -1,8 +1,8 @@
 """Lazy georeferenced rasters: GeoTIFF/COG, TIFF, zarr, OME-Zarr, numpy and dask.
 
-:func:`napari_sam.core.io.raster_open.open_raster` returns a :class:`GeoRaster`: a dask array ``(y, x, bands)``
-built from per-chunk window reads (the whole raster is never read at once),
-the affine transform (``affine.Affine``, pixel corner convention as in
+:func:`napari_sam.core.io.raster_open.open_raster` returns a :class:`GeoRaster`: a
+dask array ``(y, x, bands)`` built from per-chunk window reads (the whole
+raster is never read at once), the affine transform (``affine.Affine``, pixel corner convention as in
 rasterio), the CRS (``rasterio.crs.CRS`` or None), the nodata value and the
 pyramid levels when the file has them (COG overviews, OME-Zarr multiscales,
 TIFF sub-resolutions).
@@ -28,6 +28,7 @@ from dask.base import tokenize
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
+from napari_sam.core.io.georef import as_affine
 from napari_sam.core.io.raster_sources import Source, StridedSource, sample_hash
 from napari_sam.core.tiling.window import Window, as_window
 from napari_sam.errors import InputError
@@ -36,27 +37,34 @@ from napari_sam.errors import InputError
 class GeoRaster:
     """A lazy (y, x, bands) raster with its georeference and pyramid.
 
-    Build with :func:`~napari_sam.core.io.raster_open.open_raster`. ``bands``
-    are the 0-based indexes of the source's bands this raster shows; ``alpha`` is the 0-based index of an
-    alpha band used as a validity mask (pixels with alpha 0 are invalid).
-    ``scale`` is this level's downscale factor relative to level 0.
+    Build with :func:`~napari_sam.core.io.raster_open.open_raster`.
+
+    Band numbers are 1-based wherever a user or a file sees them
+    (``select_bands``, ``default_bands``, ``--bands``, the embedding store's
+    and the signature's ``bands``). 0-based indexes are positions in the
+    source's band axis and appear only in three attributes:
+    ``band_indexes`` (the bands this raster shows), ``alpha`` (an alpha band
+    used as a validity mask: pixels with alpha 0 are invalid) and ``rgb``
+    (the bands the file labels red, green, blue). ``scale`` is this level's
+    downscale factor relative to level 0.
     """
 
     def __init__(self, *, source: Source, transform: Affine | None = None, crs=None,
                  nodata: float | None = None, path: str | os.PathLike | None = None,
-                 bands: Sequence[int] | None = None, alpha: int | None = None,
+                 band_indexes: Sequence[int] | None = None, alpha: int | None = None,
                  overviews: Sequence[GeoRaster] = (), scale: float = 1.0,
                  level_name: str = "0", rgb: Sequence[int] | None = None):
         self.source = source
-        self.transform = Affine.identity() if transform is None else Affine(*tuple(transform)[:6])
+        self.transform = as_affine(transform, "in-memory raster" if path is None else path)
         self.crs = crs
         self.nodata = None if nodata is None else float(nodata)
         self.path = None if path is None else Path(path)
         n = source.shape[2]
-        self.bands = tuple(range(n)) if bands is None else tuple(int(b) for b in bands)
-        if not self.bands or any(not 0 <= b < n for b in self.bands):
-            raise InputError(f"{self._name()}: bands {[b + 1 for b in self.bands]} not in "
-                             f"1..{n}")
+        self.band_indexes = (tuple(range(n)) if band_indexes is None
+                             else tuple(int(b) for b in band_indexes))
+        if not self.band_indexes or any(not 0 <= b < n for b in self.band_indexes):
+            raise InputError(f"{self._name()}: bands "
+                             f"{[b + 1 for b in self.band_indexes]} not in 1..{n}")
         self.alpha = alpha
         self._overviews = tuple(overviews)
         self.scale = float(scale)
@@ -79,7 +87,7 @@ class GeoRaster:
     @property
     def count(self) -> int:
         """Number of bands shown."""
-        return len(self.bands)
+        return len(self.band_indexes)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -99,7 +107,7 @@ class GeoRaster:
     def data(self):
         """The raster as a lazy dask array (y, x, bands), chunked along the file's blocks."""
         if self._data is None:
-            self._data = _dask_array(self.source, self.bands)
+            self._data = _dask_array(self.source, self.band_indexes)
         return self._data
 
     def __repr__(self) -> str:
@@ -111,7 +119,7 @@ class GeoRaster:
     def read(self, window=None) -> np.ndarray:
         """The pixels of ``window`` (:class:`Window`, slices or rasterio Window) as (h, w, bands)."""
         w = Window(0, 0, self.height, self.width) if window is None else as_window(window)
-        return self.source.read(w.y0, w.y1, w.x0, w.x1, self.bands)
+        return self.source.read(w.y0, w.y1, w.x0, w.x1, self.band_indexes)
 
     def read_masked(self, window=None) -> tuple[np.ndarray, np.ndarray]:
         """``(data (h, w, bands), valid (h, w) bool)`` for ``window`` in one read.
@@ -121,7 +129,7 @@ class GeoRaster:
         """
         w = Window(0, 0, self.height, self.width) if window is None else as_window(window)
         extra = () if self.alpha is None else (self.alpha,)
-        raw = self.source.read(w.y0, w.y1, w.x0, w.x1, self.bands + extra)
+        raw = self.source.read(w.y0, w.y1, w.x0, w.x1, self.band_indexes + extra)
         data = raw[..., : self.count]
         valid = valid_mask(data, self.nodata)
         if self.alpha is not None:
@@ -131,9 +139,9 @@ class GeoRaster:
     # -- derived rasters ---------------------------------------------------
     def _derive(self, **changes) -> GeoRaster:
         kwargs = dict(source=self.source, transform=self.transform, crs=self.crs,
-                      nodata=self.nodata, path=self.path, bands=self.bands, alpha=self.alpha,
-                      overviews=self._overviews, scale=self.scale, level_name=self.level_name,
-                      rgb=self.rgb)
+                      nodata=self.nodata, path=self.path, band_indexes=self.band_indexes,
+                      alpha=self.alpha, overviews=self._overviews, scale=self.scale,
+                      level_name=self.level_name, rgb=self.rgb)
         kwargs.update(changes)
         return GeoRaster(**kwargs)
 
@@ -144,11 +152,11 @@ class GeoRaster:
         file is shown as RGB), else the first three, else the single band.
         Once bands were selected, the first three of that selection.
         """
-        if self.bands != tuple(range(self.source.shape[2])):
-            return [b + 1 for b in self.bands][:3]
+        if self.band_indexes != tuple(range(self.source.shape[2])):
+            return [b + 1 for b in self.band_indexes][:3]
         if self.rgb is not None:
             return [b + 1 for b in self.rgb]
-        shown = [b + 1 for b in self.bands if b != self.alpha]
+        shown = [b + 1 for b in self.band_indexes if b != self.alpha]
         return shown[:3] if len(shown) >= 3 else shown[:1]
 
     def select_bands(self, bands: Sequence[int] | None) -> GeoRaster:
@@ -160,14 +168,14 @@ class GeoRaster:
         if not bands or any(not 1 <= b <= n for b in bands):
             raise InputError(f"{self._name()}: bands {bands} not in 1..{n}")
         picked = tuple(b - 1 for b in bands)
-        overviews = [o._derive(bands=picked, overviews=()) for o in self._overviews]
-        return self._derive(bands=picked, overviews=overviews)
+        overviews = [o._derive(band_indexes=picked, overviews=()) for o in self._overviews]
+        return self._derive(band_indexes=picked, overviews=overviews)
 
     def with_georeference(self, *, transform=None, crs=None, nodata=None) -> GeoRaster:
         """A copy with the given georeference fields replaced (None keeps the current one)."""
         changes = {}
         if transform is not None:
-            changes["transform"] = Affine(*tuple(transform)[:6])
+            changes["transform"] = as_affine(transform, self._name())
         if crs is not None:
             changes["crs"] = _parse_crs(crs, self._name())
         if nodata is not None:
@@ -211,7 +219,7 @@ class GeoRaster:
         return {
             "shape": [self.height, self.width, self.count],
             "dtype": str(self.dtype),
-            "bands": [b + 1 for b in self.bands],
+            "bands": [b + 1 for b in self.band_indexes],
             "path": None if self.path is None else str(self.path.resolve()),
             "size": size,
             "mtime": mtime,

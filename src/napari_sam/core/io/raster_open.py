@@ -14,6 +14,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioError, RasterioIOError
 
+from napari_sam.core.io.georef import as_affine
 from napari_sam.core.io.raster import GeoRaster, _parse_crs
 from napari_sam.core.io.raster_sources import AxesSource, RasterioSource
 from napari_sam.errors import InputError
@@ -210,8 +211,8 @@ def _zarr_georef(attrs: dict, where) -> tuple[Affine | None, object, float | Non
     transform = attrs.get("transform")
     if transform is not None:
         try:
-            transform = Affine(*[float(v) for v in transform][:6])
-        except (TypeError, ValueError) as exc:
+            transform = as_affine(transform, where)
+        except (TypeError, ValueError, InputError) as exc:
             raise InputError(f"{where}: bad 'transform' attribute {transform!r}") from exc
     crs = _parse_crs(attrs.get("crs"), str(where))
     nodata = attrs.get("nodata")

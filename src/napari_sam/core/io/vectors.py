@@ -43,9 +43,9 @@ import geopandas as gpd
 import numpy as np
 import pyogrio
 import shapely
-from affine import Affine
 
 from napari_sam.core.io.atomic import atomic_path, check_writable
+from napari_sam.core.io.georef import apply_affine, as_affine
 from napari_sam.errors import InputError
 
 FORMATS = ("gpkg", "geojson", "parquet", "shp", "qupath")
@@ -190,12 +190,10 @@ def to_pixels(gdf: gpd.GeoDataFrame, transform: Any = None) -> np.ndarray:
             raise InputError("QuPath export needs pixel coordinates: these polygons are in "
                              f"{gdf.crs.to_string()} and no raster transform is known")
         return geoms
-    inverse = ~Affine(*tuple(transform)[:6])
-    a, b, c, d, e, f = tuple(inverse)[:6]
+    inverse = ~as_affine(transform)
 
     def apply(xy: np.ndarray) -> np.ndarray:
-        x, y = xy[:, 0], xy[:, 1]
-        return np.round(np.column_stack([a * x + b * y + c, d * x + e * y + f]), 6) + 0.0
+        return np.round(apply_affine(inverse, xy), 6) + 0.0
 
     return shapely.transform(geoms, apply)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_sam.core import progress as progress_mod
-from napari_sam.core.automatic.candidates import Candidate, mask_box
+from napari_sam.core.automatic.candidates import Candidate
 from napari_sam.core.automatic.paint_labels import LabelPainter
 from napari_sam.core.automatic.run import SegmentSummary, check_inputs, output_folder
 from napari_sam.core.io.atomic import check_writable
@@ -30,6 +30,8 @@ from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.models import load_model
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.prompt.predictor import RasterPredictor
+from napari_sam.core.tiling.window import mask_box
+from sam_model import DEFAULT_MODEL
 
 
 class _Result:
@@ -106,7 +108,7 @@ def prompt(
     prompts: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    model="sam_tiny",
+    model=DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     device: str | None = "auto",
     tile_size: int | None = None,

@@ -33,7 +33,7 @@ from napari_sam.core.tiling.signature import weights_hash
 from napari_sam.core.tiling.store import EmbeddingStore, StoreSettings
 from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
-from sam_model import encode_images
+from sam_model import DEFAULT_MODEL, encode_images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,7 +220,7 @@ def _fill(store: EmbeddingStore, plan: EmbeddingPlan, model, batch_size: int
     return store
 
 
-def embed(source, out: str | os.PathLike, *, model="sam_tiny", checkpoint=None,
+def embed(source, out: str | os.PathLike, *, model=DEFAULT_MODEL, checkpoint=None,
           device: str | None = "auto", batch_size: int | None = None,
           tile_size: int | None = None, overlap: int | None = None,
           bands: Sequence[int] | None = None, scale: int | None = None,

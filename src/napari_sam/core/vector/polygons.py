@@ -35,10 +35,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from napari_sam.core.io.atomic import check_writable
+from napari_sam.core.io.georef import as_affine
 from napari_sam.core.io.labels import LabelRaster, check_label_dtype, read_labels
 from napari_sam.core.io.sparse_labels import sparse_store
 from napari_sam.core.io.vectors import resolve_format, write_vectors
 from napari_sam.core.progress import Progress, ProgressGen, run
+from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
 
 IDENTITY = Affine.identity()
@@ -240,7 +242,7 @@ def polygons_from_labels(labels: np.ndarray, transform: Affine = IDENTITY, *,
     """
     ids, parts = pixel_parts(labels)
     uniq, geoms = group_parts(ids, parts)
-    geoms = to_map_simplified(geoms, Affine(*tuple(transform)[:6]), simplify)
+    geoms = to_map_simplified(geoms, as_affine(transform), simplify)
     return [(int(i), g) for i, g in zip(uniq, geoms)]
 
 
@@ -284,11 +286,11 @@ class PolygonCollector:
         return group_parts(ids[order], parts[order], merge=inner[order])
 
 
-def windows(height: int, width: int, size: int) -> Iterator[tuple[int, int, int, int]]:
-    """Row-major windows ``(y0, x0, h, w)`` of at most ``size`` x ``size`` pixels."""
+def windows(height: int, width: int, size: int) -> Iterator[Window]:
+    """Row-major windows of at most ``size`` x ``size`` pixels covering the raster."""
     for y0 in range(0, height, size):
         for x0 in range(0, width, size):
-            yield y0, x0, min(size, height - y0), min(size, width - x0)
+            yield Window(y0, x0, min(size, height - y0), min(size, width - x0))
 
 
 def objects_frame(ids: np.ndarray, pixel_geoms: np.ndarray, *, transform: Affine = IDENTITY,
@@ -303,7 +305,7 @@ def objects_frame(ids: np.ndarray, pixel_geoms: np.ndarray, *, transform: Affine
     (h, w) and ``source`` so writers can store them and QuPath export can go
     back to pixels.
     """
-    transform = Affine(*tuple(transform)[:6])
+    transform = as_affine(transform)
     if len(ids) and int(ids.max()) > _MAX_ID:
         raise InputError(f"{source or 'labels'}: label ids above 2**63 - 1 cannot be stored")
     pixels = np.rint(shapely.area(pixel_geoms)).astype(np.int64) if len(ids) else np.zeros(0, int)
@@ -376,7 +378,7 @@ def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster |
         raise InputError(f"labels: expected a 2-D (h, w) array, got shape {array.shape}")
     check_label_dtype(array.dtype)
 
-    return _ArraySource(array, Affine(*tuple(transform or IDENTITY)[:6]), crs,
+    return _ArraySource(array, as_affine(transform), crs,
                         store=sparse_store(array))
 
 
@@ -397,11 +399,12 @@ def vectorize_labels(labels: Any, *, transform: Affine | None = None, crs: Any =
     spans = list(windows(source.height, source.width, window))
     yield Progress("vectorize", 0, len(spans))
     is_empty = getattr(source, "is_empty", None)
-    for n, (y0, x0, h, w) in enumerate(spans, start=1):
+    for n, win in enumerate(spans, start=1):
         # a window without labels adds no parts; parts of neighbouring windows that
         # touch it are only marked for dissolving, so skipping it changes nothing
-        if is_empty is None or not is_empty(y0, x0, h, w):
-            collector.add(source.read(y0, x0, h, w), y0=y0, x0=x0)
+        if is_empty is None or not is_empty(win.y0, win.x0, win.height, win.width):
+            collector.add(source.read(win.y0, win.x0, win.height, win.width), y0=win.y0,
+                          x0=win.x0)
         yield Progress("vectorize", n, len(spans))
     ids, geoms = collector.result()
     return objects_frame(ids, geoms, transform=source.transform, crs=source.crs,
