@@ -1,10 +1,13 @@
 """Resizing images and prompts to the model's input frame, and image conversion.
 
-The model sees images whose longest side is ``img_size`` (1024). Resizing is
-one well-defined operation: bilinear interpolation with antialiasing
-(``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False,
-antialias=True)``) on float values, then rounded half to even and clipped to
-uint8.
+The model sees images whose longest side is ``img_size`` (1024). A uint8
+image is resized as the reference implementation resizes it (torchvision's
+``resize`` on a PIL image): Pillow's bilinear filter, which widens with the
+downscale factor (antialiasing) and works in fixed point, one axis at a time
+(horizontal pass, rounded to uint8, then vertical pass). So the same weights
+give the reference's embeddings. ``apply_image_torch`` (batched float
+tensors) uses torch's antialiased bilinear interpolation, as the reference's
+does; it may differ from ``apply_image`` by about one grey level.
 
 ``to_rgb_uint8`` turns other images into HWC uint8 RGB by this rule:
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .errors import ImageFormatError
 
@@ -71,11 +75,18 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an HxWxC uint8 image to ``size`` (h, w): antialiased bilinear, rounded."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
-    out = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-    out = out.round_().clamp_(0, 255).to(torch.uint8)
-    return out[0].permute(1, 2, 0).contiguous().numpy()
+    """Resize an HxWxC uint8 image (C = 1 or 3) to ``size`` (h, w) with Pillow's bilinear.
+
+    Returns a new HxWxC uint8 array (h, w = ``size``).
+    """
+    image = np.ascontiguousarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ImageFormatError(f"resize_uint8 expects an HxWxC uint8 image with C in (1, 3), "
+                               f"got {image.dtype} {image.shape}")
+    h, w = int(size[0]), int(size[1])
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    out = np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR))
+    return out.reshape(h, w, image.shape[2]).copy()
 
 
 class ResizeLongestSide:

@@ -8,10 +8,12 @@ where the real package is absent:
 
 * ``torchvision.ops.boxes.batched_nms`` / ``box_area`` (and ``torchvision.ops.nms``):
   greedy NMS with the usual IoU > threshold suppression, highest score first.
-* ``torchvision.transforms.functional.to_pil_image`` / ``resize``: the image
-  stays an HxWxC uint8 array and ``resize`` is the project's documented resize
-  (antialiased bilinear interpolation in float, rounded half to even, clipped
-  to uint8), written here independently of ``sam_model.transforms``.
+* ``torchvision.transforms.functional.to_pil_image`` / ``resize``, as the real
+  functions behave on what the reference packages pass them: an HxWx3 (or
+  HxW) uint8 array becomes a PIL image, and ``resize`` of a PIL image to
+  ``(h, w)`` is Pillow's ``Image.resize((w, h), BILINEAR)`` (torchvision's
+  default interpolation; Pillow always antialiases). Tensors are refused: the
+  reference's ``apply_image`` never passes one. Nothing here uses our code.
 * ``torchvision.transforms.ToTensor`` / ``Resize`` / ``Normalize`` (``sam2``'s
   image transforms, which it scripts with ``torch.jit.script``): what
   torchvision does for numpy arrays and float tensors. ``ToTensor`` makes an
@@ -32,6 +34,7 @@ import types
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 
@@ -79,18 +82,28 @@ def batched_nms(
 
 
 # -- torchvision.transforms.functional ----------------------------------------
-def to_pil_image(pic):
-    """Identity stand-in: keeps the HxWxC uint8 array (no PIL image is made)."""
-    return np.asarray(pic)
+def to_pil_image(pic, mode=None):
+    """An HxW, HxWx1 or HxWx3 uint8 numpy array as a PIL image ('L' or 'RGB')."""
+    arr = np.asarray(pic)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3
+                                                          and arr.shape[2] not in (1, 3)):
+        raise TypeError(f"to_pil_image shim: HxW(x1|x3) uint8 only, got {arr.dtype} {arr.shape}")
+    if mode is not None:
+        raise TypeError(f"to_pil_image shim: the mode is taken from the array, not {mode!r}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def resize(img, size, *args, **kwargs):
-    """Resize an HxWxC uint8 array to ``size`` (h, w): antialiased bilinear, rounded."""
-    arr = np.asarray(img)
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
-    out = F.interpolate(t, size=(int(size[0]), int(size[1])), mode="bilinear",
-                        align_corners=False, antialias=True)
-    return torch.clamp(torch.round(out), 0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+def resize(img, size, interpolation=None, max_size=None, antialias=True):
+    """A PIL image resized to ``size`` = (h, w) with Pillow's bilinear filter."""
+    if not isinstance(img, Image.Image):
+        raise TypeError(f"resize shim: PIL images only, got {type(img).__name__}")
+    if interpolation not in (None, "bilinear") and str(interpolation).lower().find("bilinear") < 0:
+        raise TypeError(f"resize shim: bilinear interpolation only, got {interpolation!r}")
+    if isinstance(size, int) or len(size) != 2 or max_size is not None:
+        raise TypeError(f"resize shim: an explicit (h, w) size only, got {size!r}")
+    return img.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
 
 
 class ToTensor:

@@ -8,8 +8,6 @@ import torch
 from napari_sam.cli import build_parser, main
 from napari_sam.core.tiling.store import EmbeddingStore
 
-sam_model = pytest.importorskip("sam_model")
-
 
 @pytest.fixture
 def cli(cli_tiny_model):

@@ -117,9 +117,11 @@ def _collate(images, masks, valid, offset) -> dict[str, torch.Tensor]:
 
 def resize_longest(image: np.ndarray, labels: np.ndarray, target: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize so the longest side is ``target``, as the predictor does.
+    """Resize so the longest side is ``target``.
 
-    image HxWx3 uint8 (bilinear, antialiased), labels HxW int (nearest).
+    image HxWx3 uint8 (torch's antialiased bilinear, rounded: within a grey
+    level or two of ``SamPredictor.set_image``'s Pillow bilinear; the
+    evaluation figures were made with this one), labels HxW int (nearest).
     """
     h, w = labels.shape
     scale = target / max(h, w)

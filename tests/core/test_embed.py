@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import sam_model
 from napari_sam.core.io.raster import GeoRaster
 from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.io.raster_sources import AxesSource
@@ -15,8 +16,6 @@ from napari_sam.core.tiling.embed import embed_raster, encode_batch, resolve_til
 from napari_sam.core.tiling.normalize import Normalizer
 from napari_sam.core.tiling.store import DONE, EMPTY, EmbeddingStore
 from napari_sam.errors import InputError, StaleCacheError
-
-sam_model = pytest.importorskip("sam_model")
 
 
 def tiny(seed=0):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import sam_model
 from napari_sam.core.io.georef import box_to_pixel, map_to_pixel, pixel_to_map
 from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.prompt.predictor import RasterPredictor
@@ -13,8 +14,6 @@ from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.core.tiling.store import DONE, MISSING, EmbeddingStore
 from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError, StaleCacheError
-
-sam_model = pytest.importorskip("sam_model")
 
 
 def tiny(seed=0):

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+import sam_model
 from napari_sam.core.prompt import predictor as predictor_module
 from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.errors import InputError
-
-sam_model = pytest.importorskip("sam_model")
 
 
 @pytest.fixture(scope="module")

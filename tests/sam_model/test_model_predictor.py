@@ -168,14 +168,10 @@ def test_gray_rgba_16bit_in_set_image(tiny_sam):
     assert np.abs(stretched.astype(int) - image).max() <= 1
 
 
-def test_resize_is_antialiased_bilinear():
+def test_resize_shape_and_coordinates():
+    """The resized image's size and the prompts' scaling (the pixels: test_reference_resize)."""
     img = _image(300, 400)
-    out = resize_uint8(img, (150, 200))
-    t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
-    expected = torch.nn.functional.interpolate(t, (150, 200), mode="bilinear",
-                                               align_corners=False, antialias=True)
-    expected = expected.round().clamp(0, 255).byte()[0].permute(1, 2, 0).numpy()
-    np.testing.assert_array_equal(out, expected)
+    assert resize_uint8(img, (150, 200)).shape == (150, 200, 3)
     tr = ResizeLongestSide(1024)
     assert tr.get_preprocess_shape(300, 400, 1024) == (768, 1024)
     coords = tr.apply_coords(np.array([[400.0, 300.0]]), (300, 400))

@@ -94,9 +94,37 @@ class StoreSettings:
                 out.append(f"{label} {_short(mine)} (now {_short(theirs)})")
         if self.normalization != other.normalization:
             out.append("normalisation (band stretch) differs")
-        if self.georeference != other.georeference:
-            out.append("georeference (transform, CRS or nodata) differs")
+        out += _georeference_differences(self.georeference, other.georeference)
         return out
+
+
+def _georeference_differences(mine: dict, theirs: dict) -> list[str]:
+    """Transform, CRS and nodata of two ``GeoRaster.georeference()`` dicts, each named."""
+    out = []
+    for key, label in (("transform", "transform"), ("crs", "CRS")):
+        if mine.get(key) != theirs.get(key):
+            a, b = mine.get(key), theirs.get(key)
+            if key == "crs":  # a WKT: its name is enough to tell them apart
+                a, b = _crs_name(a), _crs_name(b)
+            out.append(f"georeference {label} {a} (now {b})")
+    nodata = [(d.get("nodata"), bool(d.get("nodata_is_nan"))) for d in (mine, theirs)]
+    if nodata[0] != nodata[1]:
+        a, b = ("nan" if nan else value for value, nan in nodata)
+        out.append(f"georeference nodata {a} (now {b})")
+    known = {"transform", "crs", "nodata", "nodata_is_nan"}
+    if not out and mine != theirs:
+        keys = sorted(k for k in (set(mine) | set(theirs)) - known
+                      if mine.get(k) != theirs.get(k))
+        out.append(f"georeference {', '.join(keys) or 'record'} differs")
+    return out
+
+
+def _crs_name(wkt: str | None) -> str | None:
+    """The name in a WKT's first quotes (``WGS 84 / UTM zone 33N``), else the WKT."""
+    if wkt is None:
+        return None
+    name = str(wkt).partition('"')[2].partition('"')[0]
+    return name or str(wkt)
 
 
 def _short(value) -> str:
