@@ -90,7 +90,7 @@ def _prompt(kind: str) -> dict:
     return {"mask": mask}
 
 
-def _reference_run(ref, images, prompt, monkeypatch) -> dict[int, list[np.ndarray]]:
+def _reference_run(ref, images, prompt, monkeypatch) -> tuple[dict[int, list[np.ndarray]], dict]:
     import sam2.sam2_video_predictor as vp
 
     monkeypatch.setattr(vp, "load_video_frames", lambda **_: (images, H, W))
@@ -104,7 +104,7 @@ def _reference_run(ref, images, prompt, monkeypatch) -> dict[int, list[np.ndarra
     for reverse in (False, True):
         for t, _, masks in ref.propagate_in_video(state, start_frame_idx=START, reverse=reverse):
             out.setdefault(t, []).append(masks[0, 0].float().numpy())
-    return out
+    return out, state["output_dict_per_obj"][0]
 
 
 @pytest.mark.parametrize("kind", ["click", "box", "mask"])
@@ -113,7 +113,7 @@ def test_propagation_matches_video_predictor(models, kind, monkeypatch):
     frames = _clip()
     prompt = _prompt(kind)
     with torch.inference_mode():
-        theirs = _reference_run(ref, _prepared(ours, frames), prompt, monkeypatch)
+        theirs, kept = _reference_run(ref, _prepared(ours, frames), prompt, monkeypatch)
     calls: list[int] = []
 
     def frame(i: int) -> np.ndarray:
@@ -135,6 +135,17 @@ def test_propagation_matches_video_predictor(models, kind, monkeypatch):
             np.testing.assert_allclose(out.logits, expected, atol=2e-3, rtol=1e-3)
             assert np.array_equal(out.mask, expected > 0)
     assert mine[N_FRAMES - 1].mask.sum() > 100  # the object is followed, not lost
+    # what the frames leave for later ones: pointers, scores, bfloat16 memories
+    held = {**prop.tracker.tracked, **prop.tracker.prompted}
+    assert sorted(held) == list(range(N_FRAMES))  # a short clip: nothing dropped
+    for t, result in held.items():
+        ref_out = kept["cond_frame_outputs" if t == START else "non_cond_frame_outputs"][t]
+        torch.testing.assert_close(result.obj_ptr, ref_out["obj_ptr"], atol=5e-5, rtol=1e-4)
+        torch.testing.assert_close(result.object_score, ref_out["object_score_logits"],
+                                   atol=5e-5, rtol=1e-4)
+        assert result.memory.dtype == ref_out["maskmem_features"].dtype == torch.bfloat16
+        torch.testing.assert_close(result.memory.float(), ref_out["maskmem_features"].float(),
+                                   atol=2e-2, rtol=1e-2)
 
 
 def test_memory_bank_stays_bounded(models):
