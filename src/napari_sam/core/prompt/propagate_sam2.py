@@ -28,6 +28,8 @@ import numpy as np
 
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.tiling.window import Window
+from sam_model.sam2_model import Sam2
+from sam_model.sam2_video import Sam2VideoPropagator
 
 Plane = tuple[int, ...]
 Placed = tuple[Window, np.ndarray]
@@ -35,8 +37,6 @@ Placed = tuple[Window, np.ndarray]
 
 def is_sam2(model) -> bool:
     """Whether ``model`` is a SAM 2 model (it has the memory path)."""
-    from sam_model.sam2_model import Sam2
-
     return isinstance(model, Sam2)
 
 
@@ -83,8 +83,6 @@ def propagate_sam2(predictor_for: Callable[[Plane], object], start: Plane, first
                    ) -> ProgressGen[dict[Plane, Placed]]:
     """Follow ``first`` (on plane ``start``) along stack axis ``axis`` (``size`` planes)
     with SAM 2's memory; see the module docstring."""
-    from sam_model.sam2_video import Sam2VideoPropagator
-
     start = tuple(start)
     predictor = predictor_for(start)
     model = predictor.model
