@@ -18,9 +18,14 @@ mode (one object, memory temporal stride 1, every prompted frame attended):
 * the new memory encodes the 1024-px mask: binarised on prompted frames (the
   video predictor's setting), sigmoid elsewhere, scaled by 20 and shifted by -10.
 
-The official video predictor adds around this step: bfloat16 storage of the
-memories, hole filling (CUDA only) and consolidation of prompted frames; those
-are not done here.
+A mask prompt (:meth:`Sam2Tracker.step_mask`) is taken as the frame's output
+the way ``SAM2Base._use_mask_as_output`` does: logits of +-10, the object
+pointer from the SAM heads given the mask (on the frame without
+``no_mem_embed``), the object score +-10 from whether the mask is empty.
+
+The propagation driver (``sam2_video``) adds around this step the video
+predictor's bfloat16 storage of memories and a bounded memory bank; hole
+filling (CUDA only in the reference) is not done.
 """
 
 from __future__ import annotations
@@ -50,10 +55,12 @@ class FrameFeatures:
 @dataclass
 class FrameResult:
     """What a frame leaves: best mask logits Bx1x4hx4w and BxSxS (1024 px), object
-    pointer BxC, object-score logits Bx1, memory Bx``mem_dim``xhxw and its encoding."""
+    pointer BxC, object-score logits Bx1, memory Bx``mem_dim``xhxw and its encoding.
+    A driver may drop the logits (None) once they are given out: later frames read only
+    the pointer, the score and the memory."""
 
-    low_res: Tensor
-    high_res: Tensor
+    low_res: Tensor | None
+    high_res: Tensor | None
     obj_ptr: Tensor
     object_score: Tensor
     memory: Tensor | None
@@ -109,6 +116,42 @@ class Sam2Tracker:
         (self.prompted if points is not None else self.tracked)[frame_idx] = result
         return result
 
+    @torch.no_grad()
+    def step_mask(self, frame_idx: int, feats: FrameFeatures, mask: Tensor, *,
+                  encode_memory: bool = True) -> FrameResult:
+        """Prompt frame ``frame_idx`` with a binary mask Bx1xSxS (the input size): the mask
+        becomes the frame's output; kept as a prompted frame."""
+        m = self.model
+        b = mask.shape[0]
+        mask = mask.to(feats.top.device, torch.float32)
+        high = mask * MEMORY_MASK_SCALE + MEMORY_MASK_BIAS
+        s = high.shape[-1]
+        low = F.interpolate(high, size=(s // 4, s // 4), mode="bilinear", align_corners=False,
+                            antialias=True)
+        coords = torch.zeros(b, 1, 2, device=mask.device)
+        labels = -torch.ones(b, 1, dtype=torch.int32, device=mask.device)
+        dense_in = m.mask_downsample(mask)
+        sparse, dense = m.prompt_encoder(points=(coords, labels), boxes=None, masks=dense_in)
+        _, _, tokens, obj = m.mask_decoder(
+            image_embeddings=feats.top, image_pe=m.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+            multimask_output=False, high_res_features=feats.high_res)
+        lam = (obj > 0).float()
+        ptr = lam * m.obj_ptr_proj(tokens[:, 0]) + (1 - lam) * m.no_obj_ptr
+        present = mask.flatten(1).gt(0).any(dim=1, keepdim=True).float()
+        ptr = present * ptr + (1 - present) * m.no_obj_ptr
+        score = MEMORY_MASK_SCALE * present + MEMORY_MASK_BIAS
+        result = FrameResult(low_res=low, high_res=high, obj_ptr=ptr, object_score=score,
+                             memory=None, memory_pos=None)
+        if encode_memory:
+            # the video predictor encodes a prompted frame from its low-resolution output
+            up = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
+            mem_in = FrameResult(low_res=low, high_res=up, obj_ptr=ptr, object_score=score,
+                                 memory=None, memory_pos=None)
+            result.memory, result.memory_pos = self._encode(feats, mem_in, True)
+        self.prompted[frame_idx] = result
+        return result
+
     # -- memory conditioning ---------------------------------------------------------
     def _condition(self, frame_idx: int, feats: FrameFeatures, *, first: bool, reverse: bool
                    ) -> Tensor:
@@ -127,7 +170,7 @@ class Sam2Tracker:
         for slot, r in frames:
             if r is None or r.memory is None:
                 continue
-            tokens.append(r.memory.flatten(2).transpose(1, 2))
+            tokens.append(r.memory.float().flatten(2).transpose(1, 2))
             enc = r.memory_pos.flatten(2).transpose(1, 2) + m.maskmem_tpos_enc[n_slots - slot - 1]
             pos.append(enc.expand(b, -1, -1))
         ptr_tokens = self._pointer_tokens(frame_idx, reverse, b)

@@ -18,6 +18,11 @@ included; closing it (Cancel) stops it before the next plane. Planes are
 decoded by the predictor ``predictor_for(index)`` gives (a
 :class:`~napari_sam.core.prompt.predictor.RasterPredictor` of that plane), so
 embeddings are computed on demand and cached by the caller.
+
+With a SAM 2 model (the planes' predictors hold a ``Sam2``) the object is
+followed by SAM 2's memory instead (:mod:`~napari_sam.core.prompt.propagate_sam2`):
+each plane conditioned on the planes before it, a side stopping where the
+object is absent or its mask empty (the other rules above are SAM 1's).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.prompt.propagate_sam2 import is_sam2, propagate_sam2
 from napari_sam.core.tiling.window import Window
 
 Plane = tuple[int, ...]
@@ -110,6 +116,9 @@ def propagate(predictor_for: Callable[[Plane], object], start: Plane, first: Pla
     settings = settings or PropagationSettings()
     if not first[1].any():
         raise ValueError("propagate: the start mask is empty")
+    if is_sam2(getattr(predictor_for(tuple(start)), "model", None)):
+        return (yield from propagate_sam2(predictor_for, start, first, axis=axis, size=size,
+                                          max_planes=settings.max_planes))
     found: dict[Plane, Placed] = {tuple(start): first}
     limit = settings.max_planes or size
     total = min(size, 2 * limit + 1)

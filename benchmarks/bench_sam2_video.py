@@ -1,0 +1,169 @@
+"""Our SAM 2.1 propagation against the reference ``SAM2VideoPredictor`` on the same weights.
+
+hiera_tiny with the reference's random initialisation perturbed (as
+``bench_sam2``), loaded strictly into ours; a generated clip of ``--frames``
+square frames of ``--size`` px (a bright square moving over noise), one click
+on frame 0, propagated forward by both in the same process, ours first then
+the reference (one run each after a 3-frame warm-up of both: a run is long). The reference is built as
+``build_sam2_video_predictor`` does, with ``fill_hole_area=0`` (its hole
+filling needs a CUDA extension); its frame loader is replaced by the frames
+ours makes, so both time the same work: image encoder, memory attention,
+heads and memory encoder on every frame. The object-score head's bias is set
+to +30 in both (random weights would judge the object absent and give
+-1024 everywhere, which compares nothing). Reported: seconds per run, speedup,
+the largest logit difference and the smallest mask IoU over the frames, and
+how many frames' results each holds at the end (ours is bounded, the
+reference keeps every frame).
+
+    python -m benchmarks.bench_sam2_video                       # 20 frames, 1024 px
+    python -m benchmarks.bench_sam2_video --size 512 --frames 8 # a busy machine
+
+Results go to ``benchmarks/results/sam2_video.json`` (the committed run: ``sam2_video_512x20.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+TARGET = 1.3
+
+
+def _clip(n: int, size: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    side = size // 6
+    frames = []
+    for t in range(n):
+        img = rng.normal(90, 25, (size, size, 3))
+        y, x = size // 4 + t * size // (4 * n), size // 5 + t * size // (2 * n)
+        img[y:y + side, x:x + side] += 110
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+    return frames
+
+
+def _models(size: int):
+    import sam2  # noqa: F401  (hydra's config path)
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import sam_model
+
+    overrides = [
+        "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
+        f"++model.image_size={size}",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+        "++model.binarize_mask_from_pts_for_mem_enc=true",
+        "++model.fill_hole_area=0",
+    ]
+    cfg = compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml", overrides=overrides)
+    OmegaConf.resolve(cfg)
+    torch.manual_seed(0)
+    ref = instantiate(cfg.model, _recursive_=True).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for value in ref.state_dict().values():
+            if value.dtype.is_floating_point:
+                value.add_(torch.randn(value.shape, generator=gen) * 0.02)
+        # random weights judge the object absent on most frames (all logits -1024):
+        # bias the object-score head so that masks are compared
+        ref.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(30.0)
+    ours = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False, img_size=size)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ours.eval(), ref
+
+
+def run_ours(model, frames, click):
+    from sam_model.sam2_video import Sam2VideoPropagator
+
+    start = time.perf_counter()
+    prop = Sam2VideoPropagator(model, frame=lambda i: frames[i], num_frames=len(frames))
+    out = [prop.add_prompt(0, points=[click], labels=[1]).logits]
+    out += [f.logits for f in prop.propagate()]
+    return time.perf_counter() - start, out, prop.stored_frames
+
+
+def run_reference(ref, ours, frames, click):
+    import sam2.sam2_video_predictor as vp
+
+    size = frames[0].shape[0]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    if size != ours.img_size:
+        x = F.interpolate(x, size=(ours.img_size,) * 2, mode="bilinear", align_corners=False,
+                          antialias=True)
+    images = ours.normalize(x)
+    vp.load_video_frames = lambda **_: (images, size, size)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        state = ref.init_state(video_path="generated")
+        ref.add_new_points_or_box(state, 0, 1, points=[click], labels=[1])
+        out = [m[0, 0].float().numpy() for _, _, m in ref.propagate_in_video(state)]
+    seconds = time.perf_counter() - start
+    held = len(state["output_dict_per_obj"][0]["cond_frame_outputs"]) + len(
+        state["output_dict_per_obj"][0]["non_cond_frame_outputs"])
+    return seconds, out, held
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--size", type=int, default=1024, help="frame and model input size")
+    parser.add_argument("--out", default=str(HERE / "results" / "sam2_video.json"))
+    args = parser.parse_args(argv)
+    repo = HERE.parent
+    for p in (repo, repo / "tests"):
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
+    import reference_shims
+
+    reference_shims.install()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    ours, ref = _models(args.size)
+    frames = _clip(args.frames, args.size)
+    s = args.size
+    click = [s // 5 + s // 12, s // 4 + s // 12]
+    print("warm-up (3 frames each) ...", flush=True)
+    run_ours(ours, frames[:3], click)
+    run_reference(ref, ours, frames[:3], click)
+    print(f"ours: {args.frames} frames at {s} px ...", flush=True)
+    t_ours, m_ours, held_ours = run_ours(ours, frames, click)
+    print("reference ...", flush=True)
+    t_ref, m_ref, held_ref = run_reference(ref, ours, frames, click)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(m_ours, m_ref))
+    ious = [float(((a > 0) & (b > 0)).sum() / ((a > 0) | (b > 0)).sum())
+            if ((a > 0) | (b > 0)).any() else 1.0 for a, b in zip(m_ours, m_ref)]
+    report = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "loadavg_at_start": load,
+                    "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "frames": args.frames, "size": s, "ours_s": t_ours, "reference_s": t_ref,
+        "speedup": t_ref / t_ours, "target_speedup": TARGET,
+        "max_abs_logit_diff": diff, "min_mask_iou": min(ious),
+        "frames_held_at_end": {"ours": held_ours, "reference": held_ref},
+        "object_pixels_per_frame": [int((m > 0).sum()) for m in m_ours],
+    }
+    print(f"ours {t_ours:.1f} s, reference {t_ref:.1f} s, speedup {t_ref / t_ours:.2f}x "
+          f"(target {TARGET}x); max logit diff {diff:.2e}, min mask IoU {min(ious):.4f}; "
+          f"frames held {held_ours} vs {held_ref}; load average {load}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
