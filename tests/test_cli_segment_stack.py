@@ -12,7 +12,8 @@ from napari_sam.core.automatic.stack import join_plane
 pytestmark = pytest.mark.usefixtures("cli_tiny_model")
 
 LOOSE = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
-         "--edge-margin", "-1", "--min-area", "20", "--quiet"]
+         "--edge-margin", "-1", "--min-area", "20", "--max-area-fraction", "1",
+         "--points", "full", "--scales", "1", "--quiet"]  # random weights: large masks
 
 
 def _write_stack(path, depth=3, side=96):

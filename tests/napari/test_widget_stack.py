@@ -182,6 +182,7 @@ def test_automatic_on_the_shown_plane_and_on_every_plane_joined(make_napari_view
     widget.points_per_side.value = 3
     widget.pred_iou_thresh.value = 0.0
     widget.stability_score_thresh.value = 0.0
+    widget.max_area_fraction.value = 1.0  # random weights' masks are large
     assert widget.image.value is image
     viewer.dims.set_current_step(0, 1)
     task = widget.run()

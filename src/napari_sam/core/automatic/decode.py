@@ -164,6 +164,8 @@ class TileDecoder:
             work.points, point_levels(work.points, spacing, cfg.point_levels), work.content,
             decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
             shape=shape)
+        if not outputs:  # no point at the coarsest level and none with content after it
+            return TileCandidates(n_decoded=0)
         batch = _merge_levels(outputs, cfg.box_nms_thresh)
         return TileCandidates(self._candidates(work, batch), n_decoded=int(decoded.sum()))
 
