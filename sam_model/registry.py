@@ -132,6 +132,7 @@ MODEL_BUILDERS: dict[str, str | Callable[..., Sam]] = {
     "vit_h": partial(build_official, "vit_h"),
     "vit_t": partial(build_official, "vit_t"),
     "sam_tiny": "sam_model.sam_tiny:build_sam_tiny",
+    "sam_lite0": "sam_model.sam_lite0:build_sam_lite0",
 }
 
 
