@@ -90,8 +90,8 @@ def child(raster: Path, store: Path, batch_size: int) -> dict:
 
     import torch
 
-    from napari_sam.core.embed import embed_raster
     from napari_sam.core.progress import run
+    from napari_sam.core.tiling.embed import embed_raster
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     model, description = load_model()

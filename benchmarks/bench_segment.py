@@ -79,8 +79,8 @@ def run_case(size: int, device: str, points_per_side: int, threads: int | None,
     """Segment one synthetic raster in this process; return figures."""
     import torch
 
-    from napari_sam.core.generate import SegmentConfig
-    from napari_sam.core.pipeline import segment_file
+    from napari_sam.core.automatic.decode import SegmentConfig
+    from napari_sam.core.automatic.run import segment_file
 
     if threads:
         torch.set_num_threads(threads)

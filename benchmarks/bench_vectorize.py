@@ -5,7 +5,7 @@ jittered grid: ellipses of random size and orientation, one in ten with a hole,
 one in ten in two parts, so holes, multi-parts and seams between 2,048 px
 windows all occur. Cases, each run once:
 
-- ``array``: one in-memory window, ``polygons_from_labels`` (trace + assemble);
+- ``array``: one in-memory window, ``polygons_from_labels`` (trace + group_parts);
 - ``file``: ``vectorize_labels`` over the GeoTIFF in 2,048 px windows (objects
   on window seams are dissolved), attributes computed;
 - ``big_ids``: the same raster with ids above 2**31 (per-window relabelling);
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from affine import Affine
 
-    from napari_sam.core.labels_io import write_labels
+    from napari_sam.core.io.labels import write_labels
+    from napari_sam.core.io.vectors import write_vectors
     from napari_sam.core.progress import run
-    from napari_sam.core.vector_io import write_vectors
-    from napari_sam.core.vectorize import polygons_from_labels, vectorize_labels
+    from napari_sam.core.vector.polygons import polygons_from_labels, vectorize_labels
 
     transform = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4500000.0)
     labels, t_make = _timed(lambda: make_labels(args.objects))

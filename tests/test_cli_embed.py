@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_sam.cli import build_parser, main
-from napari_sam.core.store import EmbeddingStore
+from napari_sam.core.tiling.store import EmbeddingStore
 
 sam_model = pytest.importorskip("sam_model")
 

@@ -80,7 +80,7 @@ def test_bad_input_exit_2_nothing_written(tmp_path, shared_data, capsys, name):
 
 
 def test_failure_midway_leaves_no_partial_output(tmp_path, shared_data, monkeypatch):
-    from napari_sam.core import generate
+    from napari_sam.core.automatic import decode as generate
 
     def broken(self, work):
         raise RuntimeError("decoder exploded")
@@ -172,7 +172,7 @@ def test_unreachable_scheduler_exit_2(tmp_path, shared_data, capsys):
 def test_zarr_input_gives_zarr_labels(tmp_path):
     import zarr
 
-    from napari_sam.core.labels_io import read_labels
+    from napari_sam.core.io.labels import read_labels
 
     rng = np.random.default_rng(0)
     src = tmp_path / "mosaic.zarr"
@@ -191,7 +191,7 @@ def test_no_stitch_flag_turns_seam_stitching_off(tmp_path, shared_data, monkeypa
     from pathlib import Path
     from types import SimpleNamespace
 
-    from napari_sam.core import pipeline
+    from napari_sam.core.automatic import run as pipeline
 
     seen = []
 

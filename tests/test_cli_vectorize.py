@@ -9,8 +9,8 @@ import pytest
 import rasterio
 
 from napari_sam.cli import main
-from napari_sam.core.labels_io import write_labels
-from napari_sam.core.vector_io import read_vectors
+from napari_sam.core.io.labels import write_labels
+from napari_sam.core.io.vectors import read_vectors
 
 
 @pytest.fixture()

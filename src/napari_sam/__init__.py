@@ -9,10 +9,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _API = {  # public name -> "module:attribute", filled as features land
-    "embed": "napari_sam.core.embed:embed",
-    "prompt": "napari_sam.core.prompt_run:prompt",
-    "segment": "napari_sam.core.pipeline:segment",
-    "vectorize": "napari_sam.core.vectorize:vectorize",
+    "embed": "napari_sam.core.tiling.embed:embed",
+    "prompt": "napari_sam.core.prompt.run:prompt",
+    "segment": "napari_sam.core.automatic.run:segment",
+    "vectorize": "napari_sam.core.vector.polygons:vectorize",
 }
 
 

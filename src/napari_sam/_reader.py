@@ -144,7 +144,7 @@ def _is_labels(path: Path, raster: Any) -> bool:
             import rasterio
             from rasterio.errors import NotGeoreferencedWarning
 
-            from napari_sam.core.labels_io import LABELS_TAG
+            from napari_sam.core.io.labels import LABELS_TAG
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -180,7 +180,7 @@ def _contrast_limits(raster: Any) -> list[float] | None:
 
 def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     """Layer data for a raster file: Image (RGB, single band or one layer per band) or Labels."""
-    from napari_sam.core.raster import open_raster
+    from napari_sam.core.io.raster import open_raster
 
     p = _one(path)
     raster = open_raster(p)
@@ -245,7 +245,7 @@ def vector_layer_data(path: str | os.PathLike) -> list[LayerData]:
     """Layer data for a polygon file: one Shapes layer (and a Points layer for points)."""
     import pandas as pd
 
-    from napari_sam.core.vector_io import read_vectors
+    from napari_sam.core.io.vectors import read_vectors
 
     p = _one(path)
     gdf = read_vectors(p)

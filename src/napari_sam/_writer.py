@@ -76,8 +76,8 @@ def _transform_from_layer(attributes: dict[str, Any], crs: Any) -> Affine | None
 
 def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 writer for one Labels layer: ``.tif``/``.tiff`` GeoTIFF or ``.zarr``."""
-    from napari_sam.core.labels_io import labels_format
-    from napari_sam.core.labels_io import write_labels as write_raster
+    from napari_sam.core.io.labels import labels_format
+    from napari_sam.core.io.labels import write_labels as write_raster
 
     labels_format(path)  # .tif/.tiff/.zarr, else InputError before any work
     level0 = data[0] if isinstance(data, (list, tuple)) else data
@@ -203,7 +203,7 @@ def _rebuild(features: Any, geoms: list[Any]) -> Any:
 
 def write_shapes(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 writer for one Shapes layer: ``.gpkg`` (layer "objects") or ``.geojson``."""
-    from napari_sam.core.vector_io import write_vectors
+    from napari_sam.core.io.vectors import write_vectors
 
     suffix = Path(path).suffix.lower()
     if suffix not in (".gpkg", ".geojson"):

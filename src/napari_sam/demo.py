@@ -47,8 +47,8 @@ def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *, zoom
     import shapely
     from PIL import Image, ImageDraw
 
-    from napari_sam.core.atomic import atomic_path
-    from napari_sam.core.normalize import Normalizer
+    from napari_sam.core.io.atomic import atomic_path
+    from napari_sam.core.tiling.normalize import Normalizer
 
     geo = raster.select_bands(raster.default_bands())
     data, valid = geo.read_masked()
@@ -91,9 +91,9 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
     """
     from napari_sam._sample_data import LANDSAT, sample_path
     from napari_sam.core import progress
-    from napari_sam.core.generate import SegmentConfig
-    from napari_sam.core.pipeline import segment_file
-    from napari_sam.core.raster import open_raster
+    from napari_sam.core.automatic.decode import SegmentConfig
+    from napari_sam.core.automatic.run import segment_file
+    from napari_sam.core.io.raster import open_raster
 
     if model is None:
         from napari_sam.core.models import load_model

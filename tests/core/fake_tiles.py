@@ -7,9 +7,9 @@ from collections import namedtuple
 import numpy as np
 
 from napari_sam.core import progress
-from napari_sam.core.assemble import assemble
-from napari_sam.core.merge import TileFilter, crops_from_masks, tile_candidates
-from napari_sam.core.pointgrid import assign_points, axis_windows
+from napari_sam.core.automatic.assembly import assemble_objects
+from napari_sam.core.automatic.candidates import TileFilter, crops_from_masks, tile_candidates
+from napari_sam.core.automatic.point_grid import assign_points, axis_windows
 
 FakeTile = namedtuple("FakeTile", "row col y0 x0 height width")
 
@@ -118,7 +118,7 @@ def assemble_into(truth_shape, rows, cols, results, merge=None):
         out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
 
     kwargs = {} if merge is None else {"settings": merge}
-    table, stats = progress.run(assemble(results, rows=rows, cols=cols, sink=sink, block=48, align=16,
+    table, stats = progress.run(assemble_objects(results, rows=rows, cols=cols, sink=sink, block=48, align=16,
                                          **kwargs))
     return out, table, stats
 

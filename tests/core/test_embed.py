@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.core import embed as embed_mod
-from napari_sam.core.embed import embed_raster, encode_batch, resolve_tiling
-from napari_sam.core.normalize import Normalizer
+from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster_sources import AxesSource
 from napari_sam.core.progress import run
-from napari_sam.core.raster import GeoRaster, open_raster
-from napari_sam.core.raster_sources import AxesSource
-from napari_sam.core.store import DONE, EMPTY, EmbeddingStore
+from napari_sam.core.tiling import embed as embed_mod
+from napari_sam.core.tiling.embed import embed_raster, encode_batch, resolve_tiling
+from napari_sam.core.tiling.normalize import Normalizer
+from napari_sam.core.tiling.store import DONE, EMPTY, EmbeddingStore
 from napari_sam.errors import InputError, StaleCacheError
 
 sam_model = pytest.importorskip("sam_model")

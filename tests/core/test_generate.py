@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from napari_sam.core import progress
-from napari_sam.core.generate import SegmentConfig, segment_tiles
-from napari_sam.core.raster import open_raster
-from napari_sam.core.tiles import TileGrid
+from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles
+from napari_sam.core.io.raster import open_raster
+from napari_sam.core.tiling.grid import TileGrid
 
 # filters off and no edge margin, so random weights still yield candidates to merge
 LOOSE = SegmentConfig(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
@@ -89,7 +89,7 @@ def test_tiles_decode_and_table_matches_labels(tiny_model):
 def test_dask_cluster_gives_identical_results(tiny_model):
     from distributed import Client, LocalCluster
 
-    from napari_sam.core.distributed import DaskExecutor
+    from napari_sam.core.automatic.distributed import DaskExecutor
 
     image = _image(300, 420, seed=1)
     grid = TileGrid(height=300, width=420, tile_size=256, overlap=64)
@@ -104,7 +104,7 @@ def test_dask_cluster_gives_identical_results(tiny_model):
 
 
 def test_all_nodata_decodes_nothing(tiny_model, monkeypatch):
-    from napari_sam.core import generate
+    from napari_sam.core.automatic import decode as generate
 
     calls = []
     monkeypatch.setattr(generate.TileDecoder, "__call__", lambda self, w: calls.append(w) or [])
@@ -138,7 +138,7 @@ def test_min_and_max_area(tiny_model):
 def test_downscaled_tiles_paint_full_resolution_masks(tiny_model, tmp_path, shared_data):
     import rasterio
 
-    from napari_sam.core.pipeline import segment
+    from napari_sam.core.automatic.run import segment
 
     [summary] = segment(shared_data / "world.rgb.tif", tmp_path, model=tiny_model, scale=2,
                         tile_size=512, overlap=128, points_per_side=3, pred_iou_thresh=0.0,

@@ -8,9 +8,9 @@ from affine import Affine
 from fake_tiles import disks, fake_results, make_tiles
 
 from napari_sam.core import progress
-from napari_sam.core.assemble import assemble
-from napari_sam.core.raster import open_raster
-from napari_sam.core.segment_io import input_stem, write_segmentation
+from napari_sam.core.automatic.assembly import assemble_objects
+from napari_sam.core.io.outputs import input_stem, write_segmentation
+from napari_sam.core.io.raster import open_raster
 from napari_sam.errors import OutputExistsError
 
 TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)
@@ -19,7 +19,7 @@ TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)
 def _produce(truth, tiles):
     def produce(sink):
         rows, cols, results = fake_results(truth, tiles, 16, 64)
-        table, stats = yield from assemble(results, rows=rows, cols=cols, sink=sink, block=64,
+        table, stats = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink, block=64,
                                            align=16)
 
         class Result:
@@ -35,7 +35,7 @@ def test_write_segmentation_outputs(tmp_path, zarr_labels):
     import geopandas as gpd
     import pyogrio
 
-    from napari_sam.core.labels_io import read_labels
+    from napari_sam.core.io.labels import read_labels
 
     truth = disks(150, 110, n=25, rmin=3, rmax=8, seed=3)
     raster = open_raster(np.zeros((150, 110, 3), np.uint8), transform=TRANSFORM, crs="EPSG:32618")

@@ -8,7 +8,7 @@ import rasterio
 import tifffile
 from labels_scene import BIG_ID, crafted_labels, scene_georeference
 
-from napari_sam.core.labels_io import LabelsWriter, read_labels, write_labels
+from napari_sam.core.io.labels import LabelsWriter, read_labels, write_labels
 from napari_sam.errors import InputError, OutputExistsError
 
 

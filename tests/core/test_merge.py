@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fake_tiles import disks, fake_run, make_tiles
 
-from napari_sam.core.merge import (
+from napari_sam.core.automatic.candidates import (
     Candidate,
     CrossTileDeduplicator,
     TileFilter,
@@ -14,7 +14,7 @@ from napari_sam.core.merge import (
     near_inner_border,
     remove_small_regions,
 )
-from napari_sam.core.pointgrid import assign_points, axis_windows, grid_coordinates
+from napari_sam.core.automatic.point_grid import assign_points, axis_windows, grid_coordinates
 
 
 def match(truth, labels):

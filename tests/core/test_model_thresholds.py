@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari_sam.cli import build_parser
 from napari_sam.cli.segment import generation_options
-from napari_sam.core.pipeline import config_for_model
+from napari_sam.core.automatic.run import config_for_model
 from sam_model import automatic_thresholds
 
 

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.core.embed import embed_raster
-from napari_sam.core.prompts import (
+from napari_sam.core.io.raster import open_raster
+from napari_sam.core.prompt.predictor import (
     RasterPredictor,
     box_to_pixel,
     map_to_pixel,
     pixel_to_map,
 )
-from napari_sam.core.raster import open_raster
-from napari_sam.core.store import DONE, MISSING, EmbeddingStore
-from napari_sam.core.window import Window
+from napari_sam.core.tiling.embed import embed_raster
+from napari_sam.core.tiling.store import DONE, MISSING, EmbeddingStore
+from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError, StaleCacheError
 
 sam_model = pytest.importorskip("sam_model")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.core.prompts import RasterPredictor
+from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.errors import InputError
 
 sam_model = pytest.importorskip("sam_model")

@@ -13,9 +13,9 @@ import tifffile
 import zarr
 from affine import Affine
 
-from napari_sam.core import raster_sources
-from napari_sam.core.raster import GeoRaster, open_raster
-from napari_sam.core.window import Window
+from napari_sam.core.io import raster_sources
+from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from napari_sam.core.normalize import Normalizer
-from napari_sam.core.raster import open_raster
-from napari_sam.core.tiles import TileGrid
+from napari_sam.core.io.raster import open_raster
+from napari_sam.core.tiling.grid import TileGrid
+from napari_sam.core.tiling.normalize import Normalizer
 
 
 def test_percentiles_ignore_nodata_and_nan():

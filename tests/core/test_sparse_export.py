@@ -10,10 +10,10 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
-from napari_sam.core.labels_io import read_labels, write_labels
+from napari_sam.core.io.labels import read_labels, write_labels
+from napari_sam.core.io.sparse_labels import SparseLabels, sparse_store
 from napari_sam.core.progress import run
-from napari_sam.core.sparse_labels import SparseLabels, sparse_store
-from napari_sam.core.vectorize import vectorize_labels
+from napari_sam.core.vector.polygons import vectorize_labels
 
 N = 20_000
 # (id, y0, y1, x0, x1): a ring crossing the 2048-px vectorize window seams (and 512-px

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam.core.sparse_labels import SparseLabels
+from napari_sam.core.io.sparse_labels import SparseLabels
 
 
 def _assert_pyramid(store: SparseLabels, ref: np.ndarray) -> None:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from fake_tiles import FakeDecoder, assemble_into, fake_run, fake_works, make_tiles
 
-from napari_sam.core.assemble import MergeSettings
-from napari_sam.core.merge import Candidate, TileFilter
-from napari_sam.core.pointgrid import AxisWindows
-from napari_sam.core.stitch import SeamStitcher, StitchSettings, overlap_agreement
+from napari_sam.core.automatic.assembly import MergeSettings
+from napari_sam.core.automatic.candidates import Candidate, TileFilter
+from napari_sam.core.automatic.point_grid import AxisWindows
+from napari_sam.core.automatic.seams import SeamStitcher, StitchSettings, overlap_agreement
 
 TILE, OVERLAP, PPS = 64, 24, 16  # stride 40: seams' overlap strips at 40..64, 80..104, ...
 SHAPE = (300, 340)
@@ -216,7 +216,7 @@ def test_stitched_object_goes_through_area_filters_and_cleanup():
 def test_dask_executor_gives_the_local_labels():
     from distributed import Client, LocalCluster
 
-    from napari_sam.core.distributed import DaskExecutor
+    from napari_sam.core.automatic.distributed import DaskExecutor
 
     truth = _scene()
     rows, cols, works = fake_works(truth, _tiles(), PPS, TILE)

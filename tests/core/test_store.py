@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_sam.core.store import DONE, EMPTY, MISSING, EmbeddingStore, StoreSettings
-from napari_sam.core.tiles import TileGrid
+from napari_sam.core.tiling.grid import TileGrid
+from napari_sam.core.tiling.store import DONE, EMPTY, MISSING, EmbeddingStore, StoreSettings
 from napari_sam.errors import InputError, OutputExistsError, StaleCacheError
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from napari_sam.core.tiles import Tile, TileGrid
-from napari_sam.core.window import Window, as_window
+from napari_sam.core.tiling.grid import Tile, TileGrid
+from napari_sam.core.tiling.window import Window, as_window
 
 
 @pytest.mark.parametrize("height,width,tile,overlap", [

@@ -9,9 +9,9 @@ import pytest
 import shapely
 from labels_scene import BIG_ID, EXPECTED, crafted_labels, pixel_area, scene_georeference
 
+from napari_sam.core.io.vectors import read_vectors, resolve_format, write_vectors
 from napari_sam.core.progress import run
-from napari_sam.core.vector_io import read_vectors, resolve_format, write_vectors
-from napari_sam.core.vectorize import vectorize, vectorize_labels
+from napari_sam.core.vector.polygons import vectorize, vectorize_labels
 from napari_sam.errors import InputError, OutputExistsError
 
 

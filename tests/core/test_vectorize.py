@@ -9,7 +9,7 @@ from affine import Affine
 from labels_scene import BIG_ID, EXPECTED, crafted_labels, pixel_area, scene_georeference
 
 from napari_sam.core.progress import run
-from napari_sam.core.vectorize import (
+from napari_sam.core.vector.polygons import (
     PolygonCollector,
     pixel_parts,
     polygons_from_labels,

@@ -21,10 +21,10 @@ from labels_scene import BIG_ID, EXPECTED, crafted_labels, scene_georeference  #
 from napari_sam._reader import get_reader, layer_affine  # noqa: E402
 from napari_sam._sample_data import landsat_scene, microscopy_cells  # noqa: E402
 from napari_sam._writer import write_labels, write_shapes  # noqa: E402
-from napari_sam.core.labels_io import read_labels  # noqa: E402
-from napari_sam.core.labels_io import write_labels as write_label_raster  # noqa: E402
-from napari_sam.core.vector_io import read_vectors  # noqa: E402
-from napari_sam.core.vectorize import vectorize  # noqa: E402
+from napari_sam.core.io.labels import read_labels  # noqa: E402
+from napari_sam.core.io.labels import write_labels as write_label_raster  # noqa: E402
+from napari_sam.core.io.vectors import read_vectors  # noqa: E402
+from napari_sam.core.vector.polygons import vectorize  # noqa: E402
 
 napari_layers = pytest.importorskip("napari.layers")
 

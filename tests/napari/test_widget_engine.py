@@ -63,7 +63,7 @@ def test_automatic_in_memory_and_existing_output_refused(tiny_model, make_scene,
 
 
 def test_automatic_in_memory_labels_are_sparse_when_large(tiny_model, make_scene, monkeypatch):
-    from napari_sam.core.sparse_labels import SparseLabels
+    from napari_sam.core.io.sparse_labels import SparseLabels
 
     assert isinstance(engine.in_memory_labels(256, 256), np.ndarray)
     config = AutomaticConfig(tiling=TILING, points_per_side=2, pred_iou_thresh=0.0,

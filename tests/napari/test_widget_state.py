@@ -45,7 +45,7 @@ def test_tiling_and_automatic_validation():
     options = cfg.segment_options()
     assert options["points_per_side"] == 8 and options["max_area"] is None
     assert "store" not in options and (cfg.store, cfg.out_dir) == ("", "/tmp/out")
-    from napari_sam.core.generate import SegmentConfig
+    from napari_sam.core.automatic.decode import SegmentConfig
 
     assert SegmentConfig(**options).points_per_side == 8  # names match core's
 

@@ -33,7 +33,7 @@ def _wait(qtbot, widget):
 def test_export_writes_geotiff_and_gpkg_with_crs(labelled, qtbot, tmp_path):
     import rasterio
 
-    from napari_sam.core.vector_io import read_vectors
+    from napari_sam.core.io.vectors import read_vectors
 
     viewer, layer, widget = labelled
     assert widget.layer.value is layer

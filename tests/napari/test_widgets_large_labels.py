@@ -10,7 +10,7 @@ import pytest
 from napari_sam._widgets.export import ExportWidget
 from napari_sam._widgets.interactive import LABELS, InteractiveWidget
 from napari_sam._widgets.state import Candidates
-from napari_sam.core.sparse_labels import SparseLabels
+from napari_sam.core.io.sparse_labels import SparseLabels
 
 CRS_WKT = "EPSG:32618"
 TRANSFORM = [0.5, 0.0, 600000.0, 0.0, -0.5, 4500000.0]
@@ -105,7 +105,7 @@ def test_export_from_a_sparse_labels_layer(widget_on, qtbot, tmp_path):
     import rasterio
 
     from napari_sam._widgets.layers import georeference, set_georeference
-    from napari_sam.core.vector_io import read_vectors
+    from napari_sam.core.io.vectors import read_vectors
 
     size = 5_000  # above the sparse threshold, small enough to write whole
     viewer, image, widget = widget_on(da.zeros((size, size), dtype=np.uint8, chunks=1024))

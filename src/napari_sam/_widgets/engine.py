@@ -31,7 +31,7 @@ IN_MEMORY_LIMIT = 8192 * 8192  # labels read back from disk larger than this sta
 # -- interactive ---------------------------------------------------------------------------
 def open_prompt_engine(source: Any, model: Any, config: InteractiveConfig) -> Any:
     """A core ``RasterPredictor`` for ``source`` (a path or an (y, x[, bands]) array)."""
-    from napari_sam.core.prompts import RasterPredictor
+    from napari_sam.core.prompt.predictor import RasterPredictor
 
     return RasterPredictor(model=model, raster=source, store=config.store or None,
                            model_name=getattr(model, "model_name", None),
@@ -40,7 +40,7 @@ def open_prompt_engine(source: Any, model: Any, config: InteractiveConfig) -> An
 
 def embed_gen(source: Any, model: Any, config: InteractiveConfig) -> ProgressGen[Any]:
     """Embed every tile of ``source`` into ``config.store`` (resumed when it exists)."""
-    from napari_sam.core.embed import embed_raster
+    from napari_sam.core.tiling.embed import embed_raster
     from napari_sam.errors import InputError
 
     if not config.store:
@@ -54,7 +54,7 @@ def polygon_mask(polygon_xy: np.ndarray, height: int, width: int) -> tuple[Any, 
     """``(Window, mask)``: a polygon (XY pixel centres) filled on its bounding window."""
     from skimage.draw import polygon2mask
 
-    from napari_sam.core.window import Window
+    from napari_sam.core.tiling.window import Window
 
     lo = np.clip(np.floor(polygon_xy.min(axis=0)).astype(int), 0, [width - 1, height - 1])
     hi = np.clip(np.ceil(polygon_xy.max(axis=0)).astype(int) + 1, lo + 1, [width, height])
@@ -101,7 +101,7 @@ def in_memory_labels(height: int, width: int) -> Any:
     """An empty (height, width) uint32 labels array: numpy, or sparse when large."""
     if height * width <= IN_MEMORY_LIMIT:
         return np.zeros((height, width), dtype=np.uint32)
-    from napari_sam.core.sparse_labels import SparseLabels
+    from napari_sam.core.io.sparse_labels import SparseLabels
 
     return SparseLabels((height, width))
 
@@ -117,17 +117,17 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
     pyramid to show it). Closing the generator
     (cancel) removes the temporary store and any half-written folder.
     """
-    from napari_sam.core.embed import embed_raster
-    from napari_sam.core.generate import SegmentConfig, segment_tiles, store_embeddings
-    from napari_sam.core.objects import to_dataframe
-    from napari_sam.core.raster import open_raster
+    from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles, store_embeddings
+    from napari_sam.core.automatic.object_table import to_dataframe
+    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.tiling.embed import embed_raster
 
     segment_config = SegmentConfig(**config.segment_options())
     raster = open_raster(source)
     raster = raster.select_bands(raster.default_bands())
     folder = Path(config.out_dir) / name if config.out_dir else None
     if folder is not None:
-        from napari_sam.core.atomic import check_writable
+        from napari_sam.core.io.atomic import check_writable
 
         check_writable(folder, config.overwrite)
     scratch = None if config.store else Path(tempfile.mkdtemp(prefix="napari-sam-"))
@@ -150,8 +150,8 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
             result = yield from produce(sink)
             objects, n_tiles = result.objects, result.n_tiles
         else:
-            from napari_sam.core.labels_io import read_labels
-            from napari_sam.core.segment_io import write_segmentation
+            from napari_sam.core.io.labels import read_labels
+            from napari_sam.core.io.outputs import write_segmentation
 
             holder: dict = {}
 
@@ -185,9 +185,9 @@ def export_gen(labels: Any, geo: dict[str, Any], config: ExportConfig, *,
     and always pixels for QuPath). ``attributes``: an object table with an
     ``id`` column joined onto the polygons. Returns the written paths.
     """
-    from napari_sam.core.atomic import check_writable
-    from napari_sam.core.labels_io import write_labels
-    from napari_sam.core.vectorize import vectorize_to_file
+    from napari_sam.core.io.atomic import check_writable
+    from napari_sam.core.io.labels import write_labels
+    from napari_sam.core.vector.polygons import vectorize_to_file
 
     if not config.labels_path and not config.vectors_path:
         from napari_sam.errors import InputError

@@ -176,7 +176,7 @@ class LabelEditor:
     mask's pixels (and, unless ``overwrite``, only where the label is 0) and
     remembers what it replaced, so ``undo`` restores exactly the previous values.
     A single-scale layer is written through napari (its own undo history and
-    partial refresh); a multiscale layer (a :class:`~napari_sam.core.sparse_labels.SparseLabels`
+    partial refresh); a multiscale layer (a :class:`~napari_sam.core.io.sparse_labels.SparseLabels`
     pyramid, or any writable full-resolution level that keeps its other levels
     in step) is written at full resolution and refreshed.
     """

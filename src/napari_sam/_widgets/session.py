@@ -18,7 +18,7 @@ import numpy as np
 
 from napari_sam._widgets import layers as L
 from napari_sam._widgets.state import Candidates
-from napari_sam.core.sparse_labels import SparseLabels
+from napari_sam.core.io.sparse_labels import SparseLabels
 
 if TYPE_CHECKING:
     import napari

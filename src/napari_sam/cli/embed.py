@@ -30,8 +30,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from napari_sam.cli.common import load_model_from_args
     from napari_sam.core import progress
-    from napari_sam.core.embed import embed_raster
-    from napari_sam.core.raster import open_raster
+    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.tiling.embed import embed_raster
 
     raster = open_raster(args.input)
     raster.signature()  # reads a few sampled windows: a damaged file fails before the model loads

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from napari_sam.cli.train import read_pairs
-    from napari_sam.core.atomic import atomic_path, check_writable
+    from napari_sam.core.io.atomic import atomic_path, check_writable
     from sam_model.train.evaluate import evaluate_pairs, evaluate_scenes
 
     if (args.scenes is None) == (args.data is None):

@@ -44,9 +44,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_sam.cli.common import load_model_from_args
-    from napari_sam.core.pipeline import check_inputs
+    from napari_sam.core.automatic.run import check_inputs
     from napari_sam.core.progress import run_with_bar
-    from napari_sam.core.prompt_run import prompt_file
+    from napari_sam.core.prompt.run import prompt_file
 
     if args.zoom_limit is not None and args.zoom_limit < 0:
         raise InputError(f"--zoom-limit {args.zoom_limit}: give 0 (never zoom out) or a "

@@ -100,9 +100,9 @@ def generation_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from napari_sam.cli.common import load_model_from_args
-    from napari_sam.core import pipeline
-    from napari_sam.core.distributed import dask_executor
-    from napari_sam.core.generate import SegmentConfig
+    from napari_sam.core.automatic import run as pipeline
+    from napari_sam.core.automatic.decode import SegmentConfig
+    from napari_sam.core.automatic.distributed import dask_executor
     from napari_sam.core.progress import run_with_bar
     from napari_sam.errors import InputError
 

@@ -65,10 +65,10 @@ def _read_table(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_sam.core.atomic import check_writable
+    from napari_sam.core.io.atomic import check_writable
+    from napari_sam.core.io.vectors import resolve_format, write_vectors
     from napari_sam.core.progress import run_with_bar
-    from napari_sam.core.vector_io import resolve_format, write_vectors
-    from napari_sam.core.vectorize import vectorize_labels
+    from napari_sam.core.vector.polygons import vectorize_labels
 
     fmt = resolve_format(args.out, args.fmt)
     check_writable(args.out, args.overwrite)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
     import pandas as pd
 
-    from napari_sam.core.labels_io import LabelRaster
+    from napari_sam.core.io.labels import LabelRaster
 
 IDENTITY = Affine.identity()
 _NATIVE = {np.dtype(t) for t in ("uint8", "uint16", "int16", "int32")}
@@ -143,7 +143,7 @@ def repair(geoms: np.ndarray) -> np.ndarray:
     return geoms
 
 
-def assemble(ids: np.ndarray, parts: np.ndarray, *, merge: np.ndarray | None = None
+def group_parts(ids: np.ndarray, parts: np.ndarray, *, merge: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
     """Group parts by id into one valid Polygon/MultiPolygon per id.
 
@@ -253,7 +253,7 @@ def polygons_from_labels(labels: np.ndarray, transform: Affine = IDENTITY, *,
     tolerance in map units (see :func:`to_map_simplified`).
     """
     ids, parts = pixel_parts(labels)
-    uniq, geoms = assemble(ids, parts)
+    uniq, geoms = group_parts(ids, parts)
     geoms = to_map_simplified(geoms, Affine(*tuple(transform)[:6]), simplify)
     return [(int(i), g) for i, g in zip(uniq, geoms)]
 
@@ -295,7 +295,7 @@ class PolygonCollector:
         parts = np.concatenate(self._parts)
         inner = np.concatenate(self._inner)
         order = np.argsort(ids, kind="stable")
-        return assemble(ids[order], parts[order], merge=inner[order])
+        return group_parts(ids[order], parts[order], merge=inner[order])
 
 
 def windows(height: int, width: int, size: int) -> Iterator[tuple[int, int, int, int]]:
@@ -381,7 +381,7 @@ class _ArraySource:
 
 
 def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster | _ArraySource:
-    from napari_sam.core.labels_io import LabelRaster, read_labels
+    from napari_sam.core.io.labels import LabelRaster, read_labels
 
     if isinstance(labels, (str, os.PathLike)):
         source = read_labels(labels)
@@ -394,7 +394,7 @@ def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster |
     if len(array.shape) != 2:
         raise InputError(f"labels: expected a 2-D (h, w) array, got shape {array.shape}")
     check_label_dtype(array.dtype)
-    from napari_sam.core.sparse_labels import sparse_store
+    from napari_sam.core.io.sparse_labels import sparse_store
 
     return _ArraySource(array, Affine(*tuple(transform or IDENTITY)[:6]), crs,
                         store=sparse_store(array))
@@ -405,7 +405,7 @@ def vectorize_labels(labels: Any, *, transform: Affine | None = None, crs: Any =
                      window: int = 2048) -> ProgressGen[gpd.GeoDataFrame]:
     """Polygons of every object of a labels raster, window by window.
 
-    ``labels``: a path (GeoTIFF/TIFF/zarr labels, see ``labels_io.read_labels``),
+    ``labels``: a path (GeoTIFF/TIFF/zarr labels, see ``core.io.labels.read_labels``),
     a ``LabelRaster``, or an (h, w) numpy/dask array with ``transform`` and
     ``crs``. Memory holds one window of pixels plus the polygons. Yields
     :class:`Progress` per window; returns the objects GeoDataFrame.
@@ -435,8 +435,8 @@ def vectorize_to_file(labels: Any, out: str | os.PathLike, *, fmt: str | None = 
                       attributes: pd.DataFrame | None = None, transform: Affine | None = None,
                       crs: Any = None, window: int = 2048) -> ProgressGen[Path]:
     """Vectorise ``labels`` and write ``out`` (format from ``fmt`` or the extension)."""
-    from napari_sam.core.atomic import check_writable
-    from napari_sam.core.vector_io import resolve_format, write_vectors
+    from napari_sam.core.io.atomic import check_writable
+    from napari_sam.core.io.vectors import resolve_format, write_vectors
 
     fmt = resolve_format(out, fmt)
     check_writable(out, overwrite)  # fail before the work, not after

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from affine import Affine
 
-from napari_sam.core.atomic import atomic_path, check_writable
+from napari_sam.core.io.atomic import atomic_path, check_writable
 from napari_sam.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover

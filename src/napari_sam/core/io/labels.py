@@ -3,10 +3,10 @@
 Writing streams windows into a tiled, compressed GeoTIFF (``.tif``/``.tiff``)
 or a zarr v3 store (``.zarr``) laid out as a single-level OME-Zarr (NGFF 0.5)
 label image: group attributes ``ome.multiscales`` and ``ome.image-label``,
-array ``0`` with dims (y, x), and the georeference as ``core.raster`` reads it
+array ``0`` with dims (y, x), and the georeference as ``core.io.raster`` reads it
 from zarr attributes (``transform``: 6 numbers a, b, c, d, e, f as in
 ``affine.Affine``; ``crs``: WKT or null), plus ``napari_sam: {"kind": "labels"}``. Outputs are written to a temporary sibling and renamed on
-success (``core.atomic``): complete or absent.
+success (``core.io.atomic``): complete or absent.
 
 Reading accepts GeoTIFF/TIFF (band 1 of a single-band file), our zarr labels,
 any OME-Zarr label/image group (its first level) and plain zarr arrays. A
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from napari_sam.core.atomic import atomic_path
-from napari_sam.core.vectorize import check_label_dtype
+from napari_sam.core.io.atomic import atomic_path
+from napari_sam.core.vector.polygons import check_label_dtype
 from napari_sam.errors import InputError
 
 GEO_KEY = "napari_sam"
@@ -357,12 +357,12 @@ def write_labels(path: str | os.PathLike, labels: Any, *, transform: Any = None,
                  dtype: Any = "uint32") -> Path:
     """Write a whole (h, w) numpy or dask labels array, one block row at a time.
 
-    A :class:`~napari_sam.core.sparse_labels.SparseLabels` (or its unchanged
+    A :class:`~napari_sam.core.io.sparse_labels.SparseLabels` (or its unchanged
     ``to_dask()`` array) is written block by block instead, reading and writing
     only the blocks that hold labels; the others are left out of the file and
     read back as 0.
     """
-    from napari_sam.core.sparse_labels import sparse_store
+    from napari_sam.core.io.sparse_labels import sparse_store
 
     shape = tuple(labels.shape)
     if len(shape) != 2:

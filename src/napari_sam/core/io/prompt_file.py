@@ -101,7 +101,7 @@ def _read_table(path: Path, raster):
         gdf = gpd.GeoDataFrame(df.rename(columns={c: c.lower() for c in df.columns}),
                                geometry=geoms, crs=None)
         return gdf
-    from napari_sam.core.vector_io import read_vectors
+    from napari_sam.core.io.vectors import read_vectors
 
     gdf = read_vectors(path)
     gdf = gdf.rename(columns={c: c.lower() for c in gdf.columns if c != gdf.geometry.name})
@@ -118,7 +118,7 @@ def _read_table(path: Path, raster):
 
 def read_prompts(path: str | os.PathLike, raster) -> list[ObjectPrompt]:
     """Objects' prompts from ``path``, converted to ``raster``'s pixels."""
-    from napari_sam.core.prompts import box_to_pixel, map_to_pixel
+    from napari_sam.core.prompt.predictor import box_to_pixel, map_to_pixel
 
     path = Path(path)
     if not path.exists():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from affine import Affine
 
-from napari_sam.core.window import Window
+from napari_sam.core.tiling.window import Window
 
 
 @dataclass(frozen=True, kw_only=True)

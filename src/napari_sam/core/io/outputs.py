@@ -7,7 +7,7 @@
 - ``objects.gpkg``: layer ``objects``, one (Multi)Polygon per id with
   ``id, predicted_iou, stability_score, area`` (map units), ``perimeter``,
   ``pixels`` and the object table's columns, in the input's CRS;
-- ``objects.csv``: the object table (:mod:`napari_sam.core.objects`).
+- ``objects.csv``: the object table (:mod:`napari_sam.core.automatic.object_table`).
 
 The folder is built under a temporary name beside ``DIR/<stem>`` and renamed
 when everything is written; an existing ``DIR/<stem>`` is kept unless
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam.core.atomic import atomic_path, check_writable
-from napari_sam.core.objects import to_dataframe, write_csv
-from napari_sam.core.paint import Sink
+from napari_sam.core.automatic.object_table import to_dataframe, write_csv
+from napari_sam.core.automatic.paint_labels import Sink
+from napari_sam.core.io.atomic import atomic_path, check_writable
 from napari_sam.core.progress import Progress, ProgressGen
 
 _DOUBLE_SUFFIXES = (".ome.zarr", ".ome.tif", ".ome.tiff")
@@ -76,9 +76,9 @@ def write_segmentation(
     generator function taking the labels sink and returning an object with
     ``.objects`` (list of ObjectRecord), e.g. :func:`generate.segment_tiles`.
     """
-    from napari_sam.core.labels_io import LabelsWriter
-    from napari_sam.core.vector_io import write_vectors
-    from napari_sam.core.vectorize import PolygonCollector, objects_frame
+    from napari_sam.core.io.labels import LabelsWriter
+    from napari_sam.core.io.vectors import write_vectors
+    from napari_sam.core.vector.polygons import PolygonCollector, objects_frame
 
     folder = check_writable(folder, overwrite)
     labels_name = "labels.zarr" if zarr_labels else "labels.tif"

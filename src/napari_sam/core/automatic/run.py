@@ -18,10 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_sam.core.atomic import check_writable
-from napari_sam.core.generate import SegmentConfig, SegmentResult, segment_tiles, store_embeddings
+from napari_sam.core.automatic.decode import (
+    SegmentConfig,
+    SegmentResult,
+    segment_tiles,
+    store_embeddings,
+)
+from napari_sam.core.io.atomic import check_writable
+from napari_sam.core.io.outputs import SegmentOutputs, input_stem, is_zarr_input, write_segmentation
 from napari_sam.core.progress import ProgressGen
-from napari_sam.core.segment_io import SegmentOutputs, input_stem, is_zarr_input, write_segmentation
 from napari_sam.errors import InputError
 
 
@@ -69,15 +74,15 @@ def segment_file(
     same model and tiling); None embeds into a temporary store. ``executor``: a
     ``DaskExecutor`` to decode tiles on a cluster, None to decode here.
     """
-    from napari_sam.core.embed import embed_raster
-    from napari_sam.core.raster import open_raster
+    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.tiling.embed import embed_raster
 
     start = time.perf_counter()
     config = config or SegmentConfig()
     raster = open_raster(source)
     if embeddings is not None and Path(embeddings).exists():
         # an existing store's tiling and bands are the defaults: no need to repeat them
-        from napari_sam.core.store import EmbeddingStore
+        from napari_sam.core.tiling.store import EmbeddingStore
 
         stored = EmbeddingStore.open(embeddings, mode="r").settings
         if tile_size is None and overlap is None and scale is None:
@@ -211,6 +216,6 @@ def _executor(scheduler: str | None, workers: int | None):
 
     if scheduler is None and workers is None:
         return contextlib.nullcontext(None)
-    from napari_sam.core.distributed import dask_executor
+    from napari_sam.core.automatic.distributed import dask_executor
 
     return dask_executor(scheduler=scheduler, workers=workers)

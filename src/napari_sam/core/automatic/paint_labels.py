@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from napari_sam.core.merge import Candidate
-from napari_sam.core.objects import ObjectRecord
+from napari_sam.core.automatic.candidates import Candidate
+from napari_sam.core.automatic.object_table import ObjectRecord
 
 Sink = Callable[[int, int, np.ndarray], None]
 """``sink(y0, x0, labels)`` writes a (h, w) uint32 window at raster row y0, column x0."""

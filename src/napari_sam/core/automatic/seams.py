@@ -1,6 +1,6 @@
 """Seam stitching: objects cut by inner tile borders, joined across tiles into one candidate.
 
-The edge filter (:mod:`napari_sam.core.merge`) leaves an object that touches
+The edge filter (:mod:`napari_sam.core.automatic.candidates`) leaves an object that touches
 a border shared with a neighbour tile to that neighbour, where it is more
 central. An object larger than about half the overlap that straddles a seam
 touches an inner border in *every* tile that decodes it, so without
@@ -55,8 +55,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_sam.core.merge import Candidate, TileFilter, finish_mask
-from napari_sam.core.pointgrid import AxisWindows
+from napari_sam.core.automatic.candidates import Candidate, TileFilter, finish_mask
+from napari_sam.core.automatic.point_grid import AxisWindows
 
 Box = tuple[int, int, int, int]
 

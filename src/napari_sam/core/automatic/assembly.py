@@ -7,7 +7,7 @@ painted; rows that no pending candidate reaches are written to the sink. So
 the pending set spans about two tile-rows whatever the raster's size.
 
 Partial candidates (masks cut by an inner tile border, ``Candidate.cut``) go
-to a :class:`~napari_sam.core.stitch.SeamStitcher`; when a tile-row closes,
+to a :class:`~napari_sam.core.automatic.seams.SeamStitcher`; when a tile-row closes,
 the stitched objects no later tile can reach join the deduplication before
 the settled candidates are taken out, so a stitched object and a one-tile
 candidate of the same object never both survive. Candidates reaching below
@@ -23,18 +23,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from napari_sam.core.merge import Candidate, CrossTileDeduplicator
-from napari_sam.core.objects import ObjectRecord
-from napari_sam.core.paint import LabelPainter, Sink
-from napari_sam.core.pointgrid import AxisWindows
+from napari_sam.core.automatic.candidates import Candidate, CrossTileDeduplicator
+from napari_sam.core.automatic.object_table import ObjectRecord
+from napari_sam.core.automatic.paint_labels import LabelPainter, Sink
+from napari_sam.core.automatic.point_grid import AxisWindows
+from napari_sam.core.automatic.seams import SeamStitcher, StitchSettings
 from napari_sam.core.progress import Progress, ProgressGen
-from napari_sam.core.stitch import SeamStitcher, StitchSettings
 
 
 @dataclass(frozen=True)
 class MergeSettings:
     """Cross-tile deduplication thresholds (see :class:`CrossTileDeduplicator`) and
-    seam stitching settings (see :class:`~napari_sam.core.stitch.StitchSettings`)."""
+    seam stitching settings (see :class:`~napari_sam.core.automatic.seams.StitchSettings`)."""
 
     box_nms_thresh: float = 0.7
     mask_iou_thresh: float = 0.5
@@ -53,7 +53,7 @@ class AssemblyStats:
     stitched: int = 0
 
 
-def assemble(
+def assemble_objects(
     tile_results: Iterable[tuple[tuple[int, int], list[Candidate]]],
     *,
     rows: AxisWindows,

@@ -1,4 +1,4 @@
-"""Window readers behind :class:`napari_sam.core.raster.GeoRaster`.
+"""Window readers behind :class:`napari_sam.core.io.raster.GeoRaster`.
 
 A source reads a window of one raster level as an (h, w, bands) numpy array
 and nothing more. Sources are small picklable objects (they keep a file path,

@@ -1,7 +1,7 @@
 """``napari-sam prompt`` as functions: one mask per object prompt, written like ``segment``.
 
-Each object (see :mod:`napari_sam.core.prompt_file`) is decoded with the
-tiled prompt predictor (:class:`napari_sam.core.prompts.RasterPredictor`):
+Each object (see :mod:`napari_sam.core.io.prompt_file`) is decoded with the
+tiled prompt predictor (:class:`napari_sam.core.prompt.predictor.RasterPredictor`):
 the tile holding the prompt with the most margin, or a window centred on it.
 The best-scoring candidate is kept, as a bounding-box crop. Labels are the
 objects' numbers; where masks overlap, the higher predicted IoU wins the
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam.core.atomic import check_writable
-from napari_sam.core.merge import Candidate, mask_box
-from napari_sam.core.paint import LabelPainter
-from napari_sam.core.pipeline import SegmentSummary, output_folder
+from napari_sam.core.automatic.candidates import Candidate, mask_box
+from napari_sam.core.automatic.paint_labels import LabelPainter
+from napari_sam.core.automatic.run import SegmentSummary, output_folder
+from napari_sam.core.io.atomic import check_writable
+from napari_sam.core.io.outputs import is_zarr_input, write_segmentation
+from napari_sam.core.io.prompt_file import read_prompts
 from napari_sam.core.progress import Progress, ProgressGen
-from napari_sam.core.prompt_file import read_prompts
-from napari_sam.core.segment_io import is_zarr_input, write_segmentation
 
 
 class _Result:
@@ -55,8 +55,8 @@ def prompt_file(
     zoom_limit: int | str | None = "auto",
 ) -> ProgressGen[SegmentSummary]:
     """Segment the objects prompted in ``prompts`` on ``source`` into ``out_dir/<stem>/``."""
-    from napari_sam.core.prompts import RasterPredictor
-    from napari_sam.core.raster import open_raster
+    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.prompt.predictor import RasterPredictor
 
     start = time.perf_counter()
     raster = open_raster(source)
@@ -120,12 +120,12 @@ def prompt(
 
     ``model``: a model name or a built ``Sam``. ``zoom_limit``: prompts larger
     than this (model-input px) are decoded downscaled (see
-    :class:`napari_sam.core.prompts.RasterPredictor`; ``"auto"``: the model's
+    :class:`napari_sam.core.prompt.predictor.RasterPredictor`; ``"auto"``: the model's
     own). Writes ``out/<stem>/`` as :func:`napari_sam.segment` does; returns
     its summary.
     """
     from napari_sam.core import progress as progress_mod
-    from napari_sam.core.pipeline import check_inputs
+    from napari_sam.core.automatic.run import check_inputs
 
     check_inputs([source], out, overwrite=overwrite)
     name = None

@@ -1,4 +1,4 @@
-"""Format detection and opening for :func:`napari_sam.core.raster.open_raster`."""
+"""Format detection and opening for :func:`napari_sam.core.io.raster.open_raster`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from napari_sam.core.raster import GeoRaster, _parse_crs
-from napari_sam.core.raster_sources import AxesSource, RasterioSource
+from napari_sam.core.io.raster import GeoRaster, _parse_crs
+from napari_sam.core.io.raster_sources import AxesSource, RasterioSource
 from napari_sam.errors import InputError
 
 _ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")

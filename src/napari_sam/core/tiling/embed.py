@@ -4,7 +4,7 @@
 for a raster and a model; :func:`embed_raster` is a generator that yields
 :class:`~napari_sam.core.progress.Progress` events while it encodes the tiles
 that the store still lacks, in batches, and returns the
-:class:`~napari_sam.core.store.EmbeddingStore`. :func:`embed` is the
+:class:`~napari_sam.core.tiling.store.EmbeddingStore`. :func:`embed` is the
 synchronous script API behind ``napari-sam embed``.
 """
 
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_sam.core.device import default_batch_size, pick_device
-from napari_sam.core.normalize import DEFAULT_PERCENTILES, Normalizer
+from napari_sam.core.io.raster import GeoRaster, open_raster
 from napari_sam.core.progress import Progress, ProgressGen
-from napari_sam.core.raster import GeoRaster, open_raster
-from napari_sam.core.signature import model_name as _model_name
-from napari_sam.core.signature import weights_hash
-from napari_sam.core.store import EmbeddingStore, StoreSettings
-from napari_sam.core.tiles import Tile, TileGrid
-from napari_sam.core.window import Window
+from napari_sam.core.tiling.grid import Tile, TileGrid
+from napari_sam.core.tiling.normalize import DEFAULT_PERCENTILES, Normalizer
+from napari_sam.core.tiling.signature import model_name as _model_name
+from napari_sam.core.tiling.signature import weights_hash
+from napari_sam.core.tiling.store import EmbeddingStore, StoreSettings
+from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
 
 

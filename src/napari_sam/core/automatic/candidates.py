@@ -12,7 +12,7 @@ Order of the steps for one tile (:func:`tile_candidates`):
    edge) may go on beyond that border. With ``TileFilter.keep_partials``
    (the default) it is kept as a *partial* candidate (``Candidate.cut``
    names the borders it is cut by), skipping steps 3 and 4, and
-   :mod:`napari_sam.core.stitch` joins it with the partials of the
+   :mod:`napari_sam.core.automatic.seams` joins it with the partials of the
    neighbouring tiles that show the same object; a partial that finds no
    partner is dropped, so an object that fits in the neighbouring tile is
    left to it, where it is more central. Without ``keep_partials`` such a
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from napari_sam.core.pointgrid import AxisWindows
+from napari_sam.core.automatic.point_grid import AxisWindows
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 

@@ -9,7 +9,7 @@ point goes to the tile where it is *most central*.
 Centrality of a point in a tile is its distance to the nearest *inner* border
 of the tile: a border shared with a neighbour tile. The raster's own edges do
 not count (nothing lies beyond them). This is the same notion of border as the
-edge filter in :mod:`napari_sam.core.merge`, so a point's mask is judged by
+edge filter in :mod:`napari_sam.core.automatic.candidates`, so a point's mask is judged by
 the tile that sees the most context around the point.
 
 Tiles form a product grid (a tile row fixes ``y0, height``, a tile column

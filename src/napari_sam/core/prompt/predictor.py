@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
-from napari_sam.core.embed import EmbeddingPlan, encode_batch, plan_embedding
-from napari_sam.core.normalize import DEFAULT_PERCENTILES
-from napari_sam.core.raster import GeoRaster, open_raster
-from napari_sam.core.store import DONE, EMPTY, EmbeddingStore
-from napari_sam.core.window import Window
+from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.tiling.embed import EmbeddingPlan, encode_batch, plan_embedding
+from napari_sam.core.tiling.normalize import DEFAULT_PERCENTILES
+from napari_sam.core.tiling.store import DONE, EMPTY, EmbeddingStore
+from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
 
 MASK_PROMPT_LOGIT = 10.0  # logit given to pixels inside / outside a mask prompt

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from napari_sam.core.raster_sources import Source, StridedSource, sample_hash
-from napari_sam.core.window import Window, as_window
+from napari_sam.core.io.raster_sources import Source, StridedSource, sample_hash
+from napari_sam.core.tiling.window import Window, as_window
 from napari_sam.errors import InputError
 
 
@@ -296,7 +296,7 @@ def open_raster(source, *, bands: Sequence[int] | None = None, axes: str | None 
     be found from metadata; in-memory 3-d arrays default to ``"yxc"``.
     ``transform``/``crs``/``nodata`` override or supply the georeference.
     """
-    from napari_sam.core import raster_open
+    from napari_sam.core.io import raster_open
 
     if isinstance(source, GeoRaster):
         raster = source

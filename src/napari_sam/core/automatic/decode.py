@@ -1,7 +1,7 @@
 """Automatic segmentation of a whole raster, tile by tile, from its embedding store.
 
-Pipeline (see :mod:`napari_sam.core.pointgrid`, :mod:`~napari_sam.core.merge`,
-:mod:`~napari_sam.core.assemble`):
+Pipeline (see :mod:`napari_sam.core.automatic.point_grid`, :mod:`~napari_sam.core.automatic.candidates`,
+:mod:`~napari_sam.core.automatic.assembly`):
 
 1. a global point grid in raster pixels, ``points_per_side`` points per tile
    side; each point goes to the one tile where it is most central;
@@ -12,7 +12,7 @@ Pipeline (see :mod:`napari_sam.core.pointgrid`, :mod:`~napari_sam.core.merge`,
    masks cut by an inner tile border are kept as partials (or dropped with
    ``stitch_seams=False``), small holes and islands of the others are
    cleaned, ``min_area``/``max_area`` applied; masks stay bounding-box crops;
-3. on the client: seam stitching (:mod:`~napari_sam.core.stitch`) joins the
+3. on the client: seam stitching (:mod:`~napari_sam.core.automatic.seams`) joins the
    partials of neighbouring tiles that agree in their overlap into one
    object, so an object larger than the overlap that straddles a seam, a
    corner or several tiles keeps one id and all its pixels; then cross-tile
@@ -30,13 +30,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_sam.core.assemble import AssemblyStats, MergeSettings, assemble
-from napari_sam.core.merge import Candidate, TileFilter, crops_from_masks, tile_candidates
-from napari_sam.core.objects import ObjectRecord
-from napari_sam.core.paint import Sink
-from napari_sam.core.pointgrid import AxisWindows, PointAssignment, assign_points, axis_windows
+from napari_sam.core.automatic.assembly import AssemblyStats, MergeSettings, assemble_objects
+from napari_sam.core.automatic.candidates import (
+    Candidate,
+    TileFilter,
+    crops_from_masks,
+    tile_candidates,
+)
+from napari_sam.core.automatic.object_table import ObjectRecord
+from napari_sam.core.automatic.paint_labels import Sink
+from napari_sam.core.automatic.point_grid import (
+    AxisWindows,
+    PointAssignment,
+    assign_points,
+    axis_windows,
+)
+from napari_sam.core.automatic.seams import StitchSettings
 from napari_sam.core.progress import Progress, ProgressGen
-from napari_sam.core.stitch import StitchSettings
 from napari_sam.errors import InputError
 
 
@@ -52,7 +62,7 @@ class SegmentConfig:
     ``min_region_area``: holes and islands smaller than this are filled /
     removed. ``min_area`` / ``max_area``: objects outside are dropped.
     ``stitch_seams``: join the masks of one object cut by tile borders (see
-    :mod:`napari_sam.core.stitch`); False drops masks cut by an inner border,
+    :mod:`napari_sam.core.automatic.seams`); False drops masks cut by an inner border,
     which loses objects that straddle a seam and are larger than about half
     the overlap (the behaviour before stitching).
     """
@@ -197,7 +207,7 @@ nothing to decode (all nodata); raises InputError when the embedding is missing.
 
 def store_embeddings(store) -> TileSource:
     """A :data:`TileSource` over an ``EmbeddingStore`` (embeddings restored as float32)."""
-    from napari_sam.core.store import DONE, EMPTY
+    from napari_sam.core.tiling.store import DONE, EMPTY
 
     grid = store.grid
 
@@ -253,7 +263,7 @@ def segment_tiles(
 
     ``embedding_for`` gives each tile's cached embedding; ``model`` the Sam
     that made it. ``executor``: None decodes here; a
-    :class:`napari_sam.core.distributed.DaskExecutor` sends tiles to a dask
+    :class:`napari_sam.core.automatic.distributed.DaskExecutor` sends tiles to a dask
     cluster (same results). Yields Progress ("segment", tiles done).
     """
     tiles = list(grid)
@@ -267,7 +277,7 @@ def segment_tiles(
         results = ((w.index, decoder(w)) for w in works)
     else:
         results = executor.map_ordered(decoder, works)
-    table, stats = yield from assemble(results, rows=rows, cols=cols, sink=sink,
+    table, stats = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink,
                                        settings=config.merge_settings(), n_tiles=len(tiles))
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
     return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam.core.atomic import atomic_path
-from napari_sam.core.normalize import Normalizer
-from napari_sam.core.tiles import Tile, TileGrid
+from napari_sam.core.io.atomic import atomic_path
+from napari_sam.core.tiling.grid import Tile, TileGrid
+from napari_sam.core.tiling.normalize import Normalizer
 from napari_sam.errors import InputError, StaleCacheError
 
 FORMAT_VERSION = 1
