@@ -18,6 +18,7 @@ from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
 from .predictor import SamPredictor
 from .registry import (
+    DEFAULT_MODEL,
     POINT_ZOOM,
     automatic_thresholds,
     build_sam,
@@ -40,6 +41,7 @@ def encode_images(model: Sam, images: Tensor) -> Tensor:
 
 
 __all__ = [
+    "DEFAULT_MODEL",
     "CheckpointError",
     "ImageFormatError",
     "MaskBatch",

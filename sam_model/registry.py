@@ -136,6 +136,10 @@ MODEL_BUILDERS: dict[str, str | Callable[..., Sam]] = {
 }
 
 
+#: The model every face of the product uses when none is named (CLI, widgets, demo).
+DEFAULT_MODEL = "sam_tiny"
+
+
 def list_models() -> list[str]:
     """Names accepted by ``build_sam``."""
     return list(MODEL_BUILDERS)

@@ -51,6 +51,13 @@ class _FromWidget:
         return getattr(self, name)
 
 
+def _default_model() -> str:
+    """``sam_model.DEFAULT_MODEL`` (imported when first needed: sam_model imports torch)."""
+    from sam_model import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
 @dataclass(frozen=True)
 class ModelChoice(_FromWidget):
     """Which network to run: a registered name, or an official checkpoint file.
@@ -59,7 +66,7 @@ class ModelChoice(_FromWidget):
     "mps". Instances are hashable and serve as cache keys for loaded models.
     """
 
-    name: str = "sam_tiny"
+    name: str = field(default_factory=_default_model)
     checkpoint: str | None = None
     device: str = "auto"
 

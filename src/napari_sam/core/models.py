@@ -7,8 +7,6 @@ import os
 from napari_sam.core.device import pick_device
 from napari_sam.errors import InputError
 
-DEFAULT_MODEL = "sam_tiny"
-
 
 def load_model(name: str | None = None, checkpoint: str | os.PathLike | None = None, *,
                device: str | None = "auto"):
@@ -16,7 +14,7 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike | None = N
 
     ``name``: a registered model (``sam_model.list_models()``); with only a
     ``checkpoint``, the architecture is recognised from the file's keys and
-    shapes; with neither, the embedded ``sam_tiny``.
+    shapes; with neither, ``sam_model.DEFAULT_MODEL`` (an embedded model).
     """
     import sam_model
     from sam_model.checkpoint import guess_model, read_state_dict
@@ -27,7 +25,7 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike | None = N
             if name is None:
                 raise InputError(f"{checkpoint}: cannot tell which model this checkpoint is "
                                  f"for; give --model (one of {', '.join(sam_model.list_models())})")
-        name = name or DEFAULT_MODEL
+        name = name or sam_model.DEFAULT_MODEL
         if name not in sam_model.list_models():
             raise InputError(f"--model {name}: unknown model; choose one of "
                              f"{', '.join(sam_model.list_models())}")

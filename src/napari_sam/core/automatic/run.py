@@ -149,7 +149,7 @@ def segment(
     inputs,
     out: str | os.PathLike,
     *,
-    model="sam_tiny",
+    model=None,
     checkpoint: str | os.PathLike | None = None,
     device: str | None = "auto",
     batch_size: int | None = None,

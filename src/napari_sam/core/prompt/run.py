@@ -104,7 +104,7 @@ def prompt(
     prompts: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    model="sam_tiny",
+    model=None,
     checkpoint: str | os.PathLike | None = None,
     device: str | None = "auto",
     tile_size: int | None = None,

@@ -218,25 +218,26 @@ def _fill(store: EmbeddingStore, plan: EmbeddingPlan, model, batch_size: int
     return store
 
 
-def embed(source, out: str | os.PathLike, *, model="sam_tiny", checkpoint=None,
+def embed(source, out: str | os.PathLike, *, model=None, checkpoint=None,
           device: str | None = "auto", batch_size: int | None = None,
           tile_size: int | None = None, overlap: int | None = None,
           bands: Sequence[int] | None = None, scale: int | None = None,
           overwrite: bool = False, progress: bool = False) -> EmbeddingStore:
     """Embed ``source`` into the store ``out`` and return it (``napari-sam embed`` in Python).
 
-    ``model``: a model name for ``sam_model.build_sam`` or a built ``Sam``;
+    ``model``: a model name for ``sam_model.build_sam`` or a built ``Sam``
+    (default: ``sam_model.DEFAULT_MODEL``);
     ``checkpoint``: an official checkpoint file. ``progress``: show a bar.
     Other arguments as for :func:`embed_raster`.
     """
     from napari_sam.core import progress as progress_mod
 
     name = None
-    if isinstance(model, str):
+    if isinstance(model, str) or model is None:
         from napari_sam.core.models import load_model
 
-        name = model
         model = load_model(model, checkpoint=checkpoint, device=device)
+        name = model.model_name
     gen = embed_raster(source, out, model, tile_size=tile_size, overlap=overlap, bands=bands,
                        scale=scale, batch_size=batch_size, device=device, model_name=name,
                        overwrite=overwrite)
