@@ -121,3 +121,23 @@ def test_training_with_frozen_trunk_updates_the_neck_only_and_resumes(tmp_path):
     again = build_sam_lite0(pretrained=False, img_size=256)
     result = drain(train(again, config=longer, run_dir=tmp_path, model_name="sam_lite0"))
     assert result.step == 4
+
+
+def test_shipped_weights_load_offline_and_hold_the_imagenet_trunk(monkeypatch):
+    import socket
+
+    from sam_model.sam_lite0 import SHIPPED_WEIGHTS
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("sam_lite0 must load without network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size <= 16_000_000
+    model = sam_model.build_sam("sam_lite0")  # strict load of the shipped file
+    state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
+    for key, value in model.image_encoder.trunk.state_dict().items():
+        if value.is_floating_point():  # stored as float16: equal up to its rounding
+            torch.testing.assert_close(value, state[key].half().float(), rtol=0, atol=0)
+        else:
+            assert torch.equal(value, state[key])
