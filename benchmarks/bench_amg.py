@@ -112,11 +112,11 @@ def _models(name: str):
         model = synthetic_sam(1024)
         return model, model, "colour-fill test model at 1024 px (same instance on both sides)"
     if name == "sam_tiny":
-        from sam_model.sam_tiny import SHIPPED_WEIGHTS, sam_tiny_config
+        from sam_model.sam_tiny import sam_tiny_config
 
         config = sam_tiny_config()
         torch.manual_seed(0)
-        if SHIPPED_WEIGHTS.is_file():
+        if sam_model.MODELS["sam_tiny"].packaged.is_file():
             ours = sam_model.build_sam("sam_tiny")
             what = "sam_tiny, shipped weights"
         else:

@@ -70,11 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 6
 
-    import importlib
-
     import sam_model
 
-    shipped = importlib.import_module(f"sam_model.{args.model}").SHIPPED_WEIGHTS
     tiny = sam_model.build_sam(args.model)
     ours_t = sam_model.build_sam("vit_t", pretrained=False)
     ref_t = _reference_vit_t()
@@ -110,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = enc_s.get("vit_t (reference mobile_sam)", enc_s["vit_t (ours)"])
     speedup = reference / enc_s[args.model]
-    size_mb = shipped.stat().st_size / 1e6
+    size_mb = sam_model.MODELS[args.model].packaged.stat().st_size / 1e6
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
                    f"{args.threads} threads, torch {torch.__version__}",

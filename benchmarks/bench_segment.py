@@ -67,10 +67,8 @@ def load_model(device: str):
     import sam_model
     from napari_sam.core.device import pick_device
 
-    weights = Path(sam_model.__file__).parent / "weights" / "sam_tiny.pt"
-    pretrained = weights.is_file()
+    pretrained = sam_model.MODELS["sam_tiny"].packaged.is_file()
     model = sam_model.build_sam("sam_tiny", device=pick_device(device), pretrained=pretrained)
-    model.model_name = "sam_tiny"
     return model.eval(), ("shipped" if pretrained else "random (no shipped weights)")
 
 
@@ -79,8 +77,8 @@ def run_case(size: int, device: str, points_per_side: int, threads: int | None,
     """Segment one synthetic raster in this process; return figures."""
     import torch
 
-    from napari_sam.core.automatic.decode import SegmentConfig
     from napari_sam.core.automatic.run import segment_file
+    from napari_sam.core.automatic.settings import SegmentConfig
 
     if threads:
         torch.set_num_threads(threads)
@@ -99,8 +97,8 @@ def run_case(size: int, device: str, points_per_side: int, threads: int | None,
 
         config = SegmentConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                                stability_score_thresh=stability_score_thresh)
-        summary = progress.run(segment_file(src, Path(tmp) / "out", model, config=config,
-                                            model_name="sam_tiny"), watch)
+        summary = progress.run(segment_file(src, Path(tmp) / "out", model, config=config),
+                               watch)
         total = time.perf_counter() - start
     embed_s = stamps.get("segment", start + total) - stamps.get("embed", start)
     decode_s = stamps.get("polygons", start + total) - stamps.get("segment", start)

@@ -64,8 +64,8 @@ def click_policies(model, limit: int = 192, first: int = 100,
     """Point mIoU of the centre click when its candidates come from zoom 1 only, 2
     only, 4 only, the best predicted IoU of all nine, the shipped rule (zoom 2
     replaces zoom 1 when ``prefer_zoomed_click``), and the oracle of all nine."""
-    from sam_model.registry import prefer_zoomed_click
     from sam_model.train.evaluate import _iou, _longest_side, _Prompter, object_centre
+    from sam_model.zoom import prefer_zoomed_click
 
     rows = {k: [] for k in ("x1", "x2", "x4", "best_score_of_9", "rule", "oracle_of_9")}
     with torch.no_grad():

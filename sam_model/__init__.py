@@ -10,46 +10,48 @@ Weight-compatible with the official checkpoints; imports torch and numpy only.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .automatic_mask_generator import MaskBatch, SamAutomaticMaskGenerator, decode_points
-from .checkpoint import load_checkpoint
+from .build import build_sam_from_config
+from .checkpoint import architecture_of, load_checkpoint
 from .configs import SamConfig, tiny_test_config
 from .errors import CheckpointError, ImageFormatError, SamModelError
-from .predictor import SamPredictor
-from .registry import (
+from .model_table import (
     DEFAULT_MODEL,
-    POINT_ZOOM,
+    MODELS,
+    ModelEntry,
     automatic_thresholds,
-    build_sam,
-    build_sam_from_config,
     list_models,
-    prefer_zoomed_click,
     prompt_extent_limit,
-    zoom_for_extent,
 )
+from .predictor import SamPredictor
+from .registry import build_sam
 from .sam import Sam
+from .zoom import POINT_ZOOM, prefer_zoomed_click, zoom_for_extent
 
 
 def encode_images(model: Sam, images: Tensor) -> Tensor:
     """Embed a batch: Bx3xHxW float 0..255 (H, W <= img_size, not normalised, not
     padded) -> BxCxhxw float32; normalising and padding happen inside."""
-    import torch
-
     with torch.no_grad():
         return model.encode_images(images)
 
 
 __all__ = [
-    "DEFAULT_MODEL",
     "CheckpointError",
+    "DEFAULT_MODEL",
     "ImageFormatError",
+    "MODELS",
     "MaskBatch",
+    "ModelEntry",
     "Sam",
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamModelError",
     "SamPredictor",
+    "architecture_of",
     "automatic_thresholds",
     "POINT_ZOOM",
     "prefer_zoomed_click",

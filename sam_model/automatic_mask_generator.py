@@ -24,6 +24,7 @@ import torch
 from .amg_utils import crop_boxes_for_layers, layer_point_grids, nms, xyxy_to_xywh
 from .mask_candidates import Candidates, decode_candidates
 from .mask_cleanup import remove_small_regions
+from .predictor import SamPredictor
 from .rle import coco_rle_from_uncompressed, rle_from_crop
 
 __all__ = ["SamAutomaticMaskGenerator", "MaskBatch", "decode_points"]
@@ -137,8 +138,6 @@ class SamAutomaticMaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
     ) -> None:
-        from .predictor import SamPredictor
-
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in OUTPUT_MODES:

@@ -8,6 +8,7 @@ like, or lists the missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,9 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import model_table
+from .build import resolve
 from .errors import CheckpointError
 
-__all__ = ["CheckpointError", "load_checkpoint", "read_state_dict", "guess_model"]
+__all__ = ["CheckpointError", "architecture_of", "load_checkpoint", "read_state_dict"]
 
 _WRAPPER_KEYS = ("model", "state_dict")
 _SHOW = 5  # keys listed per category in error messages
@@ -56,24 +59,24 @@ def state_signature(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _known_signatures() -> dict[str, dict[str, tuple[int, ...]]]:
-    """Key/shape signatures of the official models, built on the meta device."""
-    from .configs import OFFICIAL_CONFIGS
-    from .registry import build_sam_from_config
-
-    out = {}
+@functools.cache
+def _layout(architecture: str, builder: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Key/shape signature of an architecture, from a build on the meta device (no memory)."""
     with torch.device("meta"):
-        for name, cfg in OFFICIAL_CONFIGS.items():
-            out[name] = state_signature(build_sam_from_config(cfg))
-    return out
+        model = resolve(builder)(architecture, img_size=None)
+    return tuple(state_signature(model).items())
 
 
-def guess_model(state: Mapping[str, torch.Tensor]) -> str | None:
-    """Name of the official model whose keys and shapes equal ``state``'s, if any."""
+def architecture_of(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The architecture (``sam_model.model_table``) whose keys and shapes equal ``state``'s.
+
+    Every architecture of the model table is compared, in table order; None
+    when none fits.
+    """
     sig = {k: tuple(v.shape) for k, v in state.items()}
-    for name, known in _known_signatures().items():
-        if known == sig:
-            return name
+    for entry in model_table.MODELS.values():
+        if dict(_layout(entry.architecture, entry.builder)) == sig:
+            return entry.architecture
     return None
 
 
@@ -86,7 +89,7 @@ def check_state_dict(
     if expected == got:
         return
     wanted = f"model {model_name!r}" if model_name else "this model"
-    looks_like = guess_model(state)
+    looks_like = architecture_of(state)
     if looks_like is not None and looks_like != model_name:
         raise CheckpointError(
             f"{source}: this is a {looks_like!r} checkpoint, but {wanted} was asked for; "

@@ -2,8 +2,8 @@
 
 A ``SamConfig`` holds an encoder config (any frozen dataclass with ``kind``,
 ``img_size``, ``out_chans`` and ``embedding_size``), the prompt-encoder width
-and a ``MaskDecoderConfig``. ``registry.build_image_encoder`` turns an encoder
-config into a module by its ``kind``: a name in ``registry.ENCODER_BUILDERS``
+and a ``MaskDecoderConfig``. ``build.build_image_encoder`` turns an encoder
+config into a module by its ``kind``: a name in ``build.ENCODER_BUILDERS``
 or a ``"package.module:function"`` path, so an encoder defined in another
 file plugs in without touching this one.
 """

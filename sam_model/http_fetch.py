@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 _CHUNK = 1 << 20  # bytes per read
 
 
@@ -86,7 +88,6 @@ def fetch_resumable(url: str, part: Path, *, size: int | None = None, desc: str 
         length = int(length_header) if length_header and length_header.isdigit() else None
         total = offset + length if length is not None else size
         received = 0
-        from tqdm.auto import tqdm
 
         try:
             fh = open(part, mode)

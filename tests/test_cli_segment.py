@@ -199,7 +199,8 @@ def test_no_stitch_flag_turns_seam_stitching_off(tmp_path, shared_data, monkeypa
         seen.append(config.stitch_seams)
         yield from ()
         return pipeline.SegmentSummary(input=Path(src), outputs=SimpleNamespace(folder=Path(out)),
-                                       n_objects=0, n_tiles=0, n_points=0, seconds=0.0)
+                                       objects=[], n_objects=0, n_tiles=0, n_points=0,
+                                       seconds=0.0)
 
     monkeypatch.setattr(pipeline, "segment_file", segment_file)
     src = str(shared_data / "rgb-byte-tenth.tif")

@@ -13,7 +13,7 @@ def test_overlay_outlines_sit_on_the_polygons(tmp_path, sample_scene):
     import shapely
     from PIL import Image
 
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
 
     raster = open_raster(sample_scene)
     t = raster.transform

@@ -134,7 +134,7 @@ class _Prompter:
 
     def decode_boxes_zoomed(self, boxes: np.ndarray, limit: int) -> np.ndarray:
         """Nx4 boxes (original px), each decoded at the zoom its extent needs -> NxHxW bool."""
-        from sam_model.registry import zoom_for_extent
+        from sam_model.zoom import zoom_for_extent
 
         boxes = np.asarray(boxes, np.float32)
         scaled = boxes * np.tile(self.scale, 2)  # input px
@@ -205,7 +205,7 @@ def _score_zoomed_click(prompter: _Prompter, gts, pts, labs, masks, iou, curve, 
     raster predictor decodes it with a zoom limit (``sam_model.prefer_zoomed_click``),
     then the clicks on whichever zoom won; ``masks``/``iou``/``curve``: the
     full-scale ones."""
-    from sam_model.registry import POINT_ZOOM, prefer_zoomed_click
+    from sam_model.zoom import POINT_ZOOM, prefer_zoomed_click
 
     n = len(gts)
     zm, ziou, zlow = prompter.decode(pts, labs, None, None, True, k=POINT_ZOOM)

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from affine import Affine
+
+from napari_sam.core.io.georef import as_affine, map_to_pixel
 
 GEO_KEY = "napari_sam"
 RASTER_SUFFIXES = (".tif", ".tiff", ".zarr")
@@ -56,7 +57,7 @@ LayerData = tuple  # (data, kwargs, layer_type)
 # -- georeference <-> napari -------------------------------------------------------
 def y_sign(transform: Any) -> float:
     """-1.0 when ``transform`` points y up (det < 0, north-up rasters), else +1.0."""
-    t = Affine(*tuple(transform)[:6])
+    t = as_affine(transform)
     return -1.0 if t.a * t.e - t.b * t.d < 0 else 1.0
 
 
@@ -66,7 +67,7 @@ def layer_affine(transform: Any) -> np.ndarray:
     Maps a pixel index (row, col) to the world position of the pixel centre,
     ``world = (s * y_map, x_map)`` of ``transform * (col + 0.5, row + 0.5)``.
     """
-    t = Affine(*tuple(transform)[:6])
+    t = as_affine(transform)
     s = y_sign(t)
     return np.array([
         [s * t.e, s * t.d, s * (t.f + 0.5 * (t.d + t.e))],
@@ -77,11 +78,7 @@ def layer_affine(transform: Any) -> np.ndarray:
 
 def map_to_pixels(xy: np.ndarray, transform: Any) -> np.ndarray:
     """(N, 2) map x, y -> (N, 2) napari data (row, col) of a raster with ``transform``."""
-    inv = ~Affine(*tuple(transform)[:6])
-    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-    col = inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c
-    row = inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f
-    return np.column_stack([row - 0.5, col - 0.5])
+    return map_to_pixel(xy, as_affine(transform))[:, ::-1]
 
 
 def map_to_world(xy: np.ndarray, sign: float) -> np.ndarray:
@@ -180,7 +177,7 @@ def _contrast_limits(raster: Any) -> list[float] | None:
 
 def raster_layer_data(path: str | os.PathLike) -> list[LayerData]:
     """Layer data for a raster file: Image (RGB, single band or one layer per band) or Labels."""
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
 
     p = _one(path)
     raster = open_raster(p)
@@ -250,7 +247,7 @@ def vector_layer_data(path: str | os.PathLike) -> list[LayerData]:
     p = _one(path)
     gdf = read_vectors(p)
     transform = gdf.attrs.get("transform")
-    if transform is not None and Affine(*transform).determinant == 0:
+    if transform is not None and as_affine(transform, p).determinant == 0:
         transform = None
     if transform is not None:
         affine = layer_affine(transform)

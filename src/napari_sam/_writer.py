@@ -27,6 +27,7 @@ import numpy as np
 from affine import Affine
 
 from napari_sam._reader import GEO_KEY
+from napari_sam.core.io.georef import as_affine
 from napari_sam.errors import InputError
 
 _ELLIPSE_VERTICES = 64
@@ -39,7 +40,7 @@ def _georeference(attributes: dict[str, Any]) -> tuple[Any, Any]:
     transform = geo.get("transform", meta.get("transform"))
     crs = geo.get("crs", meta.get("crs"))
     if transform is not None:
-        transform = Affine(*[float(v) for v in tuple(transform)[:6]])
+        transform = as_affine(transform, "layer metadata")
         if transform.determinant == 0:
             transform = None
     return transform, crs or None

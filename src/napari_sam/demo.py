@@ -92,9 +92,9 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
     """
     from napari_sam._sample_data import LANDSAT, sample_path
     from napari_sam.core import progress
-    from napari_sam.core.automatic.decode import SegmentConfig
     from napari_sam.core.automatic.run import segment_file
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.automatic.settings import SegmentConfig
+    from napari_sam.core.io.raster_open import open_raster
 
     if model is None:
         from napari_sam.core.models import load_model
@@ -104,8 +104,7 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
     config = SegmentConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                            stability_score_thresh=stability_score_thresh, min_region_area=25,
                            min_area=25)
-    gen = segment_file(scene, out, model, config=config, overwrite=True,
-                       model_name=getattr(model, "model_name", None))
+    gen = segment_file(scene, out, model, config=config, overwrite=True)
     summary = progress.run(gen) if quiet else progress.run_with_bar(gen)
     folder = summary.outputs.folder
     png = overlay_png(open_raster(scene), summary.outputs.objects, folder / "overlay.png")

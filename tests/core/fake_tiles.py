@@ -118,8 +118,8 @@ def assemble_into(truth_shape, rows, cols, results, merge=None):
         out[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
 
     kwargs = {} if merge is None else {"settings": merge}
-    table, stats = progress.run(assemble_objects(results, rows=rows, cols=cols, sink=sink, block=48, align=16,
-                                         **kwargs))
+    table, stats = progress.run(assemble_objects(results, rows=rows, cols=cols, sink=sink,
+                                                 block=48, align=16, **kwargs))
     return out, table, stats
 
 

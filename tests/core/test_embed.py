@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster import GeoRaster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.io.raster_sources import AxesSource
 from napari_sam.core.progress import run
 from napari_sam.core.tiling import embed as embed_mod

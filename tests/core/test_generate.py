@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from napari_sam.core import progress
-from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.automatic.decode import segment_tiles
+from napari_sam.core.automatic.settings import SegmentConfig
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.grid import TileGrid
 
 # filters off and no edge margin, so random weights still yield candidates to merge

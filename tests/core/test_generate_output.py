@@ -10,7 +10,7 @@ from fake_tiles import disks, fake_results, make_tiles
 from napari_sam.core import progress
 from napari_sam.core.automatic.assembly import assemble_objects
 from napari_sam.core.io.outputs import input_stem, write_segmentation
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.errors import OutputExistsError
 
 TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)
@@ -19,8 +19,8 @@ TRANSFORM = Affine(30.0, 0.0, 101985.0, 0.0, -30.0, 2826915.0)
 def _produce(truth, tiles):
     def produce(sink):
         rows, cols, results = fake_results(truth, tiles, 16, 64)
-        table, stats = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink, block=64,
-                                           align=16)
+        table, stats = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink,
+                                                   block=64, align=16)
 
         class Result:
             objects = table
@@ -40,9 +40,10 @@ def test_write_segmentation_outputs(tmp_path, zarr_labels):
     truth = disks(150, 110, n=25, rmin=3, rmax=8, seed=3)
     raster = open_raster(np.zeros((150, 110, 3), np.uint8), transform=TRANSFORM, crs="EPSG:32618")
     folder = tmp_path / "out" / "scene"
-    res = progress.run(write_segmentation(raster, folder, _produce(truth, make_tiles(150, 110, 64, 40)),
-                                          zarr_labels=zarr_labels, block=32))
-    assert res.n_objects == 25
+    res, made = progress.run(write_segmentation(raster, folder,
+                                                _produce(truth, make_tiles(150, 110, 64, 40)),
+                                                zarr_labels=zarr_labels, block=32))
+    assert res.n_objects == 25 and len(made.objects) == 25
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["labels.zarr" if zarr_labels else "labels.tif", "objects.gpkg", "objects.csv"])
     labels = read_labels(res.labels)

@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.core.io.raster import open_raster
-from napari_sam.core.prompt.predictor import (
-    RasterPredictor,
-    box_to_pixel,
-    map_to_pixel,
-    pixel_to_map,
-)
+from napari_sam.core.io.georef import box_to_pixel, map_to_pixel, pixel_to_map
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.core.tiling.store import DONE, MISSING, EmbeddingStore
 from napari_sam.core.tiling.window import Window

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_sam.core.prompt import predictor as predictor_module
 from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.errors import InputError
 
@@ -74,7 +75,7 @@ def test_a_click_keeps_the_zoomed_result_when_the_rule_prefers_it(model, monkeyp
         seen.append((full, zoomed, extent, limit))
         return zoomed_wins
 
-    monkeypatch.setattr(sam_model, "prefer_zoomed_click", rule)
+    monkeypatch.setattr(predictor_module, "prefer_zoomed_click", rule)
     img, _ = _scene(512, 120, 130, 60, 70)
     predictor = RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=64)
     result = predictor.predict([[130, 120]])

@@ -14,7 +14,8 @@ import zarr
 from affine import Affine
 
 from napari_sam.core.io import raster_sources
-from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster import GeoRaster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
 

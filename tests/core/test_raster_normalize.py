@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_sam.core.io.raster import open_raster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.grid import TileGrid
 from napari_sam.core.tiling.normalize import Normalizer
 

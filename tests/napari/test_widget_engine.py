@@ -12,10 +12,14 @@ from napari_sam._widgets.state import (
     PromptSet,
     TilingChoice,
 )
+from napari_sam.core.automatic.run import segment_file
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.progress import Progress, run
+from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.errors import OutputExistsError
 
 TILING = TilingChoice(tile_size=256, overlap=32)
+LOOSE = SegmentConfig(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
 
 def test_polygon_mask_fills_pixel_centres_on_its_window():
@@ -48,8 +52,7 @@ def test_predict_candidates_point_box_and_polygon(tiny_model, make_scene):
 
 
 def test_automatic_in_memory_and_existing_output_refused(tiny_model, make_scene, tmp_path):
-    config = AutomaticConfig(tiling=TILING, points_per_side=2, pred_iou_thresh=0.0,
-                             stability_score_thresh=0.0)
+    config = AutomaticConfig(tiling=TILING, segment=LOOSE)
     result = run(engine.automatic_gen(make_scene(), tiny_model, config))
     assert result.labels.shape == (256, 256) and result.labels.dtype == np.uint32
     ids = np.unique(result.labels)
@@ -66,10 +69,39 @@ def test_automatic_in_memory_labels_are_sparse_when_large(tiny_model, make_scene
     from napari_sam.core.io.sparse_labels import SparseLabels
 
     assert isinstance(engine.in_memory_labels(256, 256), np.ndarray)
-    config = AutomaticConfig(tiling=TILING, points_per_side=2, pred_iou_thresh=0.0,
-                             stability_score_thresh=0.0)
+    config = AutomaticConfig(tiling=TILING, segment=LOOSE)
     dense = run(engine.automatic_gen(make_scene(), tiny_model, config)).labels
     monkeypatch.setattr(engine, "IN_MEMORY_LIMIT", 100 * 100)  # as if 256 x 256 were huge
     sparse = run(engine.automatic_gen(make_scene(), tiny_model, config)).labels
     assert dense.any() and isinstance(sparse, SparseLabels) and sparse.shape == (256, 256)
     assert np.array_equal(np.asarray(sparse), dense)
+
+
+def test_automatic_follows_an_existing_stores_tiling(tiny_model, make_scene, tmp_path):
+    """A store made at another tile size gives the CLI's answer, not a stale-store error."""
+    store = tmp_path / "emb.zarr"
+    made = run(engine.embed_gen(make_scene(), tiny_model, InteractiveConfig(
+        tiling=TilingChoice(tile_size=128, overlap=16), store=str(store))))
+    result = run(engine.automatic_gen(make_scene(), tiny_model,
+                                      AutomaticConfig(store=str(store), segment=LOOSE)))
+    assert result.n_tiles == len(list(made.grid)) > 1  # the store's grid, not one 1024 tile
+    fresh = run(engine.automatic_gen(make_scene(), tiny_model, AutomaticConfig(
+        tiling=TilingChoice(tile_size=128, overlap=16), segment=LOOSE)))
+    assert np.array_equal(result.labels, fresh.labels)
+
+
+def test_automatic_follows_an_existing_stores_bands(tiny_model, make_scene, tmp_path):
+    """A store made from band 2 alone is used with band 2, as ``napari-sam segment`` does."""
+    store = tmp_path / "emb.zarr"
+    run(embed_raster(make_scene(), store, tiny_model, bands=[2], tile_size=256, overlap=32,
+                     device=None))
+    result = run(engine.automatic_gen(make_scene(), tiny_model,
+                                      AutomaticConfig(store=str(store), segment=LOOSE)))
+    labels = np.zeros((256, 256), np.uint32)
+
+    def sink(y0, x0, window):
+        labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
+
+    run(segment_file(make_scene(), None, tiny_model, config=LOOSE, sink=sink, bands=[2],
+                     tile_size=256, overlap=32))
+    assert labels.any() and np.array_equal(result.labels, labels)

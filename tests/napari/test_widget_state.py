@@ -11,7 +11,9 @@ from napari_sam._widgets.state import (
     ExportConfig,
     ModelChoice,
     TilingChoice,
+    config_fields,
 )
+from napari_sam.core.automatic.settings import SegmentConfig
 
 
 class _W:
@@ -39,27 +41,31 @@ def test_tiling_and_automatic_validation():
     assert TilingChoice().core_kwargs() == {"tile_size": None, "overlap": None}  # core's
     assert TilingChoice(tile_size=512, overlap=0).core_kwargs() == {"tile_size": 512,
                                                                      "overlap": 0}
-    with pytest.raises(ValueError, match="max area"):
-        AutomaticConfig(min_area=50, max_area=10)
-    cfg = AutomaticConfig(points_per_side=8, store=".", out_dir="/tmp/out")
-    options = cfg.segment_options()
-    assert options["points_per_side"] == 8 and options["max_area"] is None
-    assert "store" not in options and (cfg.store, cfg.out_dir) == ("", "/tmp/out")
-    from napari_sam.core.automatic.decode import SegmentConfig
-
-    assert SegmentConfig(**options).points_per_side == 8  # names match core's
+    cfg = AutomaticConfig(segment=SegmentConfig(points_per_side=8), store=".", out_dir="/tmp/out")
+    assert cfg.segment.points_per_side == 8 and cfg.segment.max_area is None
+    assert (cfg.store, cfg.out_dir) == ("", "/tmp/out")
 
 
 def test_automatic_config_from_widget_and_apply():
-    names = AutomaticConfig._widget_fields
-    widget = _W(**{n: getattr(AutomaticConfig(), n) for n in names})
-    assert {"store", "out_dir", "overwrite", "min_area"} <= set(names)
+    d = AutomaticConfig()
+    names = AutomaticConfig.segment_widget_fields
+    widget = _W(**{n: getattr(d.segment, n) or 0 for n in names},
+                **{n: getattr(d, n) for n in AutomaticConfig._widget_fields})
+    assert {"min_area", "min_region_area", "stitch_seams"} <= set(names)
+    assert set(names) <= set(config_fields(SegmentConfig))  # the widget shows core's settings
     widget.points_per_side.value = 4
     widget.max_area.value = 900
+    widget.stitch_seams.value = False
     cfg = AutomaticConfig.from_widget(widget)
-    assert cfg.points_per_side == 4 and cfg.max_area == 900
-    AutomaticConfig(points_per_side=12).apply(widget)
+    assert cfg.segment == SegmentConfig(points_per_side=4, max_area=900, stitch_seams=False)
+    widget.max_area.value = 0
+    assert AutomaticConfig.from_widget(widget).segment.max_area is None  # 0: no limit
+    with pytest.raises(ValueError, match="max_area"):
+        widget.max_area.value, widget.min_area.value = 10, 50
+        AutomaticConfig.from_widget(widget)
+    AutomaticConfig(segment=SegmentConfig(points_per_side=12)).apply(widget)
     assert widget.points_per_side.value == 12 and widget.max_area.value == 0
+    assert widget.stitch_seams.value is True
 
 
 def test_export_config_normalises_paths_and_checks_format():

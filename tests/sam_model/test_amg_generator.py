@@ -14,6 +14,7 @@ from segment_anything import SamAutomaticMaskGenerator as ReferenceGenerator
 from segment_anything.utils.amg import rle_to_mask as reference_rle_to_mask
 
 from sam_model import (
+    MODELS,
     MaskBatch,
     SamAutomaticMaskGenerator,
     SamPredictor,
@@ -234,9 +235,7 @@ def test_shipped_sam_tiny_same_masks_as_reference():
     The first shipped weights predict IoUs below 0.7 and soft masks, so the
     default thresholds keep nothing: they are lowered here.
     """
-    from sam_model.sam_tiny import SHIPPED_WEIGHTS
-
-    if not SHIPPED_WEIGHTS.is_file():
+    if not MODELS["sam_tiny"].packaged.is_file():
         pytest.skip("sam_tiny weights not installed")
     from skimage import data
 

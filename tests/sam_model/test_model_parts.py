@@ -25,7 +25,7 @@ from segment_anything.modeling import (
 )
 
 import sam_model
-from sam_model import configs, registry
+from sam_model import build, configs
 from sam_model.transformer import Attention
 
 
@@ -213,7 +213,7 @@ def test_registry_and_configs():
     model = sam_model.build_sam_from_config(plugged)
     assert model.image_encoder.img_size == 256
     with pytest.raises(ValueError, match="unknown encoder kind"):
-        registry.build_image_encoder(dataclasses.replace(cfg.encoder, kind="nope"))
+        build.build_image_encoder(dataclasses.replace(cfg.encoder, kind="nope"))
     # decoder width is a parameter: a 128-channel model
     narrow = configs.SamConfig(
         encoder=dataclasses.replace(cfg.encoder, out_chans=128), prompt_embed_dim=128,

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sam_model.sam_tiny import SHIPPED_WEIGHTS, TinyConvEncoder, TinyEncoderConfig, build_sam_tiny
+from sam_model import MODELS
+from sam_model.sam_tiny import TinyConvEncoder, TinyEncoderConfig, build_sam_tiny
+
+SHIPPED_WEIGHTS = MODELS["sam_tiny"].packaged
 
 
 def test_encoder_is_fully_convolutional():

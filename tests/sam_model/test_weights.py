@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import sam_model
-from sam_model import weights
+from sam_model import model_table, weights
 from sam_model.checkpoint import state_signature
+from sam_model.model_table import ModelEntry
 
 
 def _tiny_state_dict() -> dict[str, torch.Tensor]:
@@ -123,9 +124,9 @@ def closed_port() -> int:
     return port
 
 
-def _registry(ckpt_bytes: bytes, url: str, **changes) -> dict[str, weights.WeightsEntry]:
-    entry = weights.WeightsEntry(
-        name="tiny", filename="tiny_ckpt.pt", architecture="tiny", urls=(url,),
+def _registry(ckpt_bytes: bytes, url: str, **changes) -> dict[str, ModelEntry]:
+    entry = ModelEntry(
+        name="tiny", builder="", filename="tiny_ckpt.pt", architecture="tiny", urls=(url,),
         size=len(ckpt_bytes), sha256=hashlib.sha256(ckpt_bytes).hexdigest())
     return {"tiny": dataclasses.replace(entry, **changes)}
 
@@ -134,7 +135,7 @@ def _registry(ckpt_bytes: bytes, url: str, **changes) -> dict[str, weights.Weigh
 
 
 def test_registry_lists_the_published_checkpoints():
-    reg = weights.REGISTRY
+    reg = model_table.MODELS
     assert {"vit_b", "vit_l", "vit_h", "vit_t", "sam_tiny"} <= set(reg)
     files = {name: reg[name].filename for name in ("vit_b", "vit_l", "vit_h", "vit_t")}
     assert files == {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth",
@@ -161,7 +162,7 @@ def test_cache_dir_env_override_and_cached_path(tmp_path, monkeypatch):
     assert weights.default_cache_dir() == tmp_path / "cache"
     assert weights.target_path("vit_b") == tmp_path / "cache" / "sam_vit_b_01ec64.pth"
     assert weights.cached_path("vit_b") is None
-    reg = {"tiny": weights.WeightsEntry(name="tiny", filename="t.pt", architecture="x", size=4)}
+    reg = {"tiny": ModelEntry(name="tiny", builder="", filename="t.pt", architecture="x", size=4)}
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "t.pt").write_bytes(b"abc")  # wrong size: not usable
     assert weights.cached_path("tiny", registry=reg) is None
@@ -177,8 +178,8 @@ def test_cache_dir_env_override_and_cached_path(tmp_path, monkeypatch):
 
 def test_packaged_weights_are_never_downloaded(tmp_path):
     packaged = tmp_path / "pkg" / "sam_tiny.pt"
-    reg = {"sam_tiny": weights.WeightsEntry(name="sam_tiny", filename="sam_tiny.pt",
-                                            architecture="sam_tiny", packaged=packaged)}
+    reg = {"sam_tiny": ModelEntry(name="sam_tiny", builder="", filename="sam_tiny.pt",
+                                  architecture="sam_tiny", packaged=packaged)}
     with pytest.raises(weights.WeightsError, match="packaged weights .* missing"):
         weights.download("sam_tiny", tmp_path / "cache", registry=reg)
     packaged.parent.mkdir()
@@ -349,8 +350,8 @@ def test_verify_names_the_layout_of_a_file(vit_t_layout, tmp_path):
     assert report.layout == "vit_t (439 tensors)"
     assert "matches: no published checkpoint (unknown file)" in report.lines()
 
-    reg = {"vit_b": weights.WeightsEntry(name="vit_b", filename=vit_t_layout.name,
-                                         architecture="vit_b")}
+    reg = {"vit_b": ModelEntry(name="vit_b", builder="", filename=vit_t_layout.name,
+                               architecture="vit_b")}
     report = weights.verify("vit_b", vit_t_layout.parent, registry=reg)  # wrong file, right name
     assert not report.ok
     assert report.problems == ("keys and shapes are those of vit_t, not vit_b",)

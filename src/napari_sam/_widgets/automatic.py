@@ -1,8 +1,11 @@
 """Automatic segmentation of a whole image layer, tile by tile, with progress and cancel.
 
-The parameters are the CLI's (``napari-sam segment``). The run embeds the
-tiles (into a chosen embedding store, or a temporary one), decodes a point
-grid on every tile, merges objects across tiles, and adds a Labels layer
+The parameters are core's ``SegmentConfig``, as in ``napari-sam segment``
+(the edge margin and the deduplication thresholds stay at their defaults).
+The run (core's ``segment_file``, as the CLI's) embeds the tiles (into a
+chosen embedding store, whose tiling and bands it then follows, or a
+temporary one), decodes a point grid on every tile, merges objects across
+tiles, and adds a Labels layer
 whose ``features`` hold the object table (id, box, area, predicted IoU,
 stability, centroid, tile). With an output folder it also writes the CLI's
 ``labels.tif`` / ``objects.gpkg`` / ``objects.csv``. Cancel stops the run at
@@ -51,7 +54,7 @@ class AutomaticWidget(Container):
         self.result: AutomaticResult | None = None
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ModelPanel(names=model_names, tile_size=tile_size, overlap=overlap)
-        d = AutomaticConfig()
+        d = AutomaticConfig().segment
         self.points_per_side = SpinBox(label="points per side", min=1, max=256,
                                        value=d.points_per_side,
                                        tooltip="Point grid density per tile side")
@@ -63,9 +66,14 @@ class AutomaticWidget(Container):
                                                    step=0.01, value=d.stability_score_thresh)
         self.box_nms_thresh = FloatSpinBox(label="box NMS thresh", min=0.0, max=1.0, step=0.01,
                                            value=d.box_nms_thresh)
+        self.min_region_area = SpinBox(label="min region (px)", min=0, max=2**31 - 1,
+                                       value=d.min_region_area,
+                                       tooltip="Fill holes and remove islands smaller than this")
         self.min_area = SpinBox(label="min area (px)", min=0, max=2**31 - 1, value=d.min_area)
-        self.max_area = SpinBox(label="max area (0: none)", min=0, max=2**31 - 1, value=d.max_area,
-                                tooltip="0: no upper limit")
+        self.max_area = SpinBox(label="max area (0: none)", min=0, max=2**31 - 1,
+                                value=d.max_area or 0, tooltip="0: no upper limit")
+        self.stitch_seams = CheckBox(text="join objects cut by tile borders",
+                                     value=d.stitch_seams)
         self.store = FileEdit(label="embeddings", mode="d", value="",
                               tooltip="Embedding store to use and complete; empty: temporary")
         self.out_dir = FileEdit(label="output folder", mode="d", value="",
@@ -78,8 +86,8 @@ class AutomaticWidget(Container):
         self.status = Label(value="")
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
-            self.stability_score_thresh, self.box_nms_thresh, self.min_area, self.max_area,
-            *self.model.widgets, self.store, self.out_dir, self.overwrite,
+            self.stability_score_thresh, self.box_nms_thresh, self.min_region_area,
+            self.min_area, self.max_area, self.stitch_seams, *self.model.widgets, self.store, self.out_dir, self.overwrite,
             Container(layout="horizontal", labels=False,
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])

@@ -8,13 +8,12 @@ it is tested without a viewer.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from skimage.draw import polygon2mask
 
 from napari_sam._widgets.state import (
     AutomaticConfig,
@@ -23,7 +22,18 @@ from napari_sam._widgets.state import (
     InteractiveConfig,
     PromptSet,
 )
+from napari_sam.core.automatic.object_table import to_dataframe
+from napari_sam.core.automatic.run import segment_file
+from napari_sam.core.io.atomic import check_writable
+from napari_sam.core.io.labels import read_labels, write_labels
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.io.sparse_labels import SparseLabels
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.prompt.predictor import RasterPredictor
+from napari_sam.core.tiling.embed import embed_raster
+from napari_sam.core.tiling.window import Window
+from napari_sam.core.vector.polygons import vectorize_to_file
+from napari_sam.errors import InputError
 
 IN_MEMORY_LIMIT = 8192 * 8192  # labels read back from disk larger than this stay lazy (dask)
 
@@ -31,31 +41,22 @@ IN_MEMORY_LIMIT = 8192 * 8192  # labels read back from disk larger than this sta
 # -- interactive ---------------------------------------------------------------------------
 def open_prompt_engine(source: Any, model: Any, config: InteractiveConfig) -> Any:
     """A core ``RasterPredictor`` for ``source`` (a path or an (y, x[, bands]) array)."""
-    from napari_sam.core.prompt.predictor import RasterPredictor
-
     return RasterPredictor(model=model, raster=source, store=config.store or None,
-                           model_name=getattr(model, "model_name", None),
+                           model_name=model.model_name,
                            **config.tiling.core_kwargs())
 
 
 def embed_gen(source: Any, model: Any, config: InteractiveConfig) -> ProgressGen[Any]:
     """Embed every tile of ``source`` into ``config.store`` (resumed when it exists)."""
-    from napari_sam.core.tiling.embed import embed_raster
-    from napari_sam.errors import InputError
-
     if not config.store:
         raise InputError("choose an embeddings store (a folder ending in .zarr) first")
     return (yield from embed_raster(source, config.store, model, device=None,
-                                    model_name=getattr(model, "model_name", None),
+                                    model_name=model.model_name,
                                     **config.tiling.core_kwargs()))
 
 
 def polygon_mask(polygon_xy: np.ndarray, height: int, width: int) -> tuple[Any, np.ndarray]:
     """``(Window, mask)``: a polygon (XY pixel centres) filled on its bounding window."""
-    from skimage.draw import polygon2mask
-
-    from napari_sam.core.tiling.window import Window
-
     lo = np.clip(np.floor(polygon_xy.min(axis=0)).astype(int), 0, [width - 1, height - 1])
     hi = np.clip(np.ceil(polygon_xy.max(axis=0)).astype(int) + 1, lo + 1, [width, height])
     shape = (int(hi[1] - lo[1]), int(hi[0] - lo[0]))
@@ -101,76 +102,41 @@ def in_memory_labels(height: int, width: int) -> Any:
     """An empty (height, width) uint32 labels array: numpy, or sparse when large."""
     if height * width <= IN_MEMORY_LIMIT:
         return np.zeros((height, width), dtype=np.uint32)
-    from napari_sam.core.io.sparse_labels import SparseLabels
-
     return SparseLabels((height, width))
 
 
 def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
                   name: str = "labels") -> ProgressGen[AutomaticResult]:
-    """Embed (into ``config.store`` or a temporary store) and segment the whole raster.
+    """Segment the whole raster with core's ``segment_file`` (the CLI's function).
 
     With ``config.out_dir`` the outputs of ``napari-sam segment`` are written to
     ``out_dir/<name>/`` atomically and the labels are read back (lazily when
     large); else labels stream into an in-memory array (a :class:`SparseLabels`
     above ``IN_MEMORY_LIMIT`` pixels: memory only where objects are, and a
-    pyramid to show it). Closing the generator
-    (cancel) removes the temporary store and any half-written folder.
+    pyramid to show it). An existing ``config.store`` gives its tiling and bands
+    unless the tiling is chosen. Closing the generator (cancel) removes the
+    temporary store and any half-written folder.
     """
-    from napari_sam.core.automatic.decode import SegmentConfig, segment_tiles, store_embeddings
-    from napari_sam.core.automatic.object_table import to_dataframe
-    from napari_sam.core.io.raster import open_raster
-    from napari_sam.core.tiling.embed import embed_raster
-
-    segment_config = SegmentConfig(**config.segment_options())
     raster = open_raster(source)
-    raster = raster.select_bands(raster.default_bands())
-    folder = Path(config.out_dir) / name if config.out_dir else None
-    if folder is not None:
-        from napari_sam.core.io.atomic import check_writable
+    labels = None
+    sink = None
+    if not config.out_dir:
+        labels = in_memory_labels(raster.height, raster.width)
 
-        check_writable(folder, config.overwrite)
-    scratch = None if config.store else Path(tempfile.mkdtemp(prefix="napari-sam-"))
-    store_path = Path(config.store) if config.store else scratch / "embeddings.zarr"
-    try:
-        store = yield from embed_raster(raster, store_path, model, device=None,
-                                        model_name=getattr(model, "model_name", None),
-                                        **config.tiling.core_kwargs())
+        def sink(y0: int, x0: int, window: np.ndarray) -> None:
+            labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
 
-        def produce(sink):
-            return (yield from segment_tiles(raster, store.grid, store_embeddings(store), model,
-                                             config=segment_config, sink=sink))
-
-        if folder is None:
-            labels = in_memory_labels(raster.height, raster.width)
-
-            def sink(y0: int, x0: int, window: np.ndarray) -> None:
-                labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
-
-            result = yield from produce(sink)
-            objects, n_tiles = result.objects, result.n_tiles
-        else:
-            from napari_sam.core.io.labels import read_labels
-            from napari_sam.core.io.outputs import write_segmentation
-
-            holder: dict = {}
-
-            def produce_kept(sink):
-                holder["result"] = yield from produce(sink)
-                return holder["result"]
-
-            outputs = yield from write_segmentation(raster, folder, produce_kept,
-                                                    overwrite=config.overwrite)
-            objects, n_tiles = holder["result"].objects, holder["result"].n_tiles
-            on_disk = read_labels(outputs.labels)
-            labels = on_disk.to_dask()
-            if raster.height * raster.width <= IN_MEMORY_LIMIT:
-                labels = np.asarray(labels)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return AutomaticResult(labels=labels, table=to_dataframe(objects),
-                           georeference=raster.georeference(), n_tiles=n_tiles, folder=folder)
+    summary = yield from segment_file(source, config.out_dir or None, model,
+                                      config=config.segment, name=name, sink=sink,
+                                      embeddings=config.store or None,
+                                      overwrite=config.overwrite, **config.tiling.core_kwargs())
+    if summary.outputs is not None:
+        labels = read_labels(summary.outputs.labels).to_dask()
+        if raster.height * raster.width <= IN_MEMORY_LIMIT:
+            labels = np.asarray(labels)
+    return AutomaticResult(labels=labels, table=to_dataframe(summary.objects),
+                           georeference=raster.georeference(), n_tiles=summary.n_tiles,
+                           folder=summary.outputs.folder if summary.outputs else None)
 
 
 # -- export --------------------------------------------------------------------------------
@@ -185,13 +151,7 @@ def export_gen(labels: Any, geo: dict[str, Any], config: ExportConfig, *,
     and always pixels for QuPath). ``attributes``: an object table with an
     ``id`` column joined onto the polygons. Returns the written paths.
     """
-    from napari_sam.core.io.atomic import check_writable
-    from napari_sam.core.io.labels import write_labels
-    from napari_sam.core.vector.polygons import vectorize_to_file
-
     if not config.labels_path and not config.vectors_path:
-        from napari_sam.errors import InputError
-
         raise InputError("export: choose a labels file and/or a polygons file")
     for path in (config.labels_path, config.vectors_path):
         if path:

@@ -15,6 +15,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, FileEdit, SpinBox
 
 from napari_sam._widgets.state import ModelChoice, TilingChoice
+from sam_model import DEFAULT_MODEL
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ModelFactory = Callable[[ModelChoice], Any]
@@ -22,7 +23,7 @@ ModelFactory = Callable[[ModelChoice], Any]
 
 def model_names() -> list[str]:
     """Registered model names, the embedded default first."""
-    from sam_model import DEFAULT_MODEL, list_models
+    from sam_model import list_models
 
     names = list(list_models())
     return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
@@ -62,8 +63,7 @@ class ModelPanel:
                  overlap: int = -1) -> None:
         names = names or model_names()
         self.model_name = ComboBox(label="model", choices=names, value=names[0],
-                                   tooltip=f"Network to run; {names[0]} first (the default); "
-                                           "sam_tiny and sam_lite0 are embedded, no download")
+                                   tooltip="Network to run; sam_tiny is embedded, no download")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", value="",
                                    filter="*.pt *.pth",
                                    tooltip="Optional official SAM/MobileSAM checkpoint file")

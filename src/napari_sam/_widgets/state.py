@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_sam.core.automatic.settings import SegmentConfig
+from sam_model import DEFAULT_MODEL
+
 
 def _read(widget: Any, name: str) -> Any:
     return getattr(widget, name).value
@@ -51,13 +54,6 @@ class _FromWidget:
         return getattr(self, name)
 
 
-def _default_model() -> str:
-    """``sam_model.DEFAULT_MODEL`` (imported when first needed: sam_model imports torch)."""
-    from sam_model import DEFAULT_MODEL
-
-    return DEFAULT_MODEL
-
-
 @dataclass(frozen=True)
 class ModelChoice(_FromWidget):
     """Which network to run: a registered name, or an official checkpoint file.
@@ -66,7 +62,7 @@ class ModelChoice(_FromWidget):
     "mps". Instances are hashable and serve as cache keys for loaded models.
     """
 
-    name: str = field(default_factory=_default_model)
+    name: str = DEFAULT_MODEL
     checkpoint: str | None = None
     device: str = "auto"
 
@@ -130,44 +126,49 @@ class InteractiveConfig(_FromWidget):
 
 @dataclass(frozen=True)
 class AutomaticConfig(_FromWidget):
-    """Parameters of automatic segmentation (names and defaults as the CLI's).
+    """Parameters of automatic segmentation: core's ``SegmentConfig`` (the CLI's
+    and the API's settings object) plus where the run reads and writes.
 
-    Areas are in raster pixels; ``max_area`` 0 means no upper limit.
-    ``store``: an embedding store to use and complete ("" embeds into a
-    temporary one); ``out_dir``: also write ``labels.tif``/``objects.gpkg``
-    into ``out_dir/<name>/`` ("" keeps the result in memory only).
+    ``segment``: the settings; the widget shows the fields in
+    ``segment_widget_fields`` under their own names (``max_area`` 0 there means
+    no upper limit) and leaves the others at their defaults. ``store``: an
+    embedding store to use and complete ("" embeds into a temporary one; an
+    existing store's tiling and bands are used unless the tiling is chosen);
+    ``out_dir``: also write ``labels.tif``/``objects.gpkg`` into
+    ``out_dir/<name>/`` ("" keeps the result in memory only).
     """
 
     model: ModelChoice = field(default_factory=ModelChoice)
     tiling: TilingChoice = field(default_factory=TilingChoice)
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
-    min_area: int = 0
-    max_area: int = 0
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     store: str = ""
     out_dir: str = ""
     overwrite: bool = False
 
-    _segment_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
-                       "stability_score_thresh", "box_nms_thresh", "min_area", "max_area")
-    _widget_fields = _segment_fields + ("store", "out_dir", "overwrite")
+    segment_widget_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
+                             "stability_score_thresh", "box_nms_thresh", "min_region_area",
+                             "min_area", "max_area", "stitch_seams")
+    _widget_fields = ("store", "out_dir", "overwrite")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store", _path_text(self.store))
         object.__setattr__(self, "out_dir", _path_text(self.out_dir))
-        if self.points_per_side < 1:
-            raise ValueError("points per side must be at least 1")
-        if self.max_area and self.max_area < self.min_area:
-            raise ValueError(f"max area {self.max_area} is below min area {self.min_area}")
 
-    def segment_options(self) -> dict[str, Any]:
-        """The fields of core's ``SegmentConfig`` (``max_area`` None when unlimited)."""
-        out = {name: getattr(self, name) for name in self._segment_fields}
-        out["max_area"] = self.max_area or None
-        return out
+    @classmethod
+    def from_widget(cls, widget: Any, **overrides: Any) -> AutomaticConfig:
+        """Build a config from the widget's values (a bad combination raises ValueError)."""
+        values = {name: _read(widget, name) for name in cls.segment_widget_fields}
+        values["max_area"] = values["max_area"] or None
+        base = {name: _read(widget, name) for name in cls._widget_fields}
+        base["segment"] = SegmentConfig(**values)
+        base.update(overrides)
+        return cls(**base)
+
+    def apply(self, widget: Any) -> None:
+        super().apply(widget)
+        for name in self.segment_widget_fields:
+            value = getattr(self.segment, name)
+            getattr(widget, name).value = (value or 0) if name == "max_area" else value
 
 
 VECTOR_FORMATS = ("gpkg", "geojson", "parquet", "shp", "qupath")

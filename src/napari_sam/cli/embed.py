@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from napari_sam.cli.common import load_model_from_args
     from napari_sam.core import progress
-    from napari_sam.core.io.raster import open_raster
+    from napari_sam.core.io.raster_open import open_raster
     from napari_sam.core.tiling.embed import embed_raster
 
     raster = open_raster(args.input)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         report["data"] = str(args.data)
     if not report["objects"]:
         raise InputError(f"{args.data}: no labelled objects of at least {args.min_area} px")
-    report["model"] = getattr(model, "model_name", args.model)
+    report["model"] = model.model_name or args.model
     if args.json:
         with atomic_path(args.json, args.overwrite) as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     check_inputs([args.input], args.out, overwrite=args.overwrite)
     model = load_model_from_args(args)
     gen = prompt_file(args.input, args.prompts, args.out, model, embeddings=args.embeddings,
-                      overwrite=args.overwrite, model_name=getattr(model, "model_name", None),
+                      overwrite=args.overwrite, model_name=model.model_name,
                       zoom_limit="auto" if args.zoom_limit is None else (args.zoom_limit or None),
                       **tiling_from_args(args))
     summary = run_with_bar(gen, disable=True if args.quiet else None)

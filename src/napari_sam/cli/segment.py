@@ -18,24 +18,28 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
+from napari_sam.core.automatic.settings import SegmentConfig
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
-    """The automatic generator's options (reference names and defaults)."""
+    """The automatic generator's options: SegmentConfig's fields (reference names), with
+    its defaults."""
+    d = SegmentConfig()
     group = parser.add_argument_group("automatic generation")
-    group.add_argument("--points-per-side", type=positive_int, default=32, metavar="N",
-                       help="prompt points per tile side (default 32)")
-    group.add_argument("--points-per-batch", type=positive_int, default=64, metavar="N",
-                       help="points per decoder call (default 64)")
+    group.add_argument("--points-per-side", type=positive_int, default=d.points_per_side,
+                       metavar="N", help="prompt points per tile side (default %(default)s)")
+    group.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch,
+                       metavar="N", help="points per decoder call (default %(default)s)")
     group.add_argument("--pred-iou-thresh", type=fraction, default=None, metavar="T",
-                       help="keep masks whose predicted IoU exceeds T (default 0.88; 0.3 for "
-                            "sam_tiny, whose IoU head scores lower)")
+                       help=f"keep masks whose predicted IoU exceeds T (default: the model's; "
+                            f"{d.pred_iou_thresh} for the official models, lower for sam_tiny, "
+                            f"whose IoU head scores lower)")
     group.add_argument("--stability-score-thresh", type=fraction, default=None, metavar="T",
-                       help="keep masks whose stability score is at least T (default 0.95; "
-                            "0.5 for sam_tiny)")
-    group.add_argument("--box-nms-thresh", type=fraction, default=0.7, metavar="T",
-                       help="box IoU above which masks are duplicates (default 0.7)")
-    group.add_argument("--edge-margin", type=float, default=None, metavar="PX",
+                       help=f"keep masks whose stability score is at least T (default: the "
+                            f"model's; {d.stability_score_thresh} for the official models)")
+    group.add_argument("--box-nms-thresh", type=fraction, default=d.box_nms_thresh, metavar="T",
+                       help="box IoU above which masks are duplicates (default %(default)s)")
+    group.add_argument("--edge-margin", type=float, default=d.edge_margin, metavar="PX",
                        help="masks whose box comes within PX pixels of a border shared with "
                             "a neighbour tile are left to that tile (default: 20 px per 1024 "
                             "px of tile; negative turns the edge filter off)")
@@ -44,11 +48,12 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                             "object; masks cut by a border shared with a neighbour tile are "
                             "dropped, which loses objects larger than about half the overlap "
                             "that straddle a seam (the behaviour before seam stitching)")
-    group.add_argument("--min-region-area", type=non_negative_int, default=0, metavar="PX",
-                       help="fill holes and remove islands smaller than PX pixels (default 0)")
-    group.add_argument("--min-area", type=non_negative_int, default=0, metavar="PX",
-                       help="drop objects smaller than PX pixels (default 0)")
-    group.add_argument("--max-area", type=positive_int, default=None, metavar="PX",
+    group.add_argument("--min-region-area", type=non_negative_int, default=d.min_region_area,
+                       metavar="PX", help="fill holes and remove islands smaller than PX "
+                                          "pixels (default %(default)s)")
+    group.add_argument("--min-area", type=non_negative_int, default=d.min_area, metavar="PX",
+                       help="drop objects smaller than PX pixels (default %(default)s)")
+    group.add_argument("--max-area", type=positive_int, default=d.max_area, metavar="PX",
                        help="drop objects larger than PX pixels (default: no limit)")
 
 
@@ -101,9 +106,6 @@ def generation_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from napari_sam.cli.common import load_model_from_args
     from napari_sam.core.automatic import run as pipeline
-    from napari_sam.core.automatic.decode import SegmentConfig
-    from napari_sam.core.automatic.distributed import dask_executor
-    from napari_sam.core.progress import run_with_bar
     from napari_sam.errors import InputError
 
     options = generation_options(args)
@@ -114,23 +116,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline.check_inputs(args.inputs, args.out, embeddings=args.embeddings,
                           overwrite=args.overwrite)
     model = load_model_from_args(args)
-    config = pipeline.config_for_model(getattr(model, "model_name", None), options)
-    tiling = tiling_from_args(args)
-    use_dask = args.scheduler is not None or args.workers is not None
-    context = (dask_executor(scheduler=args.scheduler, workers=args.workers) if use_dask
-               else _no_executor())
-    with context as executor:
-        for src in args.inputs:
-            gen = pipeline.segment_file(
-                src, args.out, model, embeddings=args.embeddings, batch_size=args.batch_size,
-                config=config, executor=executor, overwrite=args.overwrite,
-                model_name=getattr(model, "model_name", None), **tiling)
-            summary = run_with_bar(gen, disable=True if args.quiet else None)
-            print(summary.line(), flush=True)
+    pipeline.segment(args.inputs, args.out, model=model, batch_size=args.batch_size,
+                     embeddings=args.embeddings, scheduler=args.scheduler, workers=args.workers,
+                     overwrite=args.overwrite, progress=not args.quiet,
+                     report=lambda summary: print(summary.line(), flush=True),
+                     **tiling_from_args(args), **options)
     return 0
-
-
-def _no_executor():
-    import contextlib
-
-    return contextlib.nullcontext(None)

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--encoder-lr-scale {args.encoder_lr_scale}: must be positive")
     pairs = None if args.scenes else read_pairs(args.data)
     model = load_model_from_args(args)
-    name = model.model_name  # load_model names the model (DEFAULT_MODEL when none was given)
+    name = model.model_name or args.model or "sam_tiny"
     if args.from_scratch:
         import sam_model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from napari_sam.errors import InputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -13,8 +15,6 @@ def pick_device(name: str | None = "auto"):
     ``auto`` (or None) picks the fastest available; asking for a device that
     is not available raises :class:`~napari_sam.errors.InputError`.
     """
-    import torch
-
     name = (name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():

@@ -13,6 +13,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from tqdm.auto import tqdm
+
 T = TypeVar("T")
 
 
@@ -42,8 +44,6 @@ def run(gen: Generator[Progress, Any, T], callback: Callable[[Progress], Any] | 
 
 def run_with_bar(gen: Generator[Progress, Any, T], *, disable: bool | None = None) -> T:
     """Drain ``gen`` showing one tqdm bar per stage on stderr."""
-    from tqdm.auto import tqdm
-
     bars: dict[str, Any] = {}
 
     def show(event: Progress) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_sam.core.automatic.point_grid import AxisWindows
+from napari_sam.core.tiling.window import mask_box
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -87,15 +88,6 @@ class Candidate:
     def partial(self) -> bool:
         """True when an inner tile border cuts the mask (see ``cut``)."""
         return any(self.cut)
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """XYXY end-exclusive box of the True pixels of a (h, w) mask; None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from napari_sam.core.automatic.assembly import AssemblyStats, MergeSettings, assemble_objects
 from napari_sam.core.automatic.candidates import (
@@ -46,61 +47,30 @@ from napari_sam.core.automatic.point_grid import (
     axis_windows,
 )
 from napari_sam.core.automatic.seams import StitchSettings
+from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.tiling.store import DONE, EMPTY
 from napari_sam.errors import InputError
+from sam_model import SamPredictor, decode_points
 
 
-@dataclass(frozen=True)
-class SegmentConfig:
-    """Automatic segmentation settings; pixels are raster pixels.
+def tile_filter(config: SegmentConfig, tile_size: int) -> TileFilter:
+    """The per-tile mask filter ``config`` asks for on tiles of ``tile_size`` px."""
+    margin = config.edge_margin
+    if margin is None:
+        margin = max(1.0, 20.0 * tile_size / 1024.0)
+    return TileFilter(edge_margin=float(margin), min_region_area=int(config.min_region_area),
+                      min_area=int(config.min_area), max_area=config.max_area,
+                      keep_partials=bool(config.stitch_seams))
 
-    The first six are the reference generator's, with its defaults.
-    ``dedup_box_thresh`` / ``dedup_mask_iou``: two masks from different tiles
-    are one object when their boxes' IoU or their masks' IoU exceed these.
-    ``edge_margin``: how close (px) to an inner tile border a mask's box may
-    come; None scales the reference's 20 px per 1024 px of tile.
-    ``min_region_area``: holes and islands smaller than this are filled /
-    removed. ``min_area`` / ``max_area``: objects outside are dropped.
-    ``stitch_seams``: join the masks of one object cut by tile borders (see
-    :mod:`napari_sam.core.automatic.seams`); False drops masks cut by an inner border,
-    which loses objects that straddle a seam and are larger than about half
-    the overlap (the behaviour before stitching).
-    """
 
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    dedup_box_thresh: float = 0.7
-    dedup_mask_iou: float = 0.5
-    edge_margin: float | None = None
-    min_region_area: int = 0
-    min_area: int = 0
-    max_area: int | None = None
-    stitch_seams: bool = True
-
-    def __post_init__(self) -> None:
-        if self.points_per_side < 1 or self.points_per_batch < 1:
-            raise ValueError("points_per_side and points_per_batch must be at least 1")
-        if self.max_area is not None and self.max_area < self.min_area:
-            raise ValueError(f"max_area {self.max_area} is below min_area {self.min_area}")
-
-    def tile_filter(self, tile_size: int) -> TileFilter:
-        margin = self.edge_margin
-        if margin is None:
-            margin = max(1.0, 20.0 * tile_size / 1024.0)
-        return TileFilter(edge_margin=float(margin), min_region_area=int(self.min_region_area),
-                          min_area=int(self.min_area), max_area=self.max_area,
-                          keep_partials=bool(self.stitch_seams))
-
-    def merge_settings(self) -> MergeSettings:
-        cleanup = TileFilter(min_region_area=int(self.min_region_area),
-                             min_area=int(self.min_area), max_area=self.max_area)
-        return MergeSettings(box_nms_thresh=self.dedup_box_thresh,
-                             mask_iou_thresh=self.dedup_mask_iou,
-                             stitch=StitchSettings(cleanup=cleanup))
+def merge_settings(config: SegmentConfig) -> MergeSettings:
+    """The cross-tile merge and seam-stitching settings ``config`` asks for."""
+    cleanup = TileFilter(min_region_area=int(config.min_region_area),
+                         min_area=int(config.min_area), max_area=config.max_area)
+    return MergeSettings(box_nms_thresh=config.dedup_box_thresh,
+                         mask_iou_thresh=config.dedup_mask_iou,
+                         stitch=StitchSettings(cleanup=cleanup))
 
 
 @dataclass(frozen=True)
@@ -122,12 +92,6 @@ class TileWork:
     valid: np.ndarray | None
 
 
-def _decode_points():
-    from sam_model.automatic_mask_generator import decode_points
-
-    return decode_points
-
-
 class TileDecoder:
     """Decodes one tile's points into candidates; picklable, so it can run on a dask worker.
 
@@ -139,14 +103,11 @@ class TileDecoder:
         self.model = model
         self.config = config
         self.rows, self.cols = rows, cols
-        self.filter = config.tile_filter(tile_size)
+        self.filter = tile_filter(config, tile_size)
 
     def __call__(self, work: TileWork) -> list[Candidate]:
-        import torch
-
         if len(work.points) == 0:
             return []
-        from sam_model import SamPredictor
 
         cfg = self.config
         predictor = SamPredictor(self.model)  # one per call: workers' threads share the decoder
@@ -157,7 +118,7 @@ class TileDecoder:
         predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
         y0, x0 = work.origin
         local = (np.asarray(work.points, dtype=np.float64) - [x0, y0]) / work.scale
-        batch = _decode_points()(
+        batch = decode_points(
             predictor, local, points_per_batch=cfg.points_per_batch,
             pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
             stability_score_offset=cfg.stability_score_offset, box_nms_thresh=cfg.box_nms_thresh,
@@ -207,8 +168,6 @@ nothing to decode (all nodata); raises InputError when the embedding is missing.
 
 def store_embeddings(store) -> TileSource:
     """A :data:`TileSource` over an ``EmbeddingStore`` (embeddings restored as float32)."""
-    from napari_sam.core.tiling.store import DONE, EMPTY
-
     grid = store.grid
 
     def embedding_for(index: tuple[int, int]):
@@ -255,7 +214,7 @@ def segment_tiles(
     embedding_for: TileSource,
     model,
     *,
-    config: SegmentConfig = SegmentConfig(),
+    config: SegmentConfig | None = None,
     sink: Sink,
     executor=None,
 ) -> ProgressGen[SegmentResult]:
@@ -263,9 +222,10 @@ def segment_tiles(
 
     ``embedding_for`` gives each tile's cached embedding; ``model`` the Sam
     that made it. ``executor``: None decodes here; a
-    :class:`napari_sam.core.automatic.distributed.DaskExecutor` sends tiles to a dask
-    cluster (same results). Yields Progress ("segment", tiles done).
+    :class:`napari_sam.core.automatic.distributed.DaskExecutor` sends tiles to
+    a dask cluster (same results). Yields Progress ("segment", tiles done).
     """
+    config = config or SegmentConfig()
     tiles = list(grid)
     rows, cols = axis_windows(tiles, raster.height, raster.width)
     points = plan_points(raster, tiles, tile_size=grid.tile_size,
@@ -278,6 +238,7 @@ def segment_tiles(
     else:
         results = executor.map_ordered(decoder, works)
     table, stats = yield from assemble_objects(results, rows=rows, cols=cols, sink=sink,
-                                       settings=config.merge_settings(), n_tiles=len(tiles))
+                                               settings=merge_settings(config),
+                                               n_tiles=len(tiles))
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
     return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points)

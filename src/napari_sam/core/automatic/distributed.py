@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from napari_sam.errors import InputError
+
 
 def _apply(fn: Callable, work: Any) -> Any:
     return fn(work)
@@ -61,9 +63,8 @@ def dask_executor(*, scheduler: str | None = None, workers: int | None = None,
     With ``scheduler`` the cluster is used as it is (and left running); with
     ``workers`` a ``LocalCluster`` is started and closed afterwards.
     """
+    # lazy on purpose: distributed takes about a second to import and only this needs it
     from distributed import Client, LocalCluster
-
-    from napari_sam.errors import InputError
 
     if scheduler is not None and workers is not None:
         raise InputError("give --scheduler or --workers, not both")

@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
+
 COLUMNS = (
     "id", "x0", "y0", "x1", "y1", "area", "predicted_iou", "stability_score",
     "centroid_x", "centroid_y", "tile_row", "tile_col", "point_x", "point_y",
@@ -48,8 +50,6 @@ class ObjectRecord:
 
 def to_dataframe(records: Sequence[ObjectRecord]):
     """The table as a pandas DataFrame with :data:`COLUMNS` (empty table keeps the columns)."""
-    import pandas as pd
-
     return pd.DataFrame([r.row() for r in records], columns=list(COLUMNS))
 
 

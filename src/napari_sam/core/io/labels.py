@@ -23,17 +23,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
+import rasterio
+import zarr
 from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
 
 from napari_sam.core.io.atomic import atomic_path
-from napari_sam.core.vector.polygons import check_label_dtype
+from napari_sam.core.io.georef import as_affine
+from napari_sam.core.io.sparse_labels import sparse_store
 from napari_sam.errors import InputError
 
 GEO_KEY = "napari_sam"
 LABELS_TAG = "NAPARI_SAM_LABELS"  # GeoTIFF metadata item marking a labels raster
 _ZARR_SUFFIXES = (".zarr",)
 _TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def check_label_dtype(dtype: Any, source: object = "labels") -> np.dtype:
+    """Return ``dtype`` if it can hold label ids (bool or integer), else raise InputError."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biu":
+        raise InputError(
+            f"{source}: not a label raster ({dtype} values; labels must be integers, "
+            "0 = background)"
+        )
+    return dtype
 
 
 def labels_format(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -55,7 +73,6 @@ def labels_format(path: str | os.PathLike, fmt: str | None = None) -> str:
 def _crs_wkt(crs: Any) -> str | None:
     if crs is None:
         return None
-    from rasterio.crs import CRS
 
     return CRS.from_user_input(crs).to_wkt()
 
@@ -63,18 +80,8 @@ def _crs_wkt(crs: Any) -> str | None:
 def _crs_from(value: Any) -> Any:
     if not value:
         return None
-    from rasterio.crs import CRS
 
     return CRS.from_user_input(value)
-
-
-def _transform(value: Any) -> Affine:
-    if value is None:
-        return Affine.identity()
-    values = tuple(value)[:6]
-    if len(values) != 6:
-        raise InputError(f"transform needs 6 numbers (a, b, c, d, e, f), got {value!r}")
-    return Affine(*(float(v) for v in values))
 
 
 @dataclass(frozen=True)
@@ -101,24 +108,17 @@ class LabelRaster:
     def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         """The (h, w) window whose top-left pixel is (y0, x0)."""
         if self.kind == "tiff":
-            import rasterio
-            from rasterio.windows import Window
-
             with _quiet(), rasterio.open(self.path) as ds:
                 return ds.read(1, window=Window(x0, y0, w, h))
         return np.asarray(self._zarr_array()[y0:y0 + h, x0:x0 + w])
 
     def _zarr_array(self) -> Any:
-        import zarr
-
         node = zarr.open(str(self.path), mode="r")
         array = node[self.array_path] if self.array_path else node
         return array
 
     def to_dask(self, chunks: int = 1024) -> Any:
         """The labels as a lazy (h, w) dask array."""
-        import dask.array as da
-
         if self.kind == "zarr":
             return da.from_zarr(self._zarr_array())
         return da.from_array(_WindowReader(self), chunks=(chunks, chunks), asarray=True,
@@ -143,8 +143,6 @@ class _WindowReader:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    from rasterio.errors import NotGeoreferencedWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         yield
@@ -157,8 +155,6 @@ def read_labels(path: str | os.PathLike) -> LabelRaster:
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir() or path.suffix.lower() in _ZARR_SUFFIXES:
         return _read_zarr_labels(path)
-    import rasterio
-    from rasterio.errors import RasterioIOError
 
     try:
         with _quiet(), rasterio.open(path) as ds:
@@ -173,8 +169,6 @@ def read_labels(path: str | os.PathLike) -> LabelRaster:
 
 
 def _read_zarr_labels(path: Path) -> LabelRaster:
-    import zarr
-
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:  # zarr raises several kinds for a non-store
@@ -203,7 +197,7 @@ def _read_zarr_labels(path: Path) -> LabelRaster:
     dtype = check_label_dtype(array.dtype, path)
     geo = {**dict(array.attrs), **attrs} if array_path else attrs
     return LabelRaster(path=path, kind="zarr", height=int(shape[0]), width=int(shape[1]),
-                       dtype=dtype, transform=_transform(geo.get("transform")),
+                       dtype=dtype, transform=as_affine(geo.get("transform"), path),
                        crs=_crs_from(geo.get("crs")), array_path=array_path)
 
 
@@ -235,7 +229,7 @@ class LabelsWriter:
         self.dtype = check_label_dtype(dtype, self.path)
         if self.dtype.kind == "b":
             self.dtype = np.dtype("uint8")
-        self.transform = _transform(transform)
+        self.transform = as_affine(transform, path)
         self.crs = _crs_from(crs)
         if block % 16:
             raise InputError(f"{self.path}: block size must be a multiple of 16, got {block}")
@@ -267,8 +261,6 @@ class LabelsWriter:
         return False
 
     def _open_tiff(self, tmp: Path, stack: contextlib.ExitStack) -> Any:
-        import rasterio
-
         profile = dict(driver="GTiff", height=self.height, width=self.width, count=1,
                        dtype=self.dtype.name, tiled=True, blockxsize=self.block,
                        blockysize=self.block,
@@ -284,8 +276,6 @@ class LabelsWriter:
         return ds
 
     def _open_zarr(self, tmp: Path) -> Any:
-        import zarr
-
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         chunk = (min(self.block, self.height), min(self.block, self.width))
         array = group.create_array("0", shape=(self.height, self.width), dtype=self.dtype,
@@ -319,8 +309,6 @@ class LabelsWriter:
         """What was written so far in the (h, w) window at (y0, x0) (0 where nothing)."""
         self._check_window(y0, x0, h, w)
         if self.fmt == "tiff":
-            from rasterio.windows import Window
-
             return self._target.read(1, window=Window(x0, y0, w, h))
         return np.asarray(self._target[y0:y0 + h, x0:x0 + w])
 
@@ -345,8 +333,6 @@ class LabelsWriter:
         if where is not None:
             data = np.where(np.asarray(where, bool), data, self.read(y0, x0, h, w))
         if self.fmt == "tiff":
-            from rasterio.windows import Window
-
             self._target.write(data, 1, window=Window(x0, y0, w, h))
         else:
             self._target[y0:y0 + h, x0:x0 + w] = data
@@ -362,8 +348,6 @@ def write_labels(path: str | os.PathLike, labels: Any, *, transform: Any = None,
     only the blocks that hold labels; the others are left out of the file and
     read back as 0.
     """
-    from napari_sam.core.io.sparse_labels import sparse_store
-
     shape = tuple(labels.shape)
     if len(shape) != 2:
         raise InputError(f"{path}: labels must be (h, w), got shape {shape}")

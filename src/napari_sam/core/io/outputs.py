@@ -20,13 +20,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from napari_sam.core.automatic.object_table import to_dataframe, write_csv
 from napari_sam.core.automatic.paint_labels import Sink
 from napari_sam.core.io.atomic import atomic_path, check_writable
+from napari_sam.core.io.labels import LabelsWriter
+from napari_sam.core.io.vectors import write_vectors
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.vector.polygons import PolygonCollector, objects_frame
 
 _DOUBLE_SUFFIXES = (".ome.zarr", ".ome.tif", ".ome.tiff")
 
@@ -40,9 +44,10 @@ def input_stem(path: str | os.PathLike) -> str:
     return Path(name).stem or name
 
 
-def is_zarr_input(path: str | os.PathLike | None) -> bool:
-    """True for a zarr store (a ``.zarr`` path or a folder with zarr metadata)."""
-    if path is None:
+def is_zarr_input(path: Any) -> bool:
+    """True for a zarr store (a ``.zarr`` path or a folder with zarr metadata); False for
+    anything that is not a path (None, an array)."""
+    if not isinstance(path, (str, os.PathLike)):
         return False
     p = Path(path)
     return p.suffix.lower() == ".zarr" or (
@@ -69,17 +74,14 @@ def write_segmentation(
     overwrite: bool = False,
     zarr_labels: bool = False,
     block: int = 512,
-) -> ProgressGen[SegmentOutputs]:
+) -> ProgressGen[tuple[SegmentOutputs, Any]]:
     """Run ``produce(sink)`` and write its labels, polygons and table into ``folder``.
 
     ``raster``: the input GeoRaster (size, transform, CRS). ``produce`` is a
     generator function taking the labels sink and returning an object with
-    ``.objects`` (list of ObjectRecord), e.g. :func:`generate.segment_tiles`.
+    ``.objects`` (list of ObjectRecord), e.g. ``core.automatic.decode.segment_tiles``.
+    Returns the outputs and what ``produce`` returned.
     """
-    from napari_sam.core.io.labels import LabelsWriter
-    from napari_sam.core.io.vectors import write_vectors
-    from napari_sam.core.vector.polygons import PolygonCollector, objects_frame
-
     folder = check_writable(folder, overwrite)
     labels_name = "labels.zarr" if zarr_labels else "labels.tif"
     with atomic_path(folder, overwrite) as tmp:
@@ -102,6 +104,7 @@ def write_segmentation(
         write_vectors(gdf, tmp / "objects.gpkg", fmt="gpkg")
         write_csv(result.objects, tmp / "objects.csv")
         yield Progress("polygons", 1, 1, f"{len(gdf)} polygons")
-    return SegmentOutputs(folder=folder, labels=folder / labels_name,
-                          objects=folder / "objects.gpkg", table=folder / "objects.csv",
-                          n_objects=len(result.objects))
+    outputs = SegmentOutputs(folder=folder, labels=folder / labels_name,
+                             objects=folder / "objects.gpkg", table=folder / "objects.csv",
+                             n_objects=len(result.objects))
+    return outputs, result

@@ -27,8 +27,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
+import shapely
 
+from napari_sam.core.io.georef import box_to_pixel, map_to_pixel
+from napari_sam.core.io.vectors import read_vectors
 from napari_sam.errors import InputError
 
 _TRUE = {"1", "true", "t", "yes", "y", "positive", "pos"}
@@ -72,10 +77,6 @@ def _missing(value) -> bool:
 
 def _read_table(path: Path, raster):
     """A GeoDataFrame of the prompts with geometry in the raster's frame (map or pixel)."""
-    import geopandas as gpd
-    import pandas as pd
-    import shapely
-
     if path.suffix.lower() == ".csv":
         try:
             df = pd.read_csv(path)
@@ -101,7 +102,6 @@ def _read_table(path: Path, raster):
         gdf = gpd.GeoDataFrame(df.rename(columns={c: c.lower() for c in df.columns}),
                                geometry=geoms, crs=None)
         return gdf
-    from napari_sam.core.io.vectors import read_vectors
 
     gdf = read_vectors(path)
     gdf = gdf.rename(columns={c: c.lower() for c in gdf.columns if c != gdf.geometry.name})
@@ -118,8 +118,6 @@ def _read_table(path: Path, raster):
 
 def read_prompts(path: str | os.PathLike, raster) -> list[ObjectPrompt]:
     """Objects' prompts from ``path``, converted to ``raster``'s pixels."""
-    from napari_sam.core.prompt.predictor import box_to_pixel, map_to_pixel
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")

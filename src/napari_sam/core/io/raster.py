@@ -1,8 +1,8 @@
 """Lazy georeferenced rasters: GeoTIFF/COG, TIFF, zarr, OME-Zarr, numpy and dask.
 
-:func:`open_raster` returns a :class:`GeoRaster`: a dask array ``(y, x, bands)``
-built from per-chunk window reads (the whole raster is never read at once),
-the affine transform (``affine.Affine``, pixel corner convention as in
+:func:`napari_sam.core.io.raster_open.open_raster` returns a :class:`GeoRaster`: a
+dask array ``(y, x, bands)`` built from per-chunk window reads (the whole
+raster is never read at once), the affine transform (``affine.Affine``, pixel corner convention as in
 rasterio), the CRS (``rasterio.crs.CRS`` or None), the nodata value and the
 pyramid levels when the file has them (COG overviews, OME-Zarr multiscales,
 TIFF sub-resolutions).
@@ -21,9 +21,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 from affine import Affine
+from dask.base import tokenize
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
 
+from napari_sam.core.io.georef import as_affine
 from napari_sam.core.io.raster_sources import Source, StridedSource, sample_hash
 from napari_sam.core.tiling.window import Window, as_window
 from napari_sam.errors import InputError
@@ -32,27 +37,34 @@ from napari_sam.errors import InputError
 class GeoRaster:
     """A lazy (y, x, bands) raster with its georeference and pyramid.
 
-    Build with :func:`open_raster`. ``bands`` are the 0-based indexes of the
-    source's bands this raster shows; ``alpha`` is the 0-based index of an
-    alpha band used as a validity mask (pixels with alpha 0 are invalid).
-    ``scale`` is this level's downscale factor relative to level 0.
+    Build with :func:`~napari_sam.core.io.raster_open.open_raster`.
+
+    Band numbers are 1-based wherever a user or a file sees them
+    (``select_bands``, ``default_bands``, ``--bands``, the embedding store's
+    and the signature's ``bands``). 0-based indexes are positions in the
+    source's band axis and appear only in three attributes:
+    ``band_indexes`` (the bands this raster shows), ``alpha`` (an alpha band
+    used as a validity mask: pixels with alpha 0 are invalid) and ``rgb``
+    (the bands the file labels red, green, blue). ``scale`` is this level's
+    downscale factor relative to level 0.
     """
 
     def __init__(self, *, source: Source, transform: Affine | None = None, crs=None,
                  nodata: float | None = None, path: str | os.PathLike | None = None,
-                 bands: Sequence[int] | None = None, alpha: int | None = None,
+                 band_indexes: Sequence[int] | None = None, alpha: int | None = None,
                  overviews: Sequence[GeoRaster] = (), scale: float = 1.0,
                  level_name: str = "0", rgb: Sequence[int] | None = None):
         self.source = source
-        self.transform = Affine.identity() if transform is None else Affine(*tuple(transform)[:6])
+        self.transform = as_affine(transform, "in-memory raster" if path is None else path)
         self.crs = crs
         self.nodata = None if nodata is None else float(nodata)
         self.path = None if path is None else Path(path)
         n = source.shape[2]
-        self.bands = tuple(range(n)) if bands is None else tuple(int(b) for b in bands)
-        if not self.bands or any(not 0 <= b < n for b in self.bands):
-            raise InputError(f"{self._name()}: bands {[b + 1 for b in self.bands]} not in "
-                             f"1..{n}")
+        self.band_indexes = (tuple(range(n)) if band_indexes is None
+                             else tuple(int(b) for b in band_indexes))
+        if not self.band_indexes or any(not 0 <= b < n for b in self.band_indexes):
+            raise InputError(f"{self._name()}: bands "
+                             f"{[b + 1 for b in self.band_indexes]} not in 1..{n}")
         self.alpha = alpha
         self._overviews = tuple(overviews)
         self.scale = float(scale)
@@ -75,7 +87,7 @@ class GeoRaster:
     @property
     def count(self) -> int:
         """Number of bands shown."""
-        return len(self.bands)
+        return len(self.band_indexes)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -95,7 +107,7 @@ class GeoRaster:
     def data(self):
         """The raster as a lazy dask array (y, x, bands), chunked along the file's blocks."""
         if self._data is None:
-            self._data = _dask_array(self.source, self.bands)
+            self._data = _dask_array(self.source, self.band_indexes)
         return self._data
 
     def __repr__(self) -> str:
@@ -107,7 +119,7 @@ class GeoRaster:
     def read(self, window=None) -> np.ndarray:
         """The pixels of ``window`` (:class:`Window`, slices or rasterio Window) as (h, w, bands)."""
         w = Window(0, 0, self.height, self.width) if window is None else as_window(window)
-        return self.source.read(w.y0, w.y1, w.x0, w.x1, self.bands)
+        return self.source.read(w.y0, w.y1, w.x0, w.x1, self.band_indexes)
 
     def read_masked(self, window=None) -> tuple[np.ndarray, np.ndarray]:
         """``(data (h, w, bands), valid (h, w) bool)`` for ``window`` in one read.
@@ -117,7 +129,7 @@ class GeoRaster:
         """
         w = Window(0, 0, self.height, self.width) if window is None else as_window(window)
         extra = () if self.alpha is None else (self.alpha,)
-        raw = self.source.read(w.y0, w.y1, w.x0, w.x1, self.bands + extra)
+        raw = self.source.read(w.y0, w.y1, w.x0, w.x1, self.band_indexes + extra)
         data = raw[..., : self.count]
         valid = valid_mask(data, self.nodata)
         if self.alpha is not None:
@@ -127,9 +139,9 @@ class GeoRaster:
     # -- derived rasters ---------------------------------------------------
     def _derive(self, **changes) -> GeoRaster:
         kwargs = dict(source=self.source, transform=self.transform, crs=self.crs,
-                      nodata=self.nodata, path=self.path, bands=self.bands, alpha=self.alpha,
-                      overviews=self._overviews, scale=self.scale, level_name=self.level_name,
-                      rgb=self.rgb)
+                      nodata=self.nodata, path=self.path, band_indexes=self.band_indexes,
+                      alpha=self.alpha, overviews=self._overviews, scale=self.scale,
+                      level_name=self.level_name, rgb=self.rgb)
         kwargs.update(changes)
         return GeoRaster(**kwargs)
 
@@ -140,11 +152,11 @@ class GeoRaster:
         file is shown as RGB), else the first three, else the single band.
         Once bands were selected, the first three of that selection.
         """
-        if self.bands != tuple(range(self.source.shape[2])):
-            return [b + 1 for b in self.bands][:3]
+        if self.band_indexes != tuple(range(self.source.shape[2])):
+            return [b + 1 for b in self.band_indexes][:3]
         if self.rgb is not None:
             return [b + 1 for b in self.rgb]
-        shown = [b + 1 for b in self.bands if b != self.alpha]
+        shown = [b + 1 for b in self.band_indexes if b != self.alpha]
         return shown[:3] if len(shown) >= 3 else shown[:1]
 
     def select_bands(self, bands: Sequence[int] | None) -> GeoRaster:
@@ -156,14 +168,14 @@ class GeoRaster:
         if not bands or any(not 1 <= b <= n for b in bands):
             raise InputError(f"{self._name()}: bands {bands} not in 1..{n}")
         picked = tuple(b - 1 for b in bands)
-        overviews = [o._derive(bands=picked, overviews=()) for o in self._overviews]
-        return self._derive(bands=picked, overviews=overviews)
+        overviews = [o._derive(band_indexes=picked, overviews=()) for o in self._overviews]
+        return self._derive(band_indexes=picked, overviews=overviews)
 
     def with_georeference(self, *, transform=None, crs=None, nodata=None) -> GeoRaster:
         """A copy with the given georeference fields replaced (None keeps the current one)."""
         changes = {}
         if transform is not None:
-            changes["transform"] = Affine(*tuple(transform)[:6])
+            changes["transform"] = as_affine(transform, self._name())
         if crs is not None:
             changes["crs"] = _parse_crs(crs, self._name())
         if nodata is not None:
@@ -207,7 +219,7 @@ class GeoRaster:
         return {
             "shape": [self.height, self.width, self.count],
             "dtype": str(self.dtype),
-            "bands": [b + 1 for b in self.bands],
+            "bands": [b + 1 for b in self.band_indexes],
             "path": None if self.path is None else str(self.path.resolve()),
             "size": size,
             "mtime": mtime,
@@ -247,8 +259,6 @@ def _metadata_file(path: Path) -> Path:
 
 def _dask_array(source: Source, bands: tuple[int, ...]):
     """(y, x, bands) dask array whose chunks are window reads of ``source``."""
-    import dask.array as da
-
     h, w, _ = source.shape
     by, bx = source.chunk_hint
     # whole file blocks, grouped so that a chunk is about 1024 pixels a side
@@ -260,7 +270,6 @@ def _dask_array(source: Source, bands: tuple[int, ...]):
         (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
         return source.read(y0, y1, x0, x1, bands)
 
-    from dask.base import tokenize
 
     name = f"read-raster-{tokenize(source.token(), bands)}"
     return da.map_blocks(read_block, chunks=chunks, dtype=source.dtype, name=name,
@@ -274,8 +283,6 @@ def _split(n: int, step: int) -> tuple[int, ...]:
 def _parse_crs(crs, where: str):
     if crs is None:
         return None
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
 
     if isinstance(crs, CRS):
         return crs
@@ -283,27 +290,3 @@ def _parse_crs(crs, where: str):
         return CRS.from_user_input(crs)
     except CRSError as exc:
         raise InputError(f"{where}: cannot understand the CRS {crs!r}: {exc}") from exc
-
-
-def open_raster(source, *, bands: Sequence[int] | None = None, axes: str | None = None,
-                transform=None, crs=None, nodata: float | None = None) -> GeoRaster:
-    """Open ``source`` lazily as a :class:`GeoRaster`.
-
-    ``source``: a path (GeoTIFF/COG or anything GDAL reads, TIFF/OME-TIFF, a
-    zarr array or group, an OME-Zarr image), a numpy/dask/zarr array, or a
-    GeoRaster. ``bands``: 1-based band numbers to show (default all).
-    ``axes``: the array's dimension letters (e.g. ``"cyx"``) when they cannot
-    be found from metadata; in-memory 3-d arrays default to ``"yxc"``.
-    ``transform``/``crs``/``nodata`` override or supply the georeference.
-    """
-    from napari_sam.core.io import raster_open
-
-    if isinstance(source, GeoRaster):
-        raster = source
-    elif isinstance(source, (str, os.PathLike)):
-        raster = raster_open.open_path(Path(source), axes=axes)
-    else:
-        raster = raster_open.open_array(source, axes=axes)
-    if transform is not None or crs is not None or nodata is not None:
-        raster = raster.with_georeference(transform=transform, crs=crs, nodata=nodata)
-    return raster.select_bands(bands)

@@ -1,17 +1,47 @@
-"""Format detection and opening for :func:`napari_sam.core.io.raster.open_raster`."""
+"""Opening rasters: :func:`open_raster` and the format detection and openers behind it."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import rasterio
+import tifffile
+import zarr
 from affine import Affine
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError, RasterioIOError
 
+from napari_sam.core.io.georef import as_affine
 from napari_sam.core.io.raster import GeoRaster, _parse_crs
 from napari_sam.core.io.raster_sources import AxesSource, RasterioSource
 from napari_sam.errors import InputError
 
 _ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
+
+
+def open_raster(source, *, bands: Sequence[int] | None = None, axes: str | None = None,
+                transform=None, crs=None, nodata: float | None = None) -> GeoRaster:
+    """Open ``source`` lazily as a :class:`GeoRaster`.
+
+    ``source``: a path (GeoTIFF/COG or anything GDAL reads, TIFF/OME-TIFF, a
+    zarr array or group, an OME-Zarr image), a numpy/dask/zarr array, or a
+    GeoRaster. ``bands``: 1-based band numbers to show (default all).
+    ``axes``: the array's dimension letters (e.g. ``"cyx"``) when they cannot
+    be found from metadata; in-memory 3-d arrays default to ``"yxc"``.
+    ``transform``/``crs``/``nodata`` override or supply the georeference.
+    """
+    if isinstance(source, GeoRaster):
+        raster = source
+    elif isinstance(source, (str, os.PathLike)):
+        raster = open_path(Path(source), axes=axes)
+    else:
+        raster = open_array(source, axes=axes)
+    if transform is not None or crs is not None or nodata is not None:
+        raster = raster.with_georeference(transform=transform, crs=crs, nodata=nodata)
+    return raster.select_bands(bands)
 
 
 def open_path(path: Path, *, axes: str | None = None) -> GeoRaster:
@@ -31,9 +61,6 @@ def open_path(path: Path, *, axes: str | None = None) -> GeoRaster:
 
 
 def _is_georeferenced(path: Path) -> bool:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
     try:
         with rasterio.open(path) as ds:
             return ds.crs is not None or not ds.transform.is_identity or bool(ds.gcps[0])
@@ -43,10 +70,6 @@ def _is_georeferenced(path: Path) -> bool:
 
 # -- GDAL (GeoTIFF, COG, anything rasterio opens) ------------------------------
 def open_gdal(path: Path) -> GeoRaster:
-    import rasterio
-    from rasterio.enums import ColorInterp
-    from rasterio.errors import RasterioError
-
     try:
         with rasterio.open(path) as ds:
             shape = (ds.height, ds.width, ds.count)
@@ -92,16 +115,11 @@ class _TiffOpener:
         self.path, self.series, self.level = path, series, level
 
     def __call__(self):
-        import tifffile
-        import zarr
-
         store = tifffile.imread(self.path, aszarr=True, series=self.series, level=self.level)
         return zarr.open_array(store, mode="r")
 
 
 def open_tiff(path: Path, *, axes: str | None = None) -> GeoRaster:
-    import tifffile
-
     try:
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
@@ -138,8 +156,6 @@ def _zarr_attrs(obj) -> dict:
 
 
 def open_zarr(path: Path, *, axes: str | None = None) -> GeoRaster:
-    import zarr
-
     try:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:  # zarr raises many kinds for unreadable metadata
@@ -195,8 +211,8 @@ def _zarr_georef(attrs: dict, where) -> tuple[Affine | None, object, float | Non
     transform = attrs.get("transform")
     if transform is not None:
         try:
-            transform = Affine(*[float(v) for v in transform][:6])
-        except (TypeError, ValueError) as exc:
+            transform = as_affine(transform, where)
+        except (TypeError, ValueError, InputError) as exc:
             raise InputError(f"{where}: bad 'transform' attribute {transform!r}") from exc
     crs = _parse_crs(attrs.get("crs"), str(where))
     nodata = attrs.get("nodata")

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.windows import Window
 
 from napari_sam.errors import InputError
 
@@ -80,9 +82,6 @@ class RasterioSource(Source):
         self.chunk_hint = block
 
     def _read(self, y0, y1, x0, x1, bands):
-        import rasterio
-        from rasterio.windows import Window
-
         kwargs = {} if self.overview is None else {"overview_level": self.overview}
         with rasterio.open(self.path, **kwargs) as ds:
             data = ds.read([b + 1 for b in bands], window=Window(x0, y0, x1 - x0, y1 - y0))

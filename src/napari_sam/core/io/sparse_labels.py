@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
 DEFAULT_CHUNK = 512
@@ -133,8 +134,6 @@ class SparseLabels:
         For code that reads whole rows of a very wide raster (writers, vectorising):
         each dask chunk is read on its own, within ``dense_limit``.
         """
-        import dask.array as da
-
         side = int(chunks or 4 * self.chunk)
         array = da.from_array(self, chunks=(side, side), name=False, asarray=True, fancy=False,
                               lock=False, meta=np.empty((0, 0), dtype=self._dtype))

@@ -37,16 +37,16 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import geopandas as gpd
 import numpy as np
-from affine import Affine
+import pyogrio
+import shapely
 
 from napari_sam.core.io.atomic import atomic_path, check_writable
+from napari_sam.core.io.georef import apply_affine, as_affine
 from napari_sam.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import geopandas as gpd
 
 FORMATS = ("gpkg", "geojson", "parquet", "shp", "qupath")
 LAYER = "objects"
@@ -111,7 +111,6 @@ def write_vectors(gdf: gpd.GeoDataFrame, path: str | os.PathLike, *, fmt: str | 
                              object_type=object_type, classification=classification)
     if fmt == "shp":
         return _write_shapefile(gdf, path, overwrite=overwrite)
-    import pyogrio
 
     meta = _metadata(gdf)
     with atomic_path(path, overwrite) as tmp:
@@ -142,8 +141,6 @@ def _add_geojson_member(path: Path, meta: dict[str, Any]) -> None:
 
 def _write_shapefile(gdf: gpd.GeoDataFrame, path: Path, *, overwrite: bool) -> Path:
     """A Shapefile is several files: write them in a temporary folder, then move each."""
-    import pyogrio
-
     siblings = [path.with_suffix(s) for s in _SHP_SIDECARS]
     if not overwrite:
         for sibling in siblings:
@@ -185,8 +182,6 @@ def to_pixels(gdf: gpd.GeoDataFrame, transform: Any = None) -> np.ndarray:
     and without transform is taken to be in pixels already. Vertices are
     rounded to 1e-6 pixel so that traced outlines come back as integers.
     """
-    import shapely
-
     if transform is None:
         transform = gdf.attrs.get("transform")
     geoms = np.asarray(gdf.geometry.array, dtype=object)
@@ -195,20 +190,16 @@ def to_pixels(gdf: gpd.GeoDataFrame, transform: Any = None) -> np.ndarray:
             raise InputError("QuPath export needs pixel coordinates: these polygons are in "
                              f"{gdf.crs.to_string()} and no raster transform is known")
         return geoms
-    inverse = ~Affine(*tuple(transform)[:6])
-    a, b, c, d, e, f = tuple(inverse)[:6]
+    inverse = ~as_affine(transform)
 
     def apply(xy: np.ndarray) -> np.ndarray:
-        x, y = xy[:, 0], xy[:, 1]
-        return np.round(np.column_stack([a * x + b * y + c, d * x + e * y + f]), 6) + 0.0
+        return np.round(apply_affine(inverse, xy), 6) + 0.0
 
     return shapely.transform(geoms, apply)
 
 
 def _write_qupath(gdf: gpd.GeoDataFrame, path: Path, *, overwrite: bool, transform: Any,
                   object_type: str, classification: str | None) -> Path:
-    import shapely
-
     if object_type not in _QUPATH_TYPES:
         raise InputError(f"{path}: QuPath objectType must be one of {_QUPATH_TYPES}")
     geoms = to_pixels(gdf, transform)
@@ -270,9 +261,6 @@ def read_vectors(path: str | os.PathLike, *, layer: str | None = None) -> gpd.Ge
     ``objectType``) come back in pixel coordinates without CRS, with
     ``objectType`` as a column and ``gdf.attrs["qupath"] = True``.
     """
-    import geopandas as gpd
-    import pyogrio
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")

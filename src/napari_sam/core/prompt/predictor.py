@@ -26,42 +26,28 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from affine import Affine
 
-from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.georef import box_to_pixel, map_to_pixel
+from napari_sam.core.io.raster import GeoRaster
+from napari_sam.core.io.raster_open import open_raster
 from napari_sam.core.tiling.embed import EmbeddingPlan, encode_batch, plan_embedding
 from napari_sam.core.tiling.normalize import DEFAULT_PERCENTILES
 from napari_sam.core.tiling.store import DONE, EMPTY, EmbeddingStore
-from napari_sam.core.tiling.window import Window
+from napari_sam.core.tiling.window import Window, mask_box
 from napari_sam.errors import InputError
+from sam_model import (
+    POINT_ZOOM,
+    SamPredictor,
+    prefer_zoomed_click,
+    prompt_extent_limit,
+    zoom_for_extent,
+)
 
 MASK_PROMPT_LOGIT = 10.0  # logit given to pixels inside / outside a mask prompt
 MAX_SMOOTH_SCALE = 4  # downscaled windows up to this factor get bilinear, not blocky, masks
-
-
-# -- coordinates ---------------------------------------------------------------------
-def map_to_pixel(xy: np.ndarray, transform: Affine) -> np.ndarray:
-    """(N, 2) map X, Y -> (N, 2) pixel x (column), y (row), pixel centres at integers."""
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    inv = ~transform
-    cols = inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c
-    rows = inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f
-    return np.stack([cols - 0.5, rows - 0.5], axis=1)
-
-
-def pixel_to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
-    """Inverse of :func:`map_to_pixel`."""
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2) + 0.5
-    t = transform
-    return np.stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
-                     t.d * xy[:, 0] + t.e * xy[:, 1] + t.f], axis=1)
-
-
-def box_to_pixel(box, transform: Affine) -> np.ndarray:
-    """A map-coordinate XYXY box -> the pixel XYXY box holding its four corners."""
-    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
-    corners = map_to_pixel([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], transform)
-    return np.concatenate([corners.min(axis=0), corners.max(axis=0)])
 
 
 # -- results -------------------------------------------------------------------------------
@@ -121,11 +107,9 @@ class RasterMask:
         if i is None or not self.masks[i].any():
             return Window(self.window.y0, self.window.x0, 0, 0), np.zeros((0, 0), bool)
         m = self.masks[i]
-        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        win = Window(self.window.y0 + int(y0), self.window.x0 + int(x0), int(y1 - y0),
-                     int(x1 - x0))
-        return win, m[y0:y1, x0:x1]
+        box = mask_box(m)
+        win = Window.from_box(box, y0=self.window.y0, x0=self.window.x0)
+        return win, m[box[1]:box[3], box[0]:box[2]]
 
 
 # -- the predictor -----------------------------------------------------------------------
@@ -153,8 +137,6 @@ class RasterPredictor:
                  cache_size: int = 8, model_name: str | None = None,
                  percentiles: tuple[float, float] | None = DEFAULT_PERCENTILES,
                  zoom_limit: int | str | None = "auto"):
-        from sam_model import SamPredictor, prompt_extent_limit
-
         self.model = model.eval()
         geo = open_raster(raster)
         if store is not None:
@@ -178,7 +160,7 @@ class RasterPredictor:
         self._cache_size = max(1, int(cache_size))
         self._predictor = SamPredictor(model)
         if zoom_limit == "auto":
-            zoom_limit = prompt_extent_limit(model_name or getattr(model, "model_name", None)
+            zoom_limit = prompt_extent_limit(model_name or model.model_name
                                              or (store.settings.model_name if store else None))
         if zoom_limit is not None and (isinstance(zoom_limit, str) or zoom_limit < 1):
             raise InputError(f"zoom_limit must be 'auto', None or a positive number of "
@@ -196,8 +178,6 @@ class RasterPredictor:
         A prompt larger than ``zoom_limit`` gets a window downscaled so that
         it fits the limit.
         """
-        from sam_model import zoom_for_extent
-
         zoom = zoom_for_extent(max(y1 - y0, x1 - x0) / self.grid.scale, self.zoom_limit)
         if zoom == 1:
             tile, margin = self.grid.tile_holding(y0, x0, y1, x1)
@@ -266,7 +246,6 @@ class RasterPredictor:
     def _set(self, ctx: Context, emb: np.ndarray) -> None:
         if self._current == ctx:
             return
-        import torch
 
         hw = self._input_window(ctx).shape
         self._predictor.set_image_embedding(torch.from_numpy(emb)[None], original_size=hw,
@@ -306,8 +285,6 @@ class RasterPredictor:
     def _zoomed_click(self, full: RasterMask, extent, pts, lbl, multimask) -> RasterMask:
         """Clicks also decoded zoomed out (``sam_model.POINT_ZOOM``); the zoomed
         result replaces ``full`` where ``sam_model.prefer_zoomed_click`` says so."""
-        from sam_model import POINT_ZOOM, prefer_zoomed_click
-
         ctx = self._centred_window(*extent, zoom=POINT_ZOOM)  # coarser than full's
         zoomed = self._predict_in(ctx, pts, lbl, None, None, multimask)
         window, _ = zoomed.cropped()
@@ -378,8 +355,6 @@ class RasterPredictor:
         return ctx if ok else None
 
     def _decode(self, ctx: Context, pts, lbl, bx, mask_input, multimask):
-        import torch
-
         s = ctx.scale
         device = self.model.device
 
@@ -401,8 +376,6 @@ class RasterPredictor:
                                                             multimask_output=multimask,
                                                             return_logits=smooth)
         if smooth:
-            import torch.nn.functional as F
-
             h, w = masks.shape[-2:]
             masks = F.interpolate(masks, size=(h * s, w * s), mode="bilinear",
                                   align_corners=False) > self.model.mask_threshold
@@ -463,12 +436,8 @@ def _extent(pts, bx, mask_input) -> tuple[float, float, float, float] | None:
             win, m = mask_input.cropped()
         else:
             win, m = mask_input[0], np.asarray(mask_input[1], bool)
-            if m.any():
-                r, c = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-                win = Window(win.y0 + int(r[0]), win.x0 + int(c[0]), int(r[-1] - r[0] + 1),
-                             int(c[-1] - c[0] + 1))
-            else:
-                win = None
+            box = mask_box(m)
+            win = None if box is None else Window.from_box(box, y0=win.y0, x0=win.x0)
         if win is not None and win.height and win.width:
             ys += [win.y0, win.y1]
             xs += [win.x0, win.x1]

@@ -19,13 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam.core.automatic.candidates import Candidate, mask_box
+from napari_sam.core import progress as progress_mod
+from napari_sam.core.automatic.candidates import Candidate
 from napari_sam.core.automatic.paint_labels import LabelPainter
-from napari_sam.core.automatic.run import SegmentSummary, output_folder
+from napari_sam.core.automatic.run import SegmentSummary, check_inputs, output_folder
 from napari_sam.core.io.atomic import check_writable
 from napari_sam.core.io.outputs import is_zarr_input, write_segmentation
 from napari_sam.core.io.prompt_file import read_prompts
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.models import load_model
 from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.prompt.predictor import RasterPredictor
+from napari_sam.core.tiling.window import mask_box
+from sam_model import DEFAULT_MODEL
 
 
 class _Result:
@@ -55,9 +61,6 @@ def prompt_file(
     zoom_limit: int | str | None = "auto",
 ) -> ProgressGen[SegmentSummary]:
     """Segment the objects prompted in ``prompts`` on ``source`` into ``out_dir/<stem>/``."""
-    from napari_sam.core.io.raster import open_raster
-    from napari_sam.core.prompt.predictor import RasterPredictor
-
     start = time.perf_counter()
     raster = open_raster(source)
     folder = check_writable(output_folder(source, out_dir), overwrite)
@@ -92,9 +95,10 @@ def prompt_file(
         painter.add(found)
         return _Result(painter.finish())
 
-    outputs = yield from write_segmentation(geo, folder, produce, overwrite=overwrite,
-                                            zarr_labels=is_zarr_input(source))
-    return SegmentSummary(input=Path(str(source)), outputs=outputs, n_objects=outputs.n_objects,
+    outputs, result = yield from write_segmentation(geo, folder, produce, overwrite=overwrite,
+                                                    zarr_labels=is_zarr_input(source))
+    return SegmentSummary(input=Path(str(source)), outputs=outputs, objects=result.objects,
+                          n_objects=outputs.n_objects,
                           n_tiles=len(predictor.grid), n_points=len(objects),
                           seconds=time.perf_counter() - start)
 
@@ -104,7 +108,7 @@ def prompt(
     prompts: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    model=None,
+    model=DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     device: str | None = "auto",
     tile_size: int | None = None,
@@ -124,18 +128,13 @@ def prompt(
     own). Writes ``out/<stem>/`` as :func:`napari_sam.segment` does; returns
     its summary.
     """
-    from napari_sam.core import progress as progress_mod
-    from napari_sam.core.automatic.run import check_inputs
-
     check_inputs([source], out, overwrite=overwrite)
     name = None
     if isinstance(model, str) or model is None:
-        from napari_sam.core.models import load_model
-
         name = model
         model = load_model(model, checkpoint, device=device)
     gen = prompt_file(source, prompts, out, model, embeddings=embeddings, tile_size=tile_size,
                       overlap=overlap, scale=scale, bands=bands, overwrite=overwrite,
-                      model_name=name or getattr(model, "model_name", None),
+                      model_name=name or model.model_name,
                       zoom_limit=zoom_limit)
     return progress_mod.run_with_bar(gen) if progress else progress_mod.run(gen)

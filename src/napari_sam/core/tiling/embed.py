@@ -18,9 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from napari_sam.core import progress as progress_mod
 from napari_sam.core.device import default_batch_size, pick_device
-from napari_sam.core.io.raster import GeoRaster, open_raster
+from napari_sam.core.io.raster import GeoRaster
+from napari_sam.core.io.raster_open import open_raster
+from napari_sam.core.models import load_model
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.tiling.grid import Tile, TileGrid
 from napari_sam.core.tiling.normalize import DEFAULT_PERCENTILES, Normalizer
@@ -29,6 +33,7 @@ from napari_sam.core.tiling.signature import weights_hash
 from napari_sam.core.tiling.store import EmbeddingStore, StoreSettings
 from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
+from sam_model import DEFAULT_MODEL, encode_images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,9 +129,6 @@ def encode_batch(model, images: Sequence[np.ndarray], *, pad_to: int | None = No
     bit-identical embeddings whatever batch it lands in (a CPU kernel may
     round differently for another batch size).
     """
-    import torch
-
-    from sam_model import encode_images
 
     s = int(model.image_encoder.img_size)
     mean = model.pixel_mean.detach().to("cpu", torch.float32).reshape(3, 1, 1)
@@ -218,26 +220,21 @@ def _fill(store: EmbeddingStore, plan: EmbeddingPlan, model, batch_size: int
     return store
 
 
-def embed(source, out: str | os.PathLike, *, model=None, checkpoint=None,
+def embed(source, out: str | os.PathLike, *, model=DEFAULT_MODEL, checkpoint=None,
           device: str | None = "auto", batch_size: int | None = None,
           tile_size: int | None = None, overlap: int | None = None,
           bands: Sequence[int] | None = None, scale: int | None = None,
           overwrite: bool = False, progress: bool = False) -> EmbeddingStore:
     """Embed ``source`` into the store ``out`` and return it (``napari-sam embed`` in Python).
 
-    ``model``: a model name for ``sam_model.build_sam`` or a built ``Sam``
-    (default: ``sam_model.DEFAULT_MODEL``);
+    ``model``: a model name for ``sam_model.build_sam`` or a built ``Sam``;
     ``checkpoint``: an official checkpoint file. ``progress``: show a bar.
     Other arguments as for :func:`embed_raster`.
     """
-    from napari_sam.core import progress as progress_mod
-
     name = None
-    if isinstance(model, str) or model is None:
-        from napari_sam.core.models import load_model
-
+    if isinstance(model, str):
+        name = model
         model = load_model(model, checkpoint=checkpoint, device=device)
-        name = model.model_name
     gen = embed_raster(source, out, model, tile_size=tile_size, overlap=overlap, bands=bands,
                        scale=scale, batch_size=batch_size, device=device, model_name=name,
                        overwrite=overwrite)

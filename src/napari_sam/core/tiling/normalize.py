@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_sam.core.io.raster import valid_mask
 from napari_sam.core.tiling.window import Window
 
 DEFAULT_PERCENTILES = (1.0, 99.0)
@@ -82,8 +83,6 @@ class Normalizer:
         if data.shape[-1] != self.count:
             raise ValueError(f"tile has {data.shape[-1]} bands, normaliser {self.count}")
         if valid is None:
-            from napari_sam.core.io.raster import valid_mask
-
             valid = valid_mask(data, self.nodata)
         low = np.asarray(self.low, dtype=np.float32)
         span = np.asarray(self.high, dtype=np.float32) - low

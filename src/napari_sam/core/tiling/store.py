@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from napari_sam.core.io.atomic import atomic_path
 from napari_sam.core.tiling.grid import Tile, TileGrid
@@ -122,8 +123,6 @@ class EmbeddingStore:
     def create(cls, path: str | os.PathLike, settings: StoreSettings, *,
                overwrite: bool = False) -> EmbeddingStore:
         """Write an empty store at ``path`` (atomically: a temporary folder, then rename)."""
-        import zarr
-
         n_rows, n_cols = settings.grid.shape
         c, h, w = settings.embed_shape
         with atomic_path(path, overwrite) as tmp:
@@ -139,8 +138,6 @@ class EmbeddingStore:
     def open(cls, path: str | os.PathLike, expected: StoreSettings | None = None, *,
              mode: str = "r+") -> EmbeddingStore:
         """Open an existing store; with ``expected``, refuse one made with other settings."""
-        import zarr
-
         path = Path(path)
         if not path.exists():
             raise InputError(f"{path}: no such embedding store")

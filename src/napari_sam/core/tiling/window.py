@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from affine import Affine
+from rasterio.windows import Window as RioWindow
 
 
 @dataclass(frozen=True, order=True)
@@ -78,12 +80,25 @@ class Window:
 
     def to_rasterio(self):
         """The same window as a ``rasterio.windows.Window``."""
-        from rasterio.windows import Window as RioWindow
-
         return RioWindow(self.x0, self.y0, self.width, self.height)
 
     def as_dict(self) -> dict:
         return {"y0": self.y0, "x0": self.x0, "height": self.height, "width": self.width}
+
+    @classmethod
+    def from_box(cls, box: tuple[int, int, int, int], *, y0: int = 0, x0: int = 0) -> Window:
+        """The window of an XYXY end-exclusive ``box``, shifted by ``(y0, x0)``."""
+        bx0, by0, bx1, by1 = box
+        return cls(y0 + by0, x0 + bx0, by1 - by0, bx1 - bx0)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """XYXY end-exclusive box of the True pixels of a (h, w) mask; None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def as_window(window) -> Window:

@@ -23,35 +23,29 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from affine import Affine
+from rasterio.features import shapes
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from napari_sam.core.progress import Progress, ProgressGen
+from napari_sam.core.io.atomic import check_writable
+from napari_sam.core.io.georef import as_affine
+from napari_sam.core.io.labels import LabelRaster, check_label_dtype, read_labels
+from napari_sam.core.io.sparse_labels import sparse_store
+from napari_sam.core.io.vectors import resolve_format, write_vectors
+from napari_sam.core.progress import Progress, ProgressGen, run
+from napari_sam.core.tiling.window import Window
 from napari_sam.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import geopandas as gpd
-    import pandas as pd
-
-    from napari_sam.core.io.labels import LabelRaster
 
 IDENTITY = Affine.identity()
 _NATIVE = {np.dtype(t) for t in ("uint8", "uint16", "int16", "int32")}
 _MAX_ID = 2**63 - 1  # ids are stored as int64 in every vector format
-
-
-def check_label_dtype(dtype: Any, source: object = "labels") -> np.dtype:
-    """Return ``dtype`` if it can hold label ids (bool or integer), else raise InputError."""
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "biu":
-        raise InputError(
-            f"{source}: not a label raster ({dtype} values; labels must be integers, "
-            "0 = background)"
-        )
-    return dtype
 
 
 def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -71,7 +65,6 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return labels.astype(np.int16), None
     if labels.size == 0 or labels.max() < 2**31:
         return labels.astype(np.int32), None
-    import pandas as pd
 
     # hash-based, O(n): codes 0..k-1 in order of appearance (background included)
     codes, uniques = pd.factorize(labels.ravel(), sort=False)
@@ -89,8 +82,6 @@ def pixel_parts(labels: np.ndarray, *, y0: int = 0, x0: int = 0) -> tuple[np.nda
     and parts (K,) shapely Polygons (with their holes) in raster pixel-corner
     coordinates, one per connected part, sorted by id.
     """
-    from rasterio.features import shapes
-
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise InputError(f"labels: expected a 2-D (h, w) array, got shape {labels.shape}")
@@ -224,9 +215,6 @@ def _touching_groups(geoms: np.ndarray, batch: int = 64) -> list[np.ndarray]:
     geometries, so it runs per cluster; isolated objects go in batches of
     ``batch`` (a batch also keeps its members from crossing each other).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(geoms)
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
     graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n))
@@ -254,7 +242,7 @@ def polygons_from_labels(labels: np.ndarray, transform: Affine = IDENTITY, *,
     """
     ids, parts = pixel_parts(labels)
     uniq, geoms = group_parts(ids, parts)
-    geoms = to_map_simplified(geoms, Affine(*tuple(transform)[:6]), simplify)
+    geoms = to_map_simplified(geoms, as_affine(transform), simplify)
     return [(int(i), g) for i, g in zip(uniq, geoms)]
 
 
@@ -298,11 +286,11 @@ class PolygonCollector:
         return group_parts(ids[order], parts[order], merge=inner[order])
 
 
-def windows(height: int, width: int, size: int) -> Iterator[tuple[int, int, int, int]]:
-    """Row-major windows ``(y0, x0, h, w)`` of at most ``size`` x ``size`` pixels."""
+def windows(height: int, width: int, size: int) -> Iterator[Window]:
+    """Row-major windows of at most ``size`` x ``size`` pixels covering the raster."""
     for y0 in range(0, height, size):
         for x0 in range(0, width, size):
-            yield y0, x0, min(size, height - y0), min(size, width - x0)
+            yield Window(y0, x0, min(size, height - y0), min(size, width - x0))
 
 
 def objects_frame(ids: np.ndarray, pixel_geoms: np.ndarray, *, transform: Affine = IDENTITY,
@@ -317,10 +305,7 @@ def objects_frame(ids: np.ndarray, pixel_geoms: np.ndarray, *, transform: Affine
     (h, w) and ``source`` so writers can store them and QuPath export can go
     back to pixels.
     """
-    import geopandas as gpd
-    import pandas as pd
-
-    transform = Affine(*tuple(transform)[:6])
+    transform = as_affine(transform)
     if len(ids) and int(ids.max()) > _MAX_ID:
         raise InputError(f"{source or 'labels'}: label ids above 2**63 - 1 cannot be stored")
     pixels = np.rint(shapely.area(pixel_geoms)).astype(np.int64) if len(ids) else np.zeros(0, int)
@@ -381,8 +366,6 @@ class _ArraySource:
 
 
 def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster | _ArraySource:
-    from napari_sam.core.io.labels import LabelRaster, read_labels
-
     if isinstance(labels, (str, os.PathLike)):
         source = read_labels(labels)
         if transform is not None or crs is not None:
@@ -394,9 +377,8 @@ def _as_source(labels: Any, transform: Affine | None, crs: Any) -> LabelRaster |
     if len(array.shape) != 2:
         raise InputError(f"labels: expected a 2-D (h, w) array, got shape {array.shape}")
     check_label_dtype(array.dtype)
-    from napari_sam.core.io.sparse_labels import sparse_store
 
-    return _ArraySource(array, Affine(*tuple(transform or IDENTITY)[:6]), crs,
+    return _ArraySource(array, as_affine(transform), crs,
                         store=sparse_store(array))
 
 
@@ -417,11 +399,12 @@ def vectorize_labels(labels: Any, *, transform: Affine | None = None, crs: Any =
     spans = list(windows(source.height, source.width, window))
     yield Progress("vectorize", 0, len(spans))
     is_empty = getattr(source, "is_empty", None)
-    for n, (y0, x0, h, w) in enumerate(spans, start=1):
+    for n, win in enumerate(spans, start=1):
         # a window without labels adds no parts; parts of neighbouring windows that
         # touch it are only marked for dissolving, so skipping it changes nothing
-        if is_empty is None or not is_empty(y0, x0, h, w):
-            collector.add(source.read(y0, x0, h, w), y0=y0, x0=x0)
+        if is_empty is None or not is_empty(win.y0, win.x0, win.height, win.width):
+            collector.add(source.read(win.y0, win.x0, win.height, win.width), y0=win.y0,
+                          x0=win.x0)
         yield Progress("vectorize", n, len(spans))
     ids, geoms = collector.result()
     return objects_frame(ids, geoms, transform=source.transform, crs=source.crs,
@@ -435,9 +418,6 @@ def vectorize_to_file(labels: Any, out: str | os.PathLike, *, fmt: str | None = 
                       attributes: pd.DataFrame | None = None, transform: Affine | None = None,
                       crs: Any = None, window: int = 2048) -> ProgressGen[Path]:
     """Vectorise ``labels`` and write ``out`` (format from ``fmt`` or the extension)."""
-    from napari_sam.core.io.atomic import check_writable
-    from napari_sam.core.io.vectors import resolve_format, write_vectors
-
     fmt = resolve_format(out, fmt)
     check_writable(out, overwrite)  # fail before the work, not after
     gdf = yield from vectorize_labels(labels, transform=transform, crs=crs,
@@ -454,8 +434,6 @@ def vectorize(labels: Any, out: str | os.PathLike, *, fmt: str | None = None,
     Formats: gpkg (layer "objects"), geojson, parquet, shp, qupath (pixel
     coordinates). Returns the written path.
     """
-    from napari_sam.core.progress import run
-
     return run(vectorize_to_file(labels, out, fmt=fmt, simplify=simplify, overwrite=overwrite,
                                  attributes=attributes, transform=transform, crs=crs,
                                  window=window))

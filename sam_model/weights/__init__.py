@@ -1,15 +1,15 @@
-"""Published checkpoints: where they live, what they weigh, how to fetch and check them.
+"""Weights files: where they live, how to fetch them and how to check them.
 
-The registry names every checkpoint ``build_sam`` knows, with its official
-URL(s), byte size and sha256 as published by others (the source of each value
-is noted beside it). Downloads go to a cache directory (``NAPARI_SAM_CACHE``
+This folder also holds the weights shipped inside the package (``sam_tiny.pt``
+and its model card). What is known about each file (URLs, byte size and sha256
+as published by others) is in the model table, ``sam_model.model_table``,
+which every function here reads unless given another ``registry``. Downloads go to a cache directory (``NAPARI_SAM_CACHE``
 or the platform cache, e.g. ``~/.cache/napari-sam``), are written to
 ``<file>.part`` first, resumed with an HTTP Range request when a ``.part`` is
 already there, verified (size, then sha256) and only then renamed into place.
 A file that fails verification is removed, ``.part`` included.
 
-This module needs only the standard library and tqdm (the progress bar);
-:func:`verify` alone reads a file with torch (``weights_only=True``) to name
+:func:`verify` also reads a file with torch (``weights_only=True``) to name
 the model its keys and shapes fit.
 """
 
@@ -22,16 +22,16 @@ import sys
 import urllib.error
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
+from sam_model import model_table
+from sam_model.checkpoint import CheckpointError, architecture_of, read_state_dict
 from sam_model.http_fetch import RangeMismatch, TransferInterrupted, WriteError, fetch_resumable
+from sam_model.model_table import ModelEntry
 
 CACHE_ENV = "NAPARI_SAM_CACHE"
 _CHUNK = 1 << 20  # bytes per read while downloading and hashing
-_PACKAGED_DIR = Path(__file__).resolve().parent / "weights"
 
 
 class WeightsError(Exception):
@@ -48,108 +48,6 @@ class ChecksumError(WeightsError):
 
 class UnverifiedWeightsWarning(UserWarning):
     """A checkpoint was downloaded without a published sha256 to check it against."""
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """One published checkpoint.
-
-    ``urls`` are tried in order (the first is the official one). ``size`` is in
-    bytes and ``sha256`` is lower-case hex; either is ``None`` where no public
-    figure is known. ``packaged`` is set for weights shipped inside this
-    package (no download). ``architecture`` is the ``build_sam`` name whose
-    state-dict layout the file holds.
-    """
-
-    name: str
-    filename: str
-    architecture: str
-    urls: tuple[str, ...] = ()
-    size: int | None = None
-    sha256: str | None = None
-    packaged: Path | None = None
-    description: str = ""
-    source: str = field(default="", compare=False)
-
-
-# Sizes and hashes below are copied from public records, never computed here:
-#   [SAM] Git LFS pointers (oid sha256 + size) of the three official files in
-#         https://huggingface.co/mashb1t/misc/commit/78e181357bf2e286bf2e76635c0b5cd89583c5d9
-#         and the same three values again in
-#         https://huggingface.co/sam-hq-team/sam-hq-training/commit/d401202bc7a12ffcf56557bd3f2c38d1a154f4e8 ;
-#         the sha256 values also in micro-sam's registry,
-#         https://github.com/computational-cell-analytics/micro-sam/blob/4d7a40662c8f52e71cdcc4d94836a5ea94ce3d9b/micro_sam/util.py (models()).
-#   [MOBILESAM] Git LFS pointer of mobile_sam.pt uploaded by a MobileSAM author,
-#         https://huggingface.co/dhkim2810/MobileSAM/commit/87955d8f45ddcaa0212ca6ebcd13785902988e2a ;
-#         the sha256 also in micro-sam's registry (entry "vit_t", same file as above).
-_SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
-_SAM_SOURCE = (
-    "https://huggingface.co/mashb1t/misc/commit/78e181357bf2e286bf2e76635c0b5cd89583c5d9 "
-    "(LFS pointers); sha256 also in computational-cell-analytics/micro-sam micro_sam/util.py"
-)
-_MOBILESAM_SOURCE = (
-    "https://huggingface.co/dhkim2810/MobileSAM/commit/87955d8f45ddcaa0212ca6ebcd13785902988e2a "
-    "(LFS pointer); sha256 also in computational-cell-analytics/micro-sam micro_sam/util.py"
-)
-
-_ENTRIES = (
-    WeightsEntry(
-        name="vit_b",
-        filename="sam_vit_b_01ec64.pth",
-        architecture="vit_b",
-        urls=(_SAM_BASE + "sam_vit_b_01ec64.pth",),
-        size=375042383,  # [SAM] LFS pointer "size 375042383"
-        sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",  # [SAM]
-        description="SAM ViT-B (Meta, Apache-2.0)",
-        source=_SAM_SOURCE,
-    ),
-    WeightsEntry(
-        name="vit_l",
-        filename="sam_vit_l_0b3195.pth",
-        architecture="vit_l",
-        urls=(_SAM_BASE + "sam_vit_l_0b3195.pth",),
-        size=1249524607,  # [SAM] LFS pointer "size 1249524607"
-        sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",  # [SAM]
-        description="SAM ViT-L (Meta, Apache-2.0)",
-        source=_SAM_SOURCE,
-    ),
-    WeightsEntry(
-        name="vit_h",
-        filename="sam_vit_h_4b8939.pth",
-        architecture="vit_h",
-        urls=(_SAM_BASE + "sam_vit_h_4b8939.pth",),
-        size=2564550879,  # [SAM] LFS pointer "size 2564550879"
-        sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",  # [SAM]
-        description="SAM ViT-H (Meta, Apache-2.0)",
-        source=_SAM_SOURCE,
-    ),
-    WeightsEntry(
-        name="vit_t",
-        filename="mobile_sam.pt",
-        architecture="vit_t",
-        urls=(
-            # official: the file in the MobileSAM repository (weights/mobile_sam.pt)
-            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
-            # mirror: the copy a MobileSAM author uploaded to Hugging Face ([MOBILESAM])
-            "https://huggingface.co/dhkim2810/MobileSAM/resolve/main/mobile_sam.pt",
-        ),
-        size=40728226,  # [MOBILESAM] LFS pointer "size 40728226"
-        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",  # [MOBILESAM]
-        description="MobileSAM TinyViT (Zhang et al., Apache-2.0)",
-        source=_MOBILESAM_SOURCE,
-    ),
-    WeightsEntry(
-        name="sam_tiny",
-        filename="sam_tiny.pt",
-        architecture="sam_tiny",
-        packaged=_PACKAGED_DIR / "sam_tiny.pt",
-        description="napari-sam's own small model, shipped inside the package",
-        source="trained by sam_model/train (see sam_model/weights/MODEL_CARD.md)",
-    ),
-)
-
-#: Read-only registry: name -> :class:`WeightsEntry`.
-REGISTRY: Mapping[str, WeightsEntry] = MappingProxyType({e.name: e for e in _ENTRIES})
 
 
 # --------------------------------------------------------------------------- cache
@@ -174,11 +72,11 @@ def default_cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else home / ".cache") / "napari-sam"
 
 
-def _registry(registry: Mapping[str, WeightsEntry] | None) -> Mapping[str, WeightsEntry]:
-    return REGISTRY if registry is None else registry
+def _registry(registry: Mapping[str, ModelEntry] | None) -> Mapping[str, ModelEntry]:
+    return model_table.MODELS if registry is None else registry
 
 
-def get_entry(name: str, registry: Mapping[str, WeightsEntry] | None = None) -> WeightsEntry:
+def get_entry(name: str, registry: Mapping[str, ModelEntry] | None = None) -> ModelEntry:
     """The registry entry called ``name``; :class:`WeightsError` naming the known ones otherwise."""
     reg = _registry(registry)
     try:
@@ -188,13 +86,13 @@ def get_entry(name: str, registry: Mapping[str, WeightsEntry] | None = None) -> 
         raise WeightsError(f"unknown model {name!r} (known: {known})") from None
 
 
-def list_weights(registry: Mapping[str, WeightsEntry] | None = None) -> list[WeightsEntry]:
+def list_weights(registry: Mapping[str, ModelEntry] | None = None) -> list[ModelEntry]:
     """All registry entries, in registry order."""
     return list(_registry(registry).values())
 
 
 def target_path(name: str, cache_dir: str | os.PathLike | None = None, *,
-                registry: Mapping[str, WeightsEntry] | None = None) -> Path:
+                registry: Mapping[str, ModelEntry] | None = None) -> Path:
     """Where ``name``'s file is (packaged weights) or belongs (cache), whether or not it exists."""
     entry = get_entry(name, registry)
     if entry.packaged is not None:
@@ -204,7 +102,7 @@ def target_path(name: str, cache_dir: str | os.PathLike | None = None, *,
 
 
 def cached_path(name: str, cache_dir: str | os.PathLike | None = None, *,
-                registry: Mapping[str, WeightsEntry] | None = None) -> Path | None:
+                registry: Mapping[str, ModelEntry] | None = None) -> Path | None:
     """The local file for ``name`` if it is present and has the published size, else ``None``.
 
     Packaged weights (``sam_tiny``) resolve to the file inside the package.
@@ -242,7 +140,7 @@ def _human(n: int | None) -> str:
 # --------------------------------------------------------------------------- download
 
 
-def _check(part: Path, entry: WeightsEntry) -> str | None:
+def _check(part: Path, entry: ModelEntry) -> str | None:
     """``None`` if ``part`` has the published size and sha256, else what is wrong."""
     size = part.stat().st_size
     if entry.size is not None and size != entry.size:
@@ -254,7 +152,7 @@ def _check(part: Path, entry: WeightsEntry) -> str | None:
     return None
 
 
-def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
+def _manual_hint(entry: ModelEntry, dest: Path) -> str:
     facts = [_human(entry.size) if entry.size is not None else None,
              f"sha256 {entry.sha256}" if entry.sha256 else None]
     facts_text = ", ".join(f for f in facts if f)
@@ -265,7 +163,7 @@ def _manual_hint(entry: WeightsEntry, dest: Path) -> str:
 
 
 def download(name: str, cache_dir: str | os.PathLike | None = None, *, progress: bool = True,
-             force: bool = False, registry: Mapping[str, WeightsEntry] | None = None,
+             force: bool = False, registry: Mapping[str, ModelEntry] | None = None,
              urls: Sequence[str] | None = None, base_url: str | None = None,
              retries: int = 2, timeout: float = 60.0) -> Path:
     """Fetch ``name``'s checkpoint into the cache and return its path.
@@ -378,8 +276,8 @@ class VerifyReport:
     path: Path
     size: int
     sha256: str
-    expected: WeightsEntry | None
-    match: WeightsEntry | None
+    expected: ModelEntry | None
+    match: ModelEntry | None
     architecture: str | None
     layout: str
     problems: tuple[str, ...]
@@ -404,7 +302,7 @@ class VerifyReport:
 
 
 def verify(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *,
-           registry: Mapping[str, WeightsEntry] | None = None, load: bool = True) -> VerifyReport:
+           registry: Mapping[str, ModelEntry] | None = None, load: bool = True) -> VerifyReport:
     """Check a registry name's local file, or any checkpoint file, against the registry.
 
     A name is looked up in the cache (or the package, for ``sam_tiny``) and its
@@ -415,7 +313,7 @@ def verify(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     architecture). Raises :class:`WeightsError` when there is no such file.
     """
     reg = _registry(registry)
-    expected: WeightsEntry | None = None
+    expected: ModelEntry | None = None
     if isinstance(name_or_path, str) and name_or_path in reg:
         expected = reg[name_or_path]
         path = target_path(name_or_path, cache_dir, registry=reg)
@@ -451,35 +349,8 @@ def verify(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None 
 _PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 
 
-def architecture_of(state: Mapping[str, Any]) -> str | None:
-    """The ``build_sam`` model whose state dict has exactly ``state``'s keys and shapes, or None.
-
-    Official layouts come from ``sam_model.checkpoint.guess_model``; the
-    packaged models of the registry (``sam_tiny``) are compared with a build
-    on the meta device (no memory, no weights).
-    """
-    import torch
-
-    from sam_model import build_sam
-    from sam_model.checkpoint import guess_model, state_signature
-
-    found = guess_model(state)
-    if found is not None:
-        return found
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    for name in sorted({e.architecture for e in REGISTRY.values() if e.packaged is not None}):
-        with torch.device("meta"):
-            model = build_sam(name, pretrained=False)
-        if state_signature(model) == shapes:
-            return name
-    return None
-
-
-def _inspect(path: Path, expected: WeightsEntry | None) -> tuple[str | None, str, str | None]:
+def _inspect(path: Path, expected: ModelEntry | None) -> tuple[str | None, str, str | None]:
     """(architecture, layout text, problem or None) of a checkpoint file, read weights-only."""
-    from sam_model import list_models
-    from sam_model.checkpoint import CheckpointError, read_state_dict
-
     try:
         state = read_state_dict(path)
     except CheckpointError as exc:
@@ -491,6 +362,6 @@ def _inspect(path: Path, expected: WeightsEntry | None) -> tuple[str | None, str
     arch = architecture_of(state)
     layout = f"{arch} ({n} tensors)" if arch else f"SAM-like, fits no known model ({n} tensors)"
     problem = None
-    if expected is not None and expected.architecture in list_models() and arch != expected.architecture:
+    if expected is not None and expected.architecture in model_table.list_models() and arch != expected.architecture:
         problem = f"keys and shapes are those of {arch or 'no known model'}, not {expected.architecture}"
     return arch, layout, problem
