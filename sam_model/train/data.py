@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .scenes import PIXEL_MEAN, make_scene
+from .scenes_natural import random_convolution
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -42,7 +43,10 @@ class BatchPlan:
     objects: K, target objects per crop; img_size: the model's input side;
     window_prob: how often a generated crop is a window of a larger image
     (side log-uniform between S and ``img_size``), so that objects come in
-    every size the model meets in its input frame, up to the whole frame.
+    every size the model meets in its input frame, up to the whole frame;
+    dead_leaves_prob: share of dead-leaves scenes; randconv_prob: share of
+    generated crops given a random-convolution texture change (see
+    :mod:`.scenes_natural`).
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -51,6 +55,8 @@ class BatchPlan:
     objects: int = 12
     img_size: int = 1024
     window_prob: float = 0.0
+    dead_leaves_prob: float = 0.0
+    randconv_prob: float = 0.0
 
     def frame(self, rng: np.random.Generator, size: int) -> int | None:
         """The side of the image a generated crop is a window of (None: the crop itself)."""
@@ -92,13 +98,17 @@ def scene_batch(seed: int, index: int, plan: BatchPlan) -> dict[str, torch.Tenso
     attempt = 0
     while len(images) < count:
         scene_rng = np.random.default_rng([seed, index, len(images), attempt])
-        scene = make_scene(scene_rng, size, frame=plan.frame(scene_rng, size))
+        scene = make_scene(scene_rng, size, frame=plan.frame(scene_rng, size),
+                           dead_leaves_prob=plan.dead_leaves_prob)
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:
             continue
         m, v = _pick_objects(objs, plan.objects, rng)
-        images.append(scene.image)
+        image = scene.image
+        if plan.randconv_prob > 0 and scene_rng.random() < plan.randconv_prob:
+            image = random_convolution(scene_rng, image)
+        images.append(image)
         masks.append(m)
         valid.append(v)
     return _collate(images, masks, valid, offset)

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import (
+    _stop_on_sigterm,
+    export_weights,  # noqa: F401  (re-exported: callers import it here)
+    load_checkpoint_state,
+    save_checkpoint,
+)
 from .data import BatchPlan, BatchStream, batch_loader, prepare_pairs
 from .interact import error_clicks, noisy_boxes, random_points_in
 from .losses import LossWeights, sam_loss
@@ -58,6 +61,14 @@ class TrainConfig:
     ``steps`` steps, whichever comes first, and the learning-rate schedule
     follows whichever is further along (a run sized by the clock; not
     reproducible step for step). Without it everything depends on the step.
+
+    CPU economies: ``freeze_trunk`` keeps a pretrained trunk (an encoder with
+    ``trunk_features`` and ``neck``, e.g. sam_lite0's) frozen and runs it
+    without gradients; ``reuse`` > 1 takes each batch for that many steps,
+    each on its own share of the batch's objects, with the trunk's features
+    computed once; ``grad_rounds`` > 0 back-propagates through that many
+    rounds only (the first and randomly drawn later ones), the other rounds
+    run without gradients and serve to simulate the interaction.
     """
 
     steps: int = 20000
@@ -70,6 +81,9 @@ class TrainConfig:
     mask_input_prob: float = 0.8
     grad_clip: float = 1.0
     freeze_encoder: bool = False
+    freeze_trunk: bool = False
+    reuse: int = 1
+    grad_rounds: int = 0
     encoder_lr_scale: float = 1.0
     bn_eval: bool = False
     loss_size: int | None = None
@@ -134,6 +148,8 @@ def interactive_loss(
     freeze_encoder: bool = False,
     weights: LossWeights | None = None,
     loss_size: int | None = None,
+    embedding: torch.Tensor | None = None,
+    train_rounds: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean loss over ``rounds`` simulated rounds for every object of ``batch``.
 
@@ -144,8 +160,14 @@ def interactive_loss(
     (block centres). On a CPU this part, not the network, dominated a step
     on 1024-px crops (20 s, of which about 5 s were the model).
 
-    Returns the loss (with gradient) and statistics: the true IoU of the
-    first and last rounds' chosen masks and the loss parts.
+    ``embedding``: the crops' image embedding Bx``C``xhxw, when the caller
+    computed it (otherwise the encoder runs here). ``train_rounds``: the
+    rounds whose loss is back-propagated (None: all); the others run under
+    ``no_grad``. Round 0 should be among them (its statistics are reported).
+
+    Returns the loss (with gradient) averaged over the trained rounds and
+    statistics: the true IoU of the first and last rounds' chosen masks and
+    the loss parts of round 0.
     """
     weights = weights or LossWeights()
     device = model.pixel_mean.device
@@ -155,12 +177,13 @@ def interactive_loss(
     k = batch["masks"].shape[1]
     oy, ox = (int(v) for v in batch["offset"])
     gt, valid, factor = reduce_targets(gt, valid, loss_size)
-    x = _normalise(model, images)
-    if freeze_encoder:
+    if embedding is not None:
+        emb = embedding
+    elif freeze_encoder:
         with torch.no_grad():
-            emb = model.image_encoder(x)
+            emb = model.image_encoder(_normalise(model, images))
     else:
-        emb = model.image_encoder(x)
+        emb = model.image_encoder(_normalise(model, images))
     emb = emb.repeat_interleave(k, 0)
     h, w = emb.shape[-2:]
     pe = model.prompt_encoder.get_dense_pe()[..., oy // 16: oy // 16 + h, ox // 16: ox // 16 + w]
@@ -181,9 +204,11 @@ def interactive_loss(
             box = box * scale + torch.tensor([0.0, 0.0, factor - 1.0, factor - 1.0],
                                              device=device)
     total = torch.zeros((), device=device)
+    trained = 0
     stats: dict[str, torch.Tensor] = {}
     prev_low = pred = None
     for r in range(rounds):
+        grad = train_rounds is None or r in train_rounds
         if r > 0:
             p, lab = error_clicks(pred, gt, generator)
             pts = torch.cat([pts, p[:, None] * scale + centre], 1)
@@ -191,14 +216,18 @@ def interactive_loss(
         points = (pts + shift, labs) if pts.shape[1] else None
         boxes = box + shift.repeat(2) if box is not None else None
         masks_in = prev_low if (r > 0 and use_mask_input) else None
-        sparse, dense = model.prompt_encoder(points, boxes, masks_in)
-        if masks_in is None:
-            dense = dense[..., :h, :w]  # the constant "no mask" embedding, at the crop's size
         multimask = r == 0 and point_first
-        low, iou = model.mask_decoder(emb, pe, sparse, dense, multimask)
-        up = F.interpolate(low.float(), size=gt.shape[-2:], mode="bilinear", align_corners=False)
-        parts = sam_loss(up, iou.float(), gt, weights=weights, valid=valid)
-        total = total + parts.total
+        with contextlib.nullcontext() if grad else torch.no_grad():
+            sparse, dense = model.prompt_encoder(points, boxes, masks_in)
+            if masks_in is None:
+                dense = dense[..., :h, :w]  # the constant "no mask" embedding, at the crop's size
+            low, iou = model.mask_decoder(emb, pe, sparse, dense, multimask)
+            up = F.interpolate(low.float(), size=gt.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        if grad:
+            parts = sam_loss(up, iou.float(), gt, weights=weights, valid=valid)
+            total = total + parts.total
+            trained += 1
         with torch.no_grad():
             pick = iou.argmax(1) if multimask else torch.zeros(n, dtype=torch.long, device=device)
             prev_low = low[rows, pick][:, None].detach().float()
@@ -208,14 +237,32 @@ def interactive_loss(
                           / (pred | gt).flatten(1).sum(1).clamp(min=1).float())
                 key = "iou_first" if r == 0 else "iou_last"
                 stats[key] = (chosen * valid).sum() / valid.sum().clamp(min=1)
-        if r == 0:
+        if r == 0 and grad:
             stats.update(focal=parts.focal, dice=parts.dice, iou_mse=parts.iou_mse)
-    loss = total / rounds
+    loss = total / max(1, trained)
     stats["loss"] = loss.detach()
     # one device sync per step, not one per round
     names = list(stats)
     values = torch.stack([stats[k].float() for k in names]).tolist()
     return loss, dict(zip(names, values))
+
+
+def _objects_share(batch: dict[str, torch.Tensor], part: int, parts: int
+                   ) -> dict[str, torch.Tensor]:
+    """The batch with only share ``part`` of ``parts`` of its K objects per crop."""
+    if parts == 1:
+        return batch
+    k = batch["masks"].shape[1]
+    lo, hi = part * k // parts, max(part * k // parts + 1, (part + 1) * k // parts)
+    return dict(batch, masks=batch["masks"][:, lo:hi], valid=batch["valid"][:, lo:hi])
+
+
+def _train_rounds(rng: np.random.Generator, config: TrainConfig) -> tuple[int, ...] | None:
+    """Rounds that back-propagate: all (None), or round 0 and ``grad_rounds - 1`` others."""
+    if config.grad_rounds <= 0 or config.grad_rounds >= config.rounds:
+        return None
+    later = rng.choice(np.arange(1, config.rounds), config.grad_rounds - 1, replace=False)
+    return (0, *sorted(int(r) for r in later))
 
 
 def reduce_targets(gt: torch.Tensor, valid: torch.Tensor, loss_size: int | None
@@ -267,7 +314,8 @@ def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     before the option had (their optimizer state resumes by that order).
     """
     trained = [(name, p) for name, p in model.named_parameters()
-               if not (config.freeze_encoder and name.startswith("image_encoder."))]
+               if not (config.freeze_encoder and name.startswith("image_encoder."))
+               and not (config.freeze_trunk and name.startswith("image_encoder.trunk."))]
     encoder = [p for name, p in trained if name.startswith("image_encoder.")]
     if config.encoder_lr_scale == 1.0 or not encoder:
         return [{"params": [p for _, p in trained], "lr_scale": 1.0}]
@@ -285,62 +333,6 @@ def _freeze_batchnorm(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-def save_checkpoint(path: Path, *, model, optimizer, step, config, wall_s, history,
-                    model_name) -> None:
-    """Write a resumable checkpoint atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "config": config.to_dict(),
-        "wall_s": wall_s,
-        "history": history,
-        "model_name": model_name,
-    }, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint_state(path: str | os.PathLike, map_location="cpu") -> dict:
-    """The dict written by :func:`save_checkpoint` (read with ``weights_only``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def export_weights(model: nn.Module, path: str | os.PathLike, *, half: bool = True) -> str:
-    """Write the model's state dict (official key names) atomically; return its sha256.
-
-    With ``half`` floating tensors are stored as float16 (loading casts them
-    back to the model's float32).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().to("cpu", torch.float16) if half and v.is_floating_point()
-                 else v.detach().cpu()).contiguous()
-             for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm(flag: dict):
-    """Turn SIGTERM into a request to stop after the current step (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        flag["stop"] = True
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------ the loop
@@ -382,14 +374,18 @@ def train(
         step, wall_before, history = state["step"], state["wall_s"], state["history"]
     if pairs is not None:
         pairs = prepare_pairs(pairs, config.plan.img_size)
-    stream = BatchStream(seed=config.seed, plan=config.plan, start=step, stop=config.steps,
-                         pairs=pairs)
+    reuse = max(1, int(config.reuse))
+    stream = BatchStream(seed=config.seed, plan=config.plan, start=step // reuse,
+                         stop=-(-config.steps // reuse), pairs=pairs)
     loader = batch_loader(stream, workers=config.workers)
     amp = config.amp and device.type == "cuda"
     model.train()
     if config.freeze_encoder:
         model.image_encoder.eval()
         model.image_encoder.requires_grad_(False)
+    elif config.freeze_trunk:
+        model.image_encoder.trunk.eval()
+        model.image_encoder.trunk.requires_grad_(False)
     elif config.bn_eval:
         _freeze_batchnorm(model.image_encoder)
     t0 = time.monotonic()
@@ -404,47 +400,63 @@ def train(
                         model_name=model_name)
 
     yield TrainEvent("train", step, config.steps, "starting")
+    stop = False
     with _stop_on_sigterm(flag):
         for batch in loader:
-            rng = np.random.default_rng([config.seed, step, 7])
-            gen = torch.Generator(device=device)
-            gen.manual_seed(int(rng.integers(2**62)))
-            wall = wall_before + time.monotonic() - t0
-            lr = lr_at(step, config, wall)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, stats = interactive_loss(
-                    model, batch, rounds=config.rounds, generator=gen,
-                    point_first=bool(rng.random() < config.point_first_prob),
-                    use_mask_input=bool(rng.random() < config.mask_input_prob),
-                    freeze_encoder=config.freeze_encoder, weights=config.loss,
-                    loss_size=config.loss_size)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            step += 1
-            for key, value in stats.items():
-                running.setdefault(key, []).append(value)
-            if step % config.log_every == 0 or step == config.steps:
-                entry = {"step": step, "lr": lr,
-                         "wall_s": round(wall_before + time.monotonic() - t0, 1)}
-                entry.update({k: round(float(np.mean(v)), 4) for k, v in running.items()})
-                running.clear()
-                history.append(entry)
-                with open(log, "a") as fh:
-                    fh.write(json.dumps(entry) + "\n")
-                yield TrainEvent("train", step, config.steps,
-                                 f"loss {entry['loss']:.3f} iou {entry.get('iou_first', 0):.3f}"
-                                 f"->{entry.get('iou_last', 0):.3f}")
-            elapsed = time.monotonic() - t0
-            out_of_time = max_seconds is not None and elapsed >= max_seconds
-            done = progress_of(step, wall_before + elapsed, config) >= 1.0
-            if step % config.checkpoint_every == 0 or done or out_of_time or flag["stop"]:
-                checkpoint()
-            if out_of_time or flag["stop"] or done:
+            feats = None
+            for part in range(step % reuse, reuse):
+                rng = np.random.default_rng([config.seed, step, 7])
+                gen = torch.Generator(device=device)
+                gen.manual_seed(int(rng.integers(2**62)))
+                wall = wall_before + time.monotonic() - t0
+                lr = lr_at(step, config, wall)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
+                sub = _objects_share(batch, part, reuse)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                    emb = None
+                    if config.freeze_trunk:
+                        if feats is None:
+                            with torch.no_grad():
+                                feats = model.image_encoder.trunk_features(
+                                    _normalise(model, batch["image"].to(device)))
+                        emb = model.image_encoder.neck(feats)
+                    loss, stats = interactive_loss(
+                        model, sub, rounds=config.rounds, generator=gen,
+                        point_first=bool(rng.random() < config.point_first_prob),
+                        use_mask_input=bool(rng.random() < config.mask_input_prob),
+                        freeze_encoder=config.freeze_encoder, weights=config.loss,
+                        loss_size=config.loss_size, embedding=emb,
+                        train_rounds=_train_rounds(rng, config))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                step += 1
+                for key, value in stats.items():
+                    running.setdefault(key, []).append(value)
+                if step % config.log_every == 0 or step == config.steps:
+                    entry = {"step": step, "lr": lr,
+                             "wall_s": round(wall_before + time.monotonic() - t0, 1)}
+                    entry.update({k: round(float(np.mean(v)), 4) for k, v in running.items()})
+                    running.clear()
+                    history.append(entry)
+                    with open(log, "a") as fh:
+                        fh.write(json.dumps(entry) + "\n")
+                    yield TrainEvent("train", step, config.steps,
+                                     f"loss {entry['loss']:.3f} iou "
+                                     f"{entry.get('iou_first', 0):.3f}"
+                                     f"->{entry.get('iou_last', 0):.3f}")
+                elapsed = time.monotonic() - t0
+                out_of_time = max_seconds is not None and elapsed >= max_seconds
+                done = progress_of(step, wall_before + elapsed, config) >= 1.0
+                if step % config.checkpoint_every == 0 or done or out_of_time or flag["stop"]:
+                    checkpoint()
+                if out_of_time or flag["stop"] or done:
+                    stop = True
+                    break
+            if stop:
                 break
     if step == 0 or not ckpt_path.is_file():
         checkpoint()

@@ -344,8 +344,14 @@ def _paint_background(rng, canvas: _Canvas, size: int) -> np.ndarray:
 
 
 def make_scene(seed: int | np.random.Generator, size: int = 384, *,
-               pad_prob: float = 0.1, frame: int | None = None) -> Scene:
+               pad_prob: float = 0.1, frame: int | None = None,
+               dead_leaves_prob: float = 0.0) -> Scene:
     """Draw one ``size`` x ``size`` scene; see the module docstring.
+
+    ``dead_leaves_prob``: share of scenes drawn as dead-leaves scenes
+    (:func:`.scenes_natural.paint_dead_leaves`) instead of objects on a
+    background; at 0 (the default) the random stream is the one of the
+    earlier versions, so held-out scenes do not change.
 
     ``frame``: the scene is a ``size`` window of a ``frame`` x ``frame``
     image (default: the scene is the whole image). Object sizes are
@@ -359,6 +365,18 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     outer = inner if frame is None else max(inner, -(-int(frame) // zoom))
     shape = (inner, inner)
     canvas = _Canvas(rng, shape)
+    if dead_leaves_prob > 0 and rng.random() < dead_leaves_prob:
+        from .scenes_natural import paint_dead_leaves  # lazy: it imports this module
+
+        paint_dead_leaves(rng, canvas, outer)
+    else:
+        _paint_objects(rng, canvas, inner, outer)
+    return _finish(rng, canvas, size, inner, zoom, pad_prob)
+
+
+def _paint_objects(rng, canvas: _Canvas, inner: int, outer: int) -> None:
+    """The classic scene: a background, then objects of :data:`KINDS`."""
+    shape = canvas.shape
     bg = _paint_background(rng, canvas, inner)
 
     scale = rng.uniform(0.02, 0.35)  # typical object size as a fraction of the frame
@@ -386,6 +404,9 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
         canvas.paint(pieces, wholes, colours, (rng.uniform(0, 0.4), rng.uniform(0, 0.8)),
                      edge=edge)
 
+
+def _finish(rng, canvas: _Canvas, size: int, inner: int, zoom: int, pad_prob: float) -> Scene:
+    """Grey, gamma, blur, noise, zoom and padding of a painted canvas."""
     image = canvas.image
     if rng.random() < 0.3:  # grey
         image = np.repeat(image.mean(-1, keepdims=True), 3, -1)

@@ -1,6 +1,7 @@
 """``python -m napari_sam.demo --out DIR`` (``make demo``): the main job, end to end, offline.
 
-Runs automatic segmentation with the embedded ``sam_tiny`` model on the bundled
+Runs automatic segmentation with the embedded default model
+(``sam_model.DEFAULT_MODEL``) on the bundled
 Landsat scene (``sample_data/landsat_rgb_epsg32618.tif``, EPSG:32618) and
 writes into ``DIR/landsat_rgb_epsg32618/``:
 
@@ -12,9 +13,9 @@ writes into ``DIR/landsat_rgb_epsg32618/``:
 An earlier demo output in DIR is replaced. No network is used: the model's
 weights ship inside the package.
 
-The mask filters default to thresholds suited to ``sam_tiny``, whose
-predicted-IoU head scores lower than the official models' (with the
-reference's 0.88 / 0.95 it keeps almost nothing); pass
+The mask filters default to the thresholds suited to that model
+(``sam_model.automatic_thresholds``: the SAM paper's 0.88 / 0.95, except for
+``sam_tiny``, whose predicted-IoU head scores lower); pass
 ``--pred-iou-thresh``/``--stability-score-thresh`` to change them.
 """
 
@@ -28,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sam_model import automatic_thresholds
+from sam_model import DEFAULT_MODEL, automatic_thresholds
 
 OUTLINE = (255, 230, 0)
-_SAM_TINY_THRESHOLDS = automatic_thresholds("sam_tiny")
-DEMO_PRED_IOU = _SAM_TINY_THRESHOLDS["pred_iou_thresh"]
-DEMO_STABILITY = _SAM_TINY_THRESHOLDS["stability_score_thresh"]
+_THRESHOLDS = automatic_thresholds(DEFAULT_MODEL)
+DEMO_PRED_IOU = _THRESHOLDS["pred_iou_thresh"]
+DEMO_STABILITY = _THRESHOLDS["stability_score_thresh"]
 
 
 def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *, zoom: int = 2
@@ -86,7 +87,7 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
              stability_score_thresh: float = DEMO_STABILITY, quiet: bool = False) -> dict:
     """Segment the bundled Landsat scene into ``out``; return the written paths.
 
-    ``model``: a built ``Sam`` (default: the embedded ``sam_tiny`` with its
+    ``model``: a built ``Sam`` (default: ``sam_model.DEFAULT_MODEL`` with its
     shipped weights; a missing weights file is an error, never random weights).
     """
     from napari_sam._sample_data import LANDSAT, sample_path
@@ -98,7 +99,7 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
     if model is None:
         from napari_sam.core.models import load_model
 
-        model = load_model("sam_tiny", device="auto")
+        model = load_model(DEFAULT_MODEL, device="auto")
     scene = sample_path(LANDSAT)
     config = SegmentConfig(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                            stability_score_thresh=stability_score_thresh, min_region_area=25,
@@ -114,7 +115,8 @@ def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m napari_sam.demo",
-        description="Automatic segmentation of the bundled Landsat scene with sam_tiny.")
+        description="Automatic segmentation of the bundled Landsat scene with the embedded "
+                    f"default model ({DEFAULT_MODEL}).")
     parser.add_argument("--out", default="demo_output", metavar="DIR",
                         help="output folder (default demo_output)")
     parser.add_argument("--points-per-side", type=int, default=32, metavar="N",
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = paths["summary"]
     print(f"Segmented {s.input.name}: {s.n_objects} objects in "
-          f"{time.perf_counter() - start:.1f} s (model sam_tiny, {s.n_tiles} tile(s))")
+          f"{time.perf_counter() - start:.1f} s (model {DEFAULT_MODEL}, {s.n_tiles} tile(s))")
     print(f"  labels   {paths['labels']}")
     print(f"  polygons {paths['objects']}  (layer 'objects', EPSG:32618)")
     print(f"  table    {paths['table']}")

@@ -59,7 +59,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model, --checkpoint, --device, --batch-size."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", metavar="NAME", default=None,
-                       help="model name (default sam_tiny, the embedded model; see "
+                       help="model name (default: sam_model.DEFAULT_MODEL, an embedded model; see "
                             "`napari-sam models list`)")
     group.add_argument("--checkpoint", metavar="PATH", default=None,
                        help="an official SAM / MobileSAM weights file; the architecture is "

