@@ -49,6 +49,7 @@ def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *, zoom
     from PIL import Image, ImageDraw
 
     from napari_sam.core.io.atomic import atomic_path
+    from napari_sam.core.io.georef import apply_affine
     from napari_sam.core.tiling.normalize import Normalizer
 
     geo = raster.select_bands(raster.default_bands())
@@ -63,8 +64,8 @@ def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *, zoom
         if geom is None or geom.is_empty:
             continue
         for ring in _rings(shapely, geom):
-            cols, rows = inverse * (ring[:, 0], ring[:, 1])
-            pts = [(float(c) * zoom, float(r) * zoom) for c, r in zip(cols, rows)]
+            # pixel-corner coordinates, as PIL draws: no half-pixel shift
+            pts = [(float(c) * zoom, float(r) * zoom) for c, r in apply_affine(inverse, ring)]
             if len(pts) >= 2:
                 draw.line(pts, fill=OUTLINE, width=max(1, zoom // 2))
     with atomic_path(out, overwrite=True) as tmp:
