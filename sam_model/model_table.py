@@ -99,6 +99,31 @@ _MOBILESAM_SOURCE = (
     "(LFS pointer); sha256 also in computational-cell-analytics/micro-sam micro_sam/util.py"
 )
 
+
+def _sam2_entry(size: str, label: str, sha256: str) -> ModelEntry:
+    """The table entry of the official SAM 2.1 checkpoint ``sam2.1_hiera_<size>.pt``.
+
+    Size in bytes unset: no published figure was found. Thresholds: the SAM 2
+    automatic generator's defaults (its IoU head ends in a sigmoid).
+    """
+    name = f"sam2.1_hiera_{size}"
+    filename = f"{name}.pt"
+    hf_repo = "sam2.1-hiera-" + size.replace("_", "-")
+    return ModelEntry(
+        name=name,
+        filename=filename,
+        architecture=name,
+        builder=_SAM2,
+        urls=(_SAM2_BASE + filename,
+              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
+              f"https://huggingface.co/facebook/{hf_repo}/resolve/main/{filename}"),
+        sha256=sha256,  # [SAM2]
+        pred_iou_thresh=0.8,
+        stability_score_thresh=0.95,
+        description=f"SAM 2.1 {label} (Meta, Apache-2.0)",
+        source=_SAM2_SOURCE,
+    )
+
 _ENTRIES = (
     ModelEntry(
         name="vit_b",
@@ -149,66 +174,14 @@ _ENTRIES = (
         description="MobileSAM TinyViT (Zhang et al., Apache-2.0)",
         source=_MOBILESAM_SOURCE,
     ),
-    ModelEntry(
-        name="sam2.1_hiera_tiny",
-        filename="sam2.1_hiera_tiny.pt",
-        architecture="sam2.1_hiera_tiny",
-        builder=_SAM2,
-        urls=(_SAM2_BASE + "sam2.1_hiera_tiny.pt",
-              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
-              "https://huggingface.co/facebook/sam2.1-hiera-tiny/resolve/main/sam2.1_hiera_tiny.pt"),
-        sha256="7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",  # [SAM2]
-        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
-        pred_iou_thresh=0.8,
-        stability_score_thresh=0.95,
-        description="SAM 2.1 Hiera-T (Meta, Apache-2.0)",
-        source=_SAM2_SOURCE,
-    ),
-    ModelEntry(
-        name="sam2.1_hiera_small",
-        filename="sam2.1_hiera_small.pt",
-        architecture="sam2.1_hiera_small",
-        builder=_SAM2,
-        urls=(_SAM2_BASE + "sam2.1_hiera_small.pt",
-              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
-              "https://huggingface.co/facebook/sam2.1-hiera-small/resolve/main/sam2.1_hiera_small.pt"),
-        sha256="6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",  # [SAM2]
-        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
-        pred_iou_thresh=0.8,
-        stability_score_thresh=0.95,
-        description="SAM 2.1 Hiera-S (Meta, Apache-2.0)",
-        source=_SAM2_SOURCE,
-    ),
-    ModelEntry(
-        name="sam2.1_hiera_base_plus",
-        filename="sam2.1_hiera_base_plus.pt",
-        architecture="sam2.1_hiera_base_plus",
-        builder=_SAM2,
-        urls=(_SAM2_BASE + "sam2.1_hiera_base_plus.pt",
-              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
-              "https://huggingface.co/facebook/sam2.1-hiera-base-plus/resolve/main/sam2.1_hiera_base_plus.pt"),
-        sha256="a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",  # [SAM2]
-        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
-        pred_iou_thresh=0.8,
-        stability_score_thresh=0.95,
-        description="SAM 2.1 Hiera-B+ (Meta, Apache-2.0)",
-        source=_SAM2_SOURCE,
-    ),
-    ModelEntry(
-        name="sam2.1_hiera_large",
-        filename="sam2.1_hiera_large.pt",
-        architecture="sam2.1_hiera_large",
-        builder=_SAM2,
-        urls=(_SAM2_BASE + "sam2.1_hiera_large.pt",
-              # mirror: Meta's Hugging Face repository (the reference sam2's from_pretrained)
-              "https://huggingface.co/facebook/sam2.1-hiera-large/resolve/main/sam2.1_hiera_large.pt"),
-        sha256="2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",  # [SAM2]
-        # the SAM 2 automatic generator's defaults (its IoU head ends in a sigmoid)
-        pred_iou_thresh=0.8,
-        stability_score_thresh=0.95,
-        description="SAM 2.1 Hiera-L (Meta, Apache-2.0)",
-        source=_SAM2_SOURCE,
-    ),
+    _sam2_entry("tiny", "Hiera-T",
+                "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69"),
+    _sam2_entry("small", "Hiera-S",
+                "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38"),
+    _sam2_entry("base_plus", "Hiera-B+",
+                "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5"),
+    _sam2_entry("large", "Hiera-L",
+                "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318"),
     ModelEntry(
         name="sam_tiny",
         filename="sam_tiny.pt",
