@@ -40,7 +40,7 @@ TARGETS = {"encoder": 1.3, "prompt": 1.5}
 YAML = {"sam2.1_hiera_tiny": "sam2.1_hiera_t.yaml", "sam2.1_hiera_base_plus": "sam2.1_hiera_b+.yaml"}
 
 
-def _setup_paths() -> None:
+def setup_paths() -> None:
     for p in (REPO, REPO / "tests"):
         if str(p) not in sys.path:
             sys.path.insert(0, str(p))
@@ -49,8 +49,15 @@ def _setup_paths() -> None:
     reference_shims.install()
 
 
-def _models(name: str):
-    """(ours, reference) with the same perturbed random weights."""
+def perturbed_models(name: str, *, extra_overrides: tuple[str, ...] = (), img_size=None,
+                     adjust=None):
+    """(ours, reference) with the same perturbed random weights.
+
+    ``extra_overrides``: more hydra overrides of the reference's config (e.g. the
+    video predictor as its target); ``img_size``: both models' input size;
+    ``adjust(ref)``: a change to the reference's weights, under no_grad, made
+    after the perturbation and before ours loads them.
+    """
     import sam2  # noqa: F401  (hydra's config path)
     from hydra import compose
     from hydra.utils import instantiate
@@ -62,7 +69,10 @@ def _models(name: str):
         "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
         "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
         "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+        *extra_overrides,
     ]
+    if img_size is not None:
+        overrides.append(f"++model.image_size={img_size}")
     cfg = compose(config_name=f"configs/sam2.1/{YAML[name]}", overrides=overrides)
     OmegaConf.resolve(cfg)
     torch.manual_seed(0)
@@ -72,7 +82,10 @@ def _models(name: str):
         for value in ref.state_dict().values():
             if value.dtype.is_floating_point:
                 value.add_(torch.randn(value.shape, generator=gen) * 0.02)
-    ours = sam_model.build_sam(name, pretrained=False)
+        if adjust is not None:
+            adjust(ref)
+    kwargs = {} if img_size is None else {"img_size": img_size}
+    ours = sam_model.build_sam(name, pretrained=False, **kwargs)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ours.eval(), ref
 
@@ -101,7 +114,7 @@ def _reference_encode(ref, x):
 
 @torch.no_grad()
 def bench_encoder(name: str, reps: int) -> dict:
-    ours, ref = _models(name)
+    ours, ref = perturbed_models(name)
     x = torch.randn(1, 3, 1024, 1024)
     emb, high = ours.encode(x)
     theirs = _reference_encode(ref, x)
@@ -123,7 +136,7 @@ def bench_prompt(reps: int) -> dict:
 
     import sam_model
 
-    ours, ref = _models("sam2.1_hiera_tiny")
+    ours, ref = perturbed_models("sam2.1_hiera_tiny")
     gen = torch.Generator().manual_seed(2)
     emb = torch.randn(1, 256, 64, 64, generator=gen)
     high = [torch.randn(1, 32, 256, 256, generator=gen), torch.randn(1, 64, 128, 128, generator=gen)]
@@ -155,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--out", default=str(HERE / "results" / "sam2.json"))
     args = parser.parse_args(argv)
-    _setup_paths()
+    setup_paths()
     enc_reps, prompt_reps = (1, 10) if args.quick else (5, 30)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = {

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bench_sam2 import perturbed_models, setup_paths
+
 HERE = Path(__file__).resolve().parent
 TARGET = 1.3
 
@@ -51,38 +53,19 @@ def _clip(n: int, size: int) -> list[np.ndarray]:
     return frames
 
 
+def _object_present(ref) -> None:
+    # random weights judge the object absent on most frames (all logits -1024):
+    # bias the object-score head so that masks are compared
+    ref.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(30.0)
+
+
 def _models(size: int):
-    import sam2  # noqa: F401  (hydra's config path)
-    from hydra import compose
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    import sam_model
-
-    overrides = [
-        "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
-        f"++model.image_size={size}",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
-        "++model.binarize_mask_from_pts_for_mem_enc=true",
-        "++model.fill_hole_area=0",
-    ]
-    cfg = compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml", overrides=overrides)
-    OmegaConf.resolve(cfg)
-    torch.manual_seed(0)
-    ref = instantiate(cfg.model, _recursive_=True).eval()
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for value in ref.state_dict().values():
-            if value.dtype.is_floating_point:
-                value.add_(torch.randn(value.shape, generator=gen) * 0.02)
-        # random weights judge the object absent on most frames (all logits -1024):
-        # bias the object-score head so that masks are compared
-        ref.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(30.0)
-    ours = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False, img_size=size)
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    return ours.eval(), ref
+    """(ours, the reference video predictor) at ``size`` px, same perturbed weights."""
+    return perturbed_models(
+        "sam2.1_hiera_tiny", img_size=size, adjust=_object_present,
+        extra_overrides=("++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
+                         "++model.binarize_mask_from_pts_for_mem_enc=true",
+                         "++model.fill_hole_area=0"))
 
 
 def run_ours(model, frames, click):
@@ -122,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="frame and model input size")
     parser.add_argument("--out", default=str(HERE / "results" / "sam2_video.json"))
     args = parser.parse_args(argv)
-    repo = HERE.parent
-    for p in (repo, repo / "tests"):
-        if str(p) not in sys.path:
-            sys.path.insert(0, str(p))
-    import reference_shims
-
-    reference_shims.install()
+    setup_paths()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     ours, ref = _models(args.size)
     frames = _clip(args.frames, args.size)
