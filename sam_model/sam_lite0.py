@@ -26,7 +26,7 @@ multiples of 32, which training uses.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .build import build_sam_from_config
-from .configs import MaskDecoderConfig, SamConfig
+from .configs import SamConfig
 from .efficientnet_lite import (
     INPUT_MEAN,
     INPUT_STD,
@@ -44,7 +44,7 @@ from .efficientnet_lite import (
 )
 from .registry import build_sam
 from .sam import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD, Sam
-from .sam_tiny import LargeKernelBlock, LayerNorm2d
+from .sam_tiny import LargeKernelBlock, LayerNorm2d, sam_tiny_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "sam_lite0.pt"
@@ -168,13 +168,9 @@ def build_lite0_encoder(config: Lite0EncoderConfig) -> Lite0Encoder:
 
 
 def sam_lite0_config(img_size: int = 1024) -> SamConfig:
-    """The ``SamConfig`` of sam_lite0: the Lite0 encoder and a 128-channel decoder."""
-    return SamConfig(
-        encoder=Lite0EncoderConfig(img_size=img_size),
-        prompt_embed_dim=128,
-        mask_in_chans=16,
-        decoder=MaskDecoderConfig(depth=2, num_heads=4, mlp_dim=512, iou_head_hidden_dim=128),
-    )
+    """The ``SamConfig`` of sam_lite0: the Lite0 encoder and sam_tiny's prompt encoder
+    and 128-channel decoder."""
+    return replace(sam_tiny_config(img_size), encoder=Lite0EncoderConfig(img_size=img_size))
 
 
 def sam_lite0_network(architecture: str = MODEL_NAME, img_size: int | None = None) -> Sam:

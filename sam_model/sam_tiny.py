@@ -206,13 +206,18 @@ def build_tiny_encoder(config: TinyEncoderConfig) -> TinyConvEncoder:
     return TinyConvEncoder(config=config)
 
 
+# sam_tiny's 128-channel decoder; sam_lite0 has the same one (its training starts from
+# sam_tiny's decoder weights, so the two must stay equal)
+TINY_DECODER = MaskDecoderConfig(depth=2, num_heads=4, mlp_dim=512, iou_head_hidden_dim=128)
+
+
 def sam_tiny_config(img_size: int = 1024) -> SamConfig:
     """The ``SamConfig`` of sam_tiny: the tiny encoder and a 128-channel decoder."""
     return SamConfig(
         encoder=TinyEncoderConfig(img_size=img_size),
         prompt_embed_dim=128,
         mask_in_chans=16,
-        decoder=MaskDecoderConfig(depth=2, num_heads=4, mlp_dim=512, iou_head_hidden_dim=128),
+        decoder=TINY_DECODER,
     )
 
 
