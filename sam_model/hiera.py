@@ -12,6 +12,14 @@ the previous stage's window, halved by the pooling); listed blocks attend
 globally. Windows are cut from the grid padded with zeros after the first
 norm, so padding tokens take part in the attention as the projection of zero
 (no masking), exactly as in the official model.
+
+Without autograd on the CPU, blocks run by horizontal bands of windows
+(:meth:`MultiScaleBlock.forward_banded`): the same operations on about
+``BAND_TOKENS`` tokens at a time, so the temporaries (normed tokens, q/k/v,
+MLP hidden layer) stay small enough to be reused by the allocator and cached,
+instead of large fresh buffers whose first touch costs page faults; the
+residual sums are written in place into the block's input where the shape
+allows. Results equal the plain path up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -20,7 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import onednn
 from .common import MLP
+
+BAND_TOKENS = 2048  # tokens per band of the inference path (a few MB of temporaries)
+LONG_ATTENTION = 1024  # from this many tokens per window, attention runs by query blocks
 
 
 def window_partition(x: Tensor, window: int) -> tuple[Tensor, tuple[int, int]]:
@@ -85,16 +97,19 @@ class MultiScaleAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, _ = x.shape
         heads = self.num_heads
-        qkv = self.qkv(x).view(b, h * w, 3, heads, self.dim_out // heads)
+        qkv = onednn.linear(x, self.qkv).view(b, h * w, 3, heads, self.dim_out // heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B x heads x HW x d
         if self.q_stride is not None:
             grid = q.transpose(1, 2).reshape(b, h, w, self.dim_out)
             grid = _pool(grid, self.q_stride)
             h, w = grid.shape[1:3]
             q = grid.reshape(b, h * w, heads, -1).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v)
+        if k.shape[-2] >= LONG_ATTENTION:
+            out = onednn.attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(b, h, w, self.dim_out)
-        return self.proj(out)
+        return onednn.linear(out, self.proj)
 
 
 class MultiScaleBlock(nn.Module):
@@ -133,7 +148,68 @@ class MultiScaleBlock(nn.Module):
             padded = (h + (-h) % window, w + (-w) % window)
             x = window_unpartition(x, window, padded, (h, w))
         x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        return x + self._mlp(self.norm2(x))
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        return onednn.mlp2(x, self.mlp.layers[0], self.mlp.layers[1])
+
+    def forward_banded(self, x: Tensor, *, inplace: bool) -> Tensor:
+        """Inference form of :meth:`forward` (no autograd), computed by bands of windows.
+
+        x: BxHxWxdim -> BxH'xW'xdim_out, as :meth:`forward`. Windowed blocks take
+        whole rows of windows at a time (about ``BAND_TOKENS`` tokens): norm,
+        attention, residual and MLP of a band are done before the next band is
+        read. Global blocks attend over the whole grid and run their MLP by
+        bands. With ``inplace`` the output of a block that keeps the shape is
+        written into ``x`` (the caller must not need ``x`` afterwards).
+        """
+        pooling = self.q_stride is not None
+        if pooling and (self.dim == self.dim_out or self.window_size == 0
+                        or self.q_stride[0] != self.q_stride[1]
+                        or self.window_size % self.q_stride[0]):
+            return self.forward(x)  # layouts the official models never use
+        if self.window_size == 0:
+            if self.dim != self.dim_out:
+                return self.forward(x)
+            att = self.attn(self.norm1(x))
+            out = x.add_(att) if inplace else x + att
+            del att
+            self._mlp_by_bands(out)
+            return out
+        ws, s = self.window_size, (self.q_stride[0] if pooling else 1)
+        b, h, w, _ = x.shape
+        if self.dim == self.dim_out and inplace:
+            out = x
+        else:
+            out = x.new_empty(b, h // s, w // s, self.dim_out)
+        pad_w = (-w) % ws
+        rows = ws * max(1, BAND_TOKENS // (ws * (w + pad_w)))
+        for r0 in range(0, h, rows):
+            band = x[:, r0:r0 + rows]
+            hb = band.shape[1]
+            t = self.norm1(band)
+            shortcut = band if self.dim == self.dim_out else onednn.linear(t, self.proj)
+            if pooling:
+                shortcut = _pool(shortcut, self.q_stride)
+            windows, padded = window_partition(F.pad(t, (0, 0, 0, pad_w, 0, (-hb) % ws)), ws)
+            del t
+            att = window_unpartition(self.attn(windows), ws // s, (padded[0] // s, padded[1] // s),
+                                     tuple(shortcut.shape[1:3]))
+            dest = out[:, r0 // s:r0 // s + shortcut.shape[1]]
+            if out is x:
+                dest.add_(att)
+            else:
+                torch.add(shortcut, att, out=dest)
+            del att, shortcut
+            dest.add_(self._mlp(self.norm2(dest)))
+        return out
+
+    def _mlp_by_bands(self, x: Tensor) -> None:
+        """x += mlp(norm2(x)) in place, a band of rows at a time."""
+        rows = max(1, BAND_TOKENS // x.shape[2])
+        for r0 in range(0, x.shape[1], rows):
+            band = x[:, r0:r0 + rows]
+            band.add_(self._mlp(self.norm2(band)))
 
 
 class Hiera(nn.Module):
@@ -211,11 +287,22 @@ class Hiera(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         """Bx3xSxS -> the four stage outputs BxCixHixWi, highest resolution first."""
         x = self.patch_embed(x)
-        x = x + self.position_embedding(x.shape[1], x.shape[2])
+        # position first: the sum then takes its (contiguous channels-last) layout
+        x = self.position_embedding(x.shape[1], x.shape[2]) + x
+        banded = _banded_inference(x)
         outputs = []
         ends = set(self.stage_ends)
+        owned = True  # x is a temporary of this call (not a returned stage output)
         for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i in ends:
+            x = block.forward_banded(x, inplace=owned) if banded else block(x)
+            owned = i not in ends
+            if not owned:
                 outputs.append(x.permute(0, 3, 1, 2))
         return outputs
+
+
+def _banded_inference(x: Tensor) -> bool:
+    """Whether the trunk may use :meth:`MultiScaleBlock.forward_banded`: on the CPU, in
+    float32, with autograd, autocast and compilation off (the plain path serves those)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
