@@ -151,7 +151,7 @@ class MultiScaleBlock(nn.Module):
         return x + self._mlp(self.norm2(x))
 
     def _mlp(self, x: Tensor) -> Tensor:
-        return onednn.mlp2(x, self.mlp.layers[0], self.mlp.layers[1])
+        return onednn.mlp2(x, self.mlp.layers[0], self.mlp.layers[1], "gelu")
 
     def forward_banded(self, x: Tensor, *, inplace: bool) -> Tensor:
         """Inference form of :meth:`forward` (no autograd), computed by bands of windows.
@@ -279,7 +279,7 @@ class Hiera(nn.Module):
                              f"of the position embedding (input side must be a multiple of "
                              f"{4 * ws} px)")
         pos = F.interpolate(bkg, size=(h, w), mode="bicubic")
-        pos = (pos + win.tile(1, 1, h // ws, w // ws)).permute(0, 2, 3, 1)
+        pos = (pos + win.tile(1, 1, h // ws, w // ws)).permute(0, 2, 3, 1).contiguous()
         if not (torch.is_grad_enabled() and bkg.requires_grad) and bkg.device.type != "meta":
             self._pos_cache = (key, pos)
         return pos

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-QUERY_CHUNK = 512  # queries per block of :func:`attention` (a 512 x keys score matrix)
+SCORE_BLOCK = 1 << 22  # score elements per block of :func:`attention` (16 MB)
+MAX_QUERY_CHUNK = 512
 
 
 def _has_onednn_linear() -> bool:
@@ -39,47 +40,56 @@ def usable(x: Tensor) -> bool:
             and not torch.compiler.is_compiling())
 
 
-def linear(x: Tensor, layer: nn.Linear, *, gelu: bool = False) -> Tensor:
-    """``layer(x)`` (...xin -> ...xout), followed by the exact (erf) GELU when ``gelu``."""
-    return linear_weights(x, layer.weight, layer.bias, gelu=gelu)
+def linear(x: Tensor, layer: nn.Linear, *, activation: str | None = None) -> Tensor:
+    """``layer(x)`` (...xin -> ...xout), then ``activation``: None, "gelu" (exact, erf) or
+    "relu" (fused into the product on the oneDNN path)."""
+    return linear_weights(x, layer.weight, layer.bias, activation=activation)
 
 
-def linear_weights(x: Tensor, weight: Tensor, bias: Tensor | None, *, gelu: bool = False
-                   ) -> Tensor:
-    """``F.linear(x, weight, bias)`` (weight out x in), then the exact GELU when ``gelu``."""
+def linear_weights(x: Tensor, weight: Tensor, bias: Tensor | None, *,
+                   activation: str | None = None) -> Tensor:
+    """``F.linear(x, weight, bias)`` (weight out x in), then ``activation`` (see :func:`linear`)."""
+    if activation not in (None, "gelu", "relu"):
+        raise ValueError(f"unknown activation {activation!r} (None, 'gelu' or 'relu')")
     if usable(x) and weight.dtype == torch.float32:
+        attr = activation or "none"
         return torch.ops.mkldnn._linear_pointwise(
-            x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+            x, weight, bias, attr, [], "none" if activation == "gelu" else "")
     y = F.linear(x, weight, bias)
-    return F.gelu(y) if gelu else y
+    if activation == "gelu":
+        return F.gelu(y)
+    return F.relu(y) if activation == "relu" else y
 
 
-def mlp2(x: Tensor, first: nn.Linear, second: nn.Linear) -> Tensor:
-    """``second(gelu(first(x)))``, the GELU fused into the first product on the oneDNN path."""
-    return linear(linear(x, first, gelu=True), second)
+def mlp2(x: Tensor, first: nn.Linear, second: nn.Linear, activation: str = "gelu") -> Tensor:
+    """``second(act(first(x)))``, the activation fused into the first product on oneDNN."""
+    return linear(linear(x, first, activation=activation), second)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Softmax attention, one head at a time: BxHxNxd, BxHxMxd, BxHxMxe -> BxHxNxe.
 
     Same as ``F.scaled_dot_product_attention`` (scale 1/sqrt(d)); on the oneDNN
-    path the scores of ``QUERY_CHUNK`` queries at a time are formed, normalised
-    and applied, so the largest temporary is QUERY_CHUNK x M.
+    path the scores of a block of queries are formed, normalised and applied
+    before the next block, blocks of about ``SCORE_BLOCK`` scores (at most
+    ``MAX_QUERY_CHUNK`` queries): the temporaries stay small enough for the
+    allocator to reuse them.
     """
     if not usable(q) or q.shape[-2] == 0 or k.shape[-2] == 0:
         return F.scaled_dot_product_attention(q, k, v)
     b, heads, n, d = q.shape
     out = q.new_empty(b, heads, n, v.shape[-1])
     scale = d ** -0.5
+    chunk = max(16, min(MAX_QUERY_CHUNK, SCORE_BLOCK // k.shape[-2] // 16 * 16))
     for i in range(b):
         for h in range(heads):
             keys = k[i, h].contiguous()
             values_t = v[i, h].t().contiguous()  # e x M: the "weight" of the second product
-            for s in range(0, n, QUERY_CHUNK):
-                qs = q[i, h, s:s + QUERY_CHUNK] * scale
+            for s in range(0, n, chunk):
+                qs = q[i, h, s:s + chunk] * scale
                 scores = torch.ops.mkldnn._linear_pointwise(qs, keys, None, "none", [], "")
                 probs = torch.softmax(scores, dim=-1)
                 del scores
-                out[i, h, s:s + QUERY_CHUNK] = torch.ops.mkldnn._linear_pointwise(
+                out[i, h, s:s + chunk] = torch.ops.mkldnn._linear_pointwise(
                     probs, values_t, None, "none", [], "")
     return out

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import onednn
 from .common import LayerNorm2d
 from .sam2_position import apply_rotary, axial_rotary_frequencies, sine_position_encoding
 
@@ -124,8 +124,9 @@ class RoPEAttention(nn.Module):
         return x.view(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
-        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(
-            self.v_proj(v))
+        q = self._heads(onednn.linear(q, self.q_proj))
+        k = self._heads(onednn.linear(k, self.k_proj))
+        v = self._heads(onednn.linear(v, self.v_proj))
         nq = q.shape[-2]
         side = math.isqrt(nq)
         if side * side != nq:
@@ -139,9 +140,9 @@ class RoPEAttention(nn.Module):
         if n_rope:
             rotated = apply_rotary(k[:, :, :n_rope], freqs, repeat=n_rope // nq)
             k = torch.cat([rotated, k[:, :, n_rope:]], dim=2) if num_k_exclude_rope else rotated
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = onednn.attention(q, k, v)
         b, _, n, d = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, self.num_heads * d))
+        return onednn.linear(out.transpose(1, 2).reshape(b, n, self.num_heads * d), self.out_proj)
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -166,7 +167,7 @@ class MemoryAttentionLayer(nn.Module):
         x = self.norm2(tgt)
         tgt = tgt + self.cross_attn_image(x, memory + pos, memory,
                                           num_k_exclude_rope=num_k_exclude_rope)
-        return tgt + self.linear2(F.relu(self.linear1(self.norm3(tgt))))
+        return tgt + onednn.mlp2(self.norm3(tgt), self.linear1, self.linear2, "relu")
 
 
 class MemoryAttention(nn.Module):

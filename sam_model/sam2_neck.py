@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import onednn
 from .hiera import Hiera
 from .sam2_position import sine_position_encoding
 
@@ -41,11 +42,21 @@ class FpnNeck(nn.Module):
         out: list[Tensor | None] = [None] * (n + 1)
         prev = None
         for i in range(n, -1, -1):  # coarse to fine
-            lateral = self.convs[n - i](xs[i])
+            lateral = self._lateral(n - i, xs[i])
             if prev is not None and i in self.fpn_top_down_levels:
                 lateral = lateral + F.interpolate(prev.float(), scale_factor=2.0, mode="nearest")
             out[i] = prev = lateral
         return out
+
+    def _lateral(self, j: int, x: Tensor) -> Tensor:
+        """``convs[j]`` of BxCxHxW ``x``; a map stored channels last (the trunk's) is projected
+        as tokens by the oneDNN product and returned channels last (same values)."""
+        conv = self.convs[j].conv
+        tokens = x.permute(0, 2, 3, 1)
+        if not (onednn.usable(x) and tokens.is_contiguous()):
+            return self.convs[j](x)
+        weight = conv.weight.view(conv.out_channels, conv.in_channels)  # 1x1 kernel
+        return onednn.linear_weights(tokens, weight, conv.bias).permute(0, 3, 1, 2)
 
 
 class Sam2ImageEncoder(nn.Module):

@@ -68,9 +68,10 @@ def apply_rotary(x: Tensor, freqs: Tensor, repeat: int = 1) -> Tensor:
     """
     if x.shape[-2] == 0:
         return x
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    f = freqs.to(xc.device)
-    if repeat > 1:
-        f = f.repeat(repeat, 1)
-    out = torch.view_as_real(xc * f).flatten(-2)
+    *lead, n, d = x.shape
+    if n % repeat:
+        raise ValueError(f"{n} tokens are not {repeat} copies of a grid")
+    # the copies as one more axis: the frequencies broadcast over it (no repeated table)
+    xc = torch.view_as_complex(x.float().reshape(*lead, repeat, n // repeat, d // 2, 2))
+    out = torch.view_as_real(xc * freqs.to(xc.device)).reshape(*lead, n, d)
     return out.type_as(x)
