@@ -1,9 +1,10 @@
 """Float32 matrix products of the CPU inference paths, through oneDNN.
 
-PyTorch's float32 ``linear`` and ``matmul`` on the CPU call MKL's sgemm, and
-MKL runs its AVX2 code on processors it does not recognise as Intel's: on the
-development VM (AMD EPYC with AVX-512) oneDNN's matmul, which picks its code by
-instruction set, did the same products 1.5-3x faster (one thread). The SAM 2
+PyTorch's float32 ``linear`` and ``matmul`` on the CPU call MKL's sgemm. On the
+development VM (AMD EPYC with AVX-512) MKL runs a generic code path
+(``MKL_VERBOSE=1`` reports "Intel(R) Architecture processors") while oneDNN's
+matmul, which picks its code by instruction set, uses AVX-512 and did the same
+products 1.5-3x faster (one thread). The SAM 2
 trunk, neck and memory attention use these functions where no gradient is
 needed; they fall back to the plain torch calls elsewhere (autograd, GPUs,
 other dtypes, autocast, compilation, or a torch built without oneDNN).
