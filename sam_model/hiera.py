@@ -304,5 +304,4 @@ class Hiera(nn.Module):
 def _banded_inference(x: Tensor) -> bool:
     """Whether the trunk may use :meth:`MultiScaleBlock.forward_banded`: on the CPU, in
     float32, with autograd, autocast and compilation off (the plain path serves those)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+    return onednn.eager_cpu_inference(x)

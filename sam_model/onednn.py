@@ -34,11 +34,27 @@ def _has_onednn_linear() -> bool:
 _ONEDNN = _has_onednn_linear()
 
 
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled()
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling is not None and is_compiling())
+
+
+def eager_cpu_inference(x: Tensor) -> bool:
+    """Whether ``x`` is float32 on the CPU with autograd, autocast and compilation off."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not _autocast_on() and not _compiling())
+
+
 def usable(x: Tensor) -> bool:
     """Whether :func:`linear` and :func:`attention` route ``x`` through oneDNN."""
-    return (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling())
+    return _ONEDNN and eager_cpu_inference(x)
 
 
 def linear(x: Tensor, layer: nn.Linear, *, activation: str | None = None) -> Tensor:

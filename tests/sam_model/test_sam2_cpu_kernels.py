@@ -105,3 +105,13 @@ def test_position_embedding_is_cached_per_grid_size(tiny2):
     # gradients on: computed afresh, not cached
     torch.testing.assert_close(tall, trunk.position_embedding(48, 32).detach())
     torch.testing.assert_close(small, trunk.position_embedding(32, 32).detach())
+
+
+def test_the_plain_path_serves_autograd_autocast_and_other_dtypes():
+    x = torch.zeros(2, 3)
+    assert not onednn.eager_cpu_inference(x)  # gradients on
+    with torch.no_grad():
+        assert onednn.eager_cpu_inference(x)
+        assert not onednn.eager_cpu_inference(x.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not onednn.eager_cpu_inference(x)
