@@ -11,6 +11,13 @@ Convolutions pad like TensorFlow's ``"same"`` (the weights were converted
 from Google's TensorFlow release): a strided convolution pads more on the
 bottom/right than on the top/left when the total padding is odd.
 
+Inference is made cheap without changing the weights' layout: where
+BatchNorm is in eval mode and no gradient is recorded, each convolution runs
+with its BatchNorm folded into its weights and bias (cached, rebuilt when a
+weight or statistic changes), symmetric "same" padding is left to the
+convolution instead of a padded copy, and the trunk runs in channels-last
+memory layout, which the CPU's depthwise convolutions prefer.
+
 The published classifier expects RGB scaled as ``(x - 127) / 128`` per
 channel (x in 0..255), a 224x224 input, and BatchNorm with eps 1e-3.
 
@@ -87,18 +94,58 @@ class SameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight, self.bias)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor,
+             bias: torch.Tensor | None) -> torch.Tensor:
+        """This convolution's geometry (stride, "same" padding, groups) with the given
+        ``weight`` and ``bias``."""
         pads = []
         for size, k, s, d in zip(x.shape[-2:][::-1], self.kernel_size[::-1], self.stride[::-1],
                                  self.dilation[::-1]):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric: no padded copy
+            return F.conv2d(x, weight, bias, self.stride, (pads[2], pads[0]), self.dilation,
+                            self.groups)
+        return F.conv2d(F.pad(x, pads), weight, bias, self.stride, 0, self.dilation,
+                        self.groups)
 
 
 def _bn(chans: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(chans, eps=BN_EPS, momentum=0.01)
+
+
+def _versions(*tensors: torch.Tensor) -> tuple | None:
+    """What identifies the current values of ``tensors`` (storage, dtype, version
+    counter), or None where a tensor keeps no version (made under inference mode)."""
+    try:
+        return tuple((t.data_ptr(), t.dtype, t._version) for t in tensors)
+    except RuntimeError:
+        return None
+
+
+def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``; with ``bn`` in eval mode and no gradient recorded, one
+    convolution with the BatchNorm folded into its weight and bias.
+
+    The folded pair is cached on ``conv`` and rebuilt whenever the weight or
+    any of the BatchNorm's tensors changed (loading a state dict or an
+    optimizer step bumps their version counters) or moved.
+    """
+    if bn.training or torch.is_grad_enabled():
+        return bn(conv(x))
+    key = _versions(conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    cached = getattr(conv, "_folded", None)
+    if cached is None or key is None or cached[0] != key:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        cached = (key, weight.contiguous(memory_format=torch.channels_last), bias)
+        conv._folded = cached
+    return conv.conv(x, cached[1], cached[2])
 
 
 class MBConv(nn.Module):
@@ -125,9 +172,9 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
         if self.spec.expand != 1:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+            y = F.relu6(conv_bn(self._expand_conv, self._bn0, y))
+        y = F.relu6(conv_bn(self._depthwise_conv, self._bn1, y))
+        y = conv_bn(self._project_conv, self._bn2, y)
         return x + y if self.residual else y
 
 
@@ -159,7 +206,9 @@ class EfficientNetLite(nn.Module):
     def features(self, x: torch.Tensor, taps: tuple[int, ...] = ()) -> list[torch.Tensor]:
         """Outputs of the blocks listed in ``taps`` (indices), in that order; with no
         taps, the last block's output alone."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        if not torch.is_grad_enabled():  # inference: the layout depthwise convolutions prefer
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = F.relu6(conv_bn(self._conv_stem, self._bn0, x))
         wanted = set(taps) if taps else {len(self._blocks) - 1}
         out = {}
         for i, block in enumerate(self._blocks):
@@ -173,7 +222,7 @@ class EfficientNetLite(nn.Module):
         x = self.features(x)[0]
         if not self.classifier:
             return x
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(conv_bn(self._conv_head, self._bn1, x))
         return self._fc(x.mean((2, 3)))
 
 

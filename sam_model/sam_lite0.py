@@ -156,7 +156,7 @@ class Lite0Encoder(nn.Module):
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             fused = fused + y
         x = self.blocks(self.fuse_norm(fused))
-        return self.neck_out(x)
+        return self.neck_out(x).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.trunk_features(x))

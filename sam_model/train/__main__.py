@@ -53,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="share of dead-leaves scenes (occlusion, texture-only objects)")
     p.add_argument("--randconv-prob", type=float, default=0.0,
                    help="share of crops given a random-convolution texture change")
+    p.add_argument("--large-prob", type=float, default=0.0,
+                   help="share of scenes of large objects (a third to most of the frame)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--steps", type=int, default=100000, help="most steps to run")
     p.add_argument("--time-budget-minutes", type=float, default=None,
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
         plan=BatchPlan(objects=args.objects, pixels_per_batch=args.pixels_per_batch,
                        crop_sizes=sizes, crop_weights=weights,
                        window_prob=args.window_prob, dead_leaves_prob=args.dead_leaves_prob,
-                       randconv_prob=args.randconv_prob),
+                       randconv_prob=args.randconv_prob, large_prob=args.large_prob),
     )
     t0 = time.time()
     gen = train(model, config=config, run_dir=args.out, model_name=args.model,

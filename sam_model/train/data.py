@@ -46,7 +46,7 @@ class BatchPlan:
     every size the model meets in its input frame, up to the whole frame;
     dead_leaves_prob: share of dead-leaves scenes; randconv_prob: share of
     generated crops given a random-convolution texture change (see
-    :mod:`.scenes_natural`).
+    :mod:`.scenes_natural`); large_prob: share of scenes of large objects.
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -57,6 +57,7 @@ class BatchPlan:
     window_prob: float = 0.0
     dead_leaves_prob: float = 0.0
     randconv_prob: float = 0.0
+    large_prob: float = 0.0
 
     def frame(self, rng: np.random.Generator, size: int) -> int | None:
         """The side of the image a generated crop is a window of (None: the crop itself)."""
@@ -99,7 +100,8 @@ def scene_batch(seed: int, index: int, plan: BatchPlan) -> dict[str, torch.Tenso
     while len(images) < count:
         scene_rng = np.random.default_rng([seed, index, len(images), attempt])
         scene = make_scene(scene_rng, size, frame=plan.frame(scene_rng, size),
-                           dead_leaves_prob=plan.dead_leaves_prob)
+                           dead_leaves_prob=plan.dead_leaves_prob,
+                           large_prob=plan.large_prob)
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:

@@ -345,7 +345,7 @@ def _paint_background(rng, canvas: _Canvas, size: int) -> np.ndarray:
 
 def make_scene(seed: int | np.random.Generator, size: int = 384, *,
                pad_prob: float = 0.1, frame: int | None = None,
-               dead_leaves_prob: float = 0.0) -> Scene:
+               dead_leaves_prob: float = 0.0, large_prob: float = 0.0) -> Scene:
     """Draw one ``size`` x ``size`` scene; see the module docstring.
 
     ``dead_leaves_prob``: share of scenes drawn as dead-leaves scenes
@@ -358,6 +358,10 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     fractions of the frame, so a small window of a large frame holds a few
     big objects, often cut by its border, as a training crop of a large
     image does.
+
+    ``large_prob``: share of scenes whose objects (or leaves) are large, a
+    third to most of the frame across, as a whole gland, lake or cloud bank
+    fills a photograph (at 0 the random stream is unchanged).
     """
     rng = np.random.default_rng(seed)
     zoom = int(rng.choice([1, 1, 1, 2, 2, 3, 4]))
@@ -365,25 +369,30 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     outer = inner if frame is None else max(inner, -(-int(frame) // zoom))
     shape = (inner, inner)
     canvas = _Canvas(rng, shape)
+    large = large_prob > 0 and rng.random() < large_prob
     if dead_leaves_prob > 0 and rng.random() < dead_leaves_prob:
         from .scenes_natural import paint_dead_leaves  # lazy: it imports this module
 
-        paint_dead_leaves(rng, canvas, outer)
+        paint_dead_leaves(rng, canvas, outer, large=large)
     else:
-        _paint_objects(rng, canvas, inner, outer)
+        _paint_objects(rng, canvas, inner, outer, large=large)
     return _finish(rng, canvas, size, inner, zoom, pad_prob)
 
 
-def _paint_objects(rng, canvas: _Canvas, inner: int, outer: int) -> None:
-    """The classic scene: a background, then objects of :data:`KINDS`."""
+def _paint_objects(rng, canvas: _Canvas, inner: int, outer: int, large: bool = False) -> None:
+    """The classic scene: a background, then objects of :data:`KINDS`
+    (``large``: typical objects a third to most of the frame across)."""
     shape = canvas.shape
     bg = _paint_background(rng, canvas, inner)
 
-    scale = rng.uniform(0.02, 0.35)  # typical object size as a fraction of the frame
+    # typical object size as a fraction of the frame
+    scale = rng.uniform(0.3, 0.8) if large else rng.uniform(0.02, 0.35)
     typical = max(4.0, scale * outer)
     density = rng.uniform(0.15, 0.9)
     n_obj = int(np.clip(density * (inner / typical) ** 2 * (1.5 if outer > inner else 1.0),
                         1, 60))
+    if large:
+        n_obj = int(rng.integers(2, 7))
     kind_p = KIND_WEIGHTS * rng.uniform(0.2, 1.0, len(KINDS))
     kind_p /= kind_p.sum()
     if rng.random() < 0.5:  # scenes dominated by one kind
@@ -393,7 +402,7 @@ def _paint_objects(rng, canvas: _Canvas, inner: int, outer: int) -> None:
     for _ in range(n_obj):
         kind = KINDS[rng.choice(len(KINDS), p=kind_p)]
         obj_size = float(np.clip(typical * rng.lognormal(0, 0.4), 3, outer * 0.9))
-        cy, cx = rng.uniform(-0.1, 1.1, 2) * inner
+        cy, cx = rng.uniform(*((0.15, 0.85) if large else (-0.1, 1.1)), 2) * inner
         pieces, wholes = SHAPES[kind](rng, shape, cy, cx, obj_size)
         base = palette[rng.integers(len(palette))] if rng.random() < 0.7 else _contrasting(rng, bg)
         colours = [base] + [_contrasting(rng, base) for _ in pieces[1:]]

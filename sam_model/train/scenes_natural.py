@@ -104,19 +104,26 @@ def _paint_leaf(canvas: _Canvas, rr, cc, values) -> None:
     canvas.objects.append((pid,))
 
 
-def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int) -> None:
+def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
+                      large: bool = False) -> None:
     """Paint a dead-leaves scene on ``canvas`` (its ``shape`` is a window of an ``outer``
     side frame: leaf sizes are fractions of the frame). Every leaf is one object;
-    the background is not an object."""
+    the background is not an object. ``large``: a few leaves, the largest up to
+    most of the frame across."""
     shape = canvas.shape
     bg = natural_colour(rng)
     tex = texture_field(rng, shape, str(rng.choice(TEXTURES, p=[0.4, 0.15, 0.1, 0.15, 0.2])))
     canvas.image[:] = bg + tex[..., None] * rng.uniform(3, 25)
     if rng.random() < 0.5:  # slow illumination change
         canvas.image += (smooth_noise(rng, shape, shape[0] / 2) * rng.uniform(5, 25))[..., None]
-    rmin = max(3.0, rng.uniform(0.01, 0.04) * outer)
-    rmax = max(rmin * 1.5, rng.uniform(0.2, 0.6) * outer)
-    count = int(rng.integers(8, 70))
+    if large:
+        rmin = max(3.0, rng.uniform(0.05, 0.15) * outer)
+        rmax = max(rmin * 1.5, rng.uniform(0.3, 0.45) * outer)
+        count = int(rng.integers(3, 14))
+    else:
+        rmin = max(3.0, rng.uniform(0.01, 0.04) * outer)
+        rmax = max(rmin * 1.5, rng.uniform(0.2, 0.6) * outer)
+        count = int(rng.integers(8, 70))
     kind_p = LEAF_WEIGHTS * rng.uniform(0.2, 1.0, len(LEAF_KINDS))
     kind_p /= kind_p.sum()
     texture_only = rng.uniform(0, 0.5)  # share of leaves told apart by texture alone

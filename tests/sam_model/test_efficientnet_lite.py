@@ -90,3 +90,45 @@ def test_same_padding_is_tensorflows(size):
     # n = 8: total padding 1, all of it after -> the first window starts at pixel 0
     # n = 7: total padding 2, one before -> the first window starts at pixel -1 (a zero)
     assert float(y[0, 0, 0, 0]) == (1.0 if size == 8 else 0.0)
+
+
+def test_inference_path_equals_the_training_graph(classifier):
+    """Without gradients (folded BatchNorm, channels-last, padding inside the convolution)
+    the trunk computes what the plain conv -> BatchNorm graph computes."""
+    x = _chelsea_224()
+    with torch.enable_grad():
+        plain = classifier(x).detach()
+    with torch.inference_mode():
+        fast = classifier(x)
+    assert torch.allclose(fast, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_folded_weights_follow_new_statistics():
+    """The folded weights are rebuilt when weights or BatchNorm statistics change
+    (a state dict loaded, an optimizer step), not served stale from the cache."""
+    torch.manual_seed(0)
+    model = EfficientNetLite(num_blocks=2, classifier=False).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model(x)  # fills the cache
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        for key, value in state.items():
+            if key.endswith("running_var"):
+                value.mul_(4.0)
+            elif key.endswith("weight") and value.dim() == 4:
+                value.mul_(-0.5)
+        model.load_state_dict(state)
+        after = model(x)
+    with torch.enable_grad():
+        plain = model(x).detach()
+    assert torch.allclose(after, plain, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_same_padding_with_stride_one_is_symmetric(size):
+    """A stride-1 kxk "same" convolution keeps the size and centres its window."""
+    conv = SameConv2d(1, 1, 5, bias=False)
+    conv.weight.data.zero_()
+    conv.weight.data[0, 0, 2, 2] = 1.0  # the centre tap: the identity
+    x = torch.arange(1.0, size * size + 1).view(1, 1, size, size)
+    assert torch.equal(conv(x), x)
