@@ -101,3 +101,36 @@ def _no_masks(predictor, points, **kwargs):
     from sam_model.mask_candidates import Candidates
 
     return Candidates.empty(tuple(predictor.original_size))
+
+
+def test_coarse_scales_run_coarsest_first_with_the_coarser_objects_known(
+        tmp_path, tiny_model, monkeypatch):
+    from napari_sam.core import progress
+    from napari_sam.core.automatic import scale_passes
+    from napari_sam.core.automatic.candidates import Candidate
+    from napari_sam.core.io.raster_open import open_raster
+    from napari_sam.core.tiling.embed import embed_raster
+
+    rng = np.random.default_rng(0)
+    raster = open_raster(rng.integers(0, 255, (640, 640, 3), dtype=np.uint8))
+    fine = progress.run(embed_raster(raster, tmp_path / "fine.zarr", tiny_model, tile_size=256,
+                                     overlap=32, device=None))
+    seen = []
+
+    def decode_scale(raster, store, model, *, known=(), **kwargs):
+        factor = int(store.grid.scale)
+        seen.append((factor, [o.tile for o in known]))
+        found = Candidate(mask=np.ones((300, 300), bool), y0=10 * factor, x0=0,
+                          predicted_iou=0.9, stability_score=0.9, tile=(factor, 0),
+                          point=(5.0, 10.0 * factor + 5))
+        return ([found], 7)
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(scale_passes, "decode_scale", decode_scale)
+    config = SegmentConfig(scales=(1, 2, 4))
+    merged, decoded, used = progress.run(scale_passes.coarse_passes(
+        raster, fine, tiny_model, config=config, work_dir=tmp_path))
+    assert seen == [(4, []), (2, [(4, 0)])]
+    assert used == (1, 2, 4) and decoded == 14
+    # the two masks are one object (mask IoU 0.87): the finer scale's replaces the coarser
+    assert [o.tile for o in merged] == [(2, 0)]
