@@ -15,8 +15,12 @@ from fake_tiles import disks
 from napari_sam.core import progress
 from napari_sam.core.automatic import decode as generate
 from napari_sam.core.automatic.coarse_to_fine import (
+    EXPLAINED_MARGIN,
     content_at,
     decode_coarse_to_fine,
+    edge_map,
+    edges_near,
+    explained_edges,
     lattice_offsets,
     point_levels,
 )
@@ -194,8 +198,104 @@ def test_coarse_points_never_under_accepted_masks_and_same_objects(tiny_model, m
         under = truth[pts[:, 1], pts[:, 0]]
         assert not (set(under.tolist()) & ids), "a point was placed under an accepted mask"
         ids.update(int(k) for k in under if k)
-    # the same objects as the full grid: each true object is one id in both
+    # the same objects as the full grid: each true object is one id in both, but for
+    # slivers lying wholly within EXPLAINED_MARGIN of another object's outline (their
+    # edges are that object's, as far as the edge map can tell): the price of skipping
+    # explained edges, like that of skipping covered points
+    from scipy import ndimage
+
+    slivers = 0
     for k in np.unique(truth[truth > 0]):
         a, b = np.unique(ref[truth == k]), np.unique(got[truth == k])
-        assert (a.size == 1) == (b.size == 1) and (a[0] > 0) == (b[0] > 0)
-    assert len(result.objects) == len(ref_result.objects)
+        if (a[0] > 0) != (b[0] > 0):
+            near_other = ndimage.distance_transform_edt(~((truth > 0) & (truth != k)))
+            assert (near_other[truth == k] <= EXPLAINED_MARGIN + 1).all(), k
+            slivers += 1
+            continue
+        assert (a.size == 1) == (b.size == 1)
+    assert slivers <= 3  # the three 5 px strips between the rectangle and the raster's edge
+    assert len(result.objects) == len(ref_result.objects) - slivers
+
+
+def _two_squares():
+    """A noisy background with square A (found) and square B (not yet) 12 px apart."""
+    rng = np.random.default_rng(0)
+    data = (90 + rng.normal(0, 6, (96, 160, 3))).clip(0, 255).astype(np.uint8)
+    data[20:60, 20:60] = (200, 40, 40)  # A
+    data[30:50, 72:92] = (40, 200, 40)  # B
+    covered = np.zeros((96, 160), bool)
+    covered[20:60, 20:60] = True
+    return data, covered
+
+
+def test_edges_on_an_accepted_outline_are_explained_the_others_not():
+    data, covered = _two_squares()
+    edges = edge_map(data, None)
+    live = edges & ~explained_edges(covered)
+    # points by A's left outline, by its right outline (B's edge 12 px away), by B,
+    # in plain noise
+    pts = np.array([[40, 14], [40, 64], [40, 96], [85, 140]])
+    assert edges_near(edges, pts, 12).tolist() == [True, True, True, False]
+    assert edges_near(live, pts, 12).tolist() == [False, True, True, False]
+    assert not edges_near(live, np.array([[40, 14]]), 12).any()
+    # A's outline, on both sides, within the margin
+    band = explained_edges(covered)
+    assert band[40, 20 - EXPLAINED_MARGIN] and band[40, 20 + EXPLAINED_MARGIN]
+    assert not band[40, 20 - EXPLAINED_MARGIN - 1] and not band[40, 40]
+    assert not explained_edges(np.zeros((8, 8), bool)).any()
+    # the summed-area lookup agrees with a plain maximum filter
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[0:96:7, 0:160:9]
+    grid = np.stack([yy.ravel(), xx.ravel()], 1)
+    dense = ndimage.maximum_filter(edges, size=12, mode="constant")
+    assert np.array_equal(edges_near(edges, grid, 12), dense[grid[:, 0], grid[:, 1]])
+
+
+def test_later_levels_skip_points_whose_only_edge_an_accepted_mask_explains():
+    data, covered = _two_squares()
+    edges = edge_map(data, None)
+    # level 0: one point in A; level 1: one beside A's left outline and one beside B
+    pts = np.array([[40.0, 40.0], [14.0, 40.0], [96.0, 40.0]])  # XY
+    level = np.array([0, 1, 1])
+
+    class FoundA:
+        mask, y0, x0 = covered[20:60, 20:60], 20, 20
+
+    calls = []
+
+    def decode(p):
+        calls.append(p.copy())
+        return [FoundA] if (p[:, 0] == 40).any() else []
+
+    _, decoded = decode_coarse_to_fine(pts, level, edges, decode=decode,
+                                       accept=lambda out: out, origin=(0, 0),
+                                       shape=covered.shape, window=12)
+    assert decoded.tolist() == [True, False, True]
+    # without the accepted mask, its outline is content like any edge
+    _, decoded = decode_coarse_to_fine(pts, level, edges, decode=decode, accept=lambda out: [],
+                                       origin=(0, 0), shape=covered.shape, window=12)
+    assert decoded.tolist() == [True, True, True]
+    with pytest.raises(ValueError, match="edge map"):
+        decode_coarse_to_fine(pts, level, edges[:50], decode=decode, accept=lambda out: [],
+                              origin=(0, 0), shape=covered.shape, window=12)
+
+
+def test_outlines_of_objects_from_coarser_scales_are_no_content(monkeypatch):
+    from napari_sam.core.automatic.candidates import Candidate
+    from napari_sam.core.automatic.point_grid import assign_points
+
+    data, covered = _two_squares()
+    raster = open_raster(data)
+    grid = TileGrid(height=96, width=160, tile_size=160, overlap=0)
+    tiles = list(grid)
+    points = assign_points(tiles, 96, 160, tile_size=160, points_per_side=10)
+    emb = lambda index: (np.zeros((32, 16, 16), np.float32), (96, 160))  # noqa: E731
+    [plain] = generate._tile_works(raster, tiles, points, emb, with_edges=True)
+    a = Candidate(mask=covered[20:60, 20:60], y0=20, x0=20, predicted_iou=0.9,
+                  stability_score=0.9, tile=(0, 0), point=(40.0, 40.0))
+    [hinted] = generate._tile_works(raster, tiles, points, emb, with_edges=True, known=[a])
+    assert np.array_equal(plain.edges, edge_map(data, None))
+    assert np.array_equal(hinted.edges, plain.edges & ~explained_edges(covered))
+    assert plain.edges[20:60, 14:26].any() and not hinted.edges[20:60, 14:26].any()
+    assert np.array_equal(hinted.edges[:, 70:], plain.edges[:, 70:])  # B's edges stay

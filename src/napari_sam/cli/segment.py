@@ -31,9 +31,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--points", choices=POINT_MODES, default=d.points,
                        help="coarse: decode the point grid coarse-to-fine, a sparse grid first "
                             "and then finer points only where no accepted mask lies and the "
-                            "image is not uniform (default; several times fewer decoder "
-                            "calls); full: every point of the grid, as the SAM paper's "
-                            "generator (recorded in objects.gpkg's metadata)")
+                            "image has an edge nearby that is not an accepted mask's outline "
+                            "(default; about half the decoder calls of the full grid on the "
+                            "README's benchmark); full: every point of the grid, as the SAM "
+                            "paper's generator (recorded in objects.gpkg's metadata)")
     group.add_argument("--point-levels", type=positive_int, default=d.point_levels, metavar="N",
                        help="coarse-to-fine levels, each doubling the density up to "
                             "--points-per-side (default 3: 1/4, 1/2, full)")
@@ -41,8 +42,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="also segment the raster downscaled by these factors (a pyramid "
                             "level when the file has one) and merge the objects across "
                             "scales: the whole object found downscaled wins over its "
-                            "full-resolution fragments, small objects keep full resolution "
-                            "(default 1,2,4; 1 for one scale)")
+                            "full-resolution fragments, small objects keep full resolution; "
+                            "each scale gets the same points per tile side and its masks are "
+                            "upsampled smoothly (default 1,2,4; 1 for one scale)")
     group.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch,
                        metavar="N",
                        help="points per decoder call (default 16 on a CPU, measured fastest "

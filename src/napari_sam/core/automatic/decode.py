@@ -25,7 +25,7 @@ and gives an empty result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +40,10 @@ from napari_sam.core.automatic.candidates import (
 )
 from napari_sam.core.automatic.coarse_to_fine import (
     TileCandidates,
-    content_at,
     decode_coarse_to_fine,
+    edge_map,
+    explained_edges,
+    paint_coverage,
     point_levels,
 )
 from napari_sam.core.automatic.multiscale import ScaleMerger, inject
@@ -100,8 +102,9 @@ class TileWork:
     encoder saw (before padding); ``origin`` (y0, x0) and ``scale`` map tile
     input pixels to raster pixels; ``points`` (N, 2) XY raster pixels;
     ``valid`` (H, W) bool over the tile's raster pixels, or None;
-    ``content`` (N,) bool: whether the image varies around each point
-    (coarse-to-fine points only; None: not computed).
+    ``edges`` (H, W) bool over the same pixels: where the image has an edge
+    (:func:`~napari_sam.core.automatic.coarse_to_fine.edge_map`; coarse-to-fine
+    points only; None: not computed).
     """
 
     index: tuple[int, int]
@@ -111,7 +114,7 @@ class TileWork:
     scale: int
     points: np.ndarray
     valid: np.ndarray | None
-    content: np.ndarray | None = None
+    edges: np.ndarray | None = None
 
 
 class TileDecoder:
@@ -139,11 +142,15 @@ class TileDecoder:
         if emb.ndim == 3:
             emb = emb[None]
         hw = (int(work.input_hw[0]), int(work.input_hw[1]))
-        predictor.set_image_embedding(emb.to(predictor.device), original_size=hw, input_size=hw)
+        # masks come out at raster resolution: a downscaled tile's mask logits are upsampled
+        # bilinearly by its scale before the threshold (smooth outlines, not scale x scale blocks)
+        s = int(work.scale)
+        predictor.set_image_embedding(emb.to(predictor.device),
+                                      original_size=(hw[0] * s, hw[1] * s), input_size=hw)
         y0, x0 = work.origin
 
         def decode(points_xy: np.ndarray):
-            local = (np.asarray(points_xy, dtype=np.float64) - [x0, y0]) / work.scale
+            local = np.asarray(points_xy, dtype=np.float64) - [x0, y0]
             return decode_points(
                 predictor, local,
                 points_per_batch=cfg.points_per_batch or points_per_batch_for(predictor.device),
@@ -161,26 +168,22 @@ class TileDecoder:
         row, col = work.index
         shape = (rows.sizes[row], cols.sizes[col])
         outputs, decoded = decode_coarse_to_fine(
-            work.points, point_levels(work.points, spacing, cfg.point_levels), work.content,
+            work.points, point_levels(work.points, spacing, cfg.point_levels), work.edges,
             decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
-            shape=shape)
+            shape=shape, window=content_window(cfg, self.tile_size) or 1)
         if not outputs:  # no point at the coarsest level and none with content after it
             return TileCandidates(n_decoded=0)
         batch = _merge_levels(outputs, cfg.box_nms_thresh)
         return TileCandidates(self._candidates(work, batch), n_decoded=int(decoded.sum()))
 
     def _candidates(self, work: TileWork, batch) -> list[Candidate]:
-        """The decoder output ``batch`` (tile input pixels) as the tile's accepted candidates."""
+        """The decoder output ``batch`` (raster pixels from the tile's origin) as the tile's
+        accepted candidates."""
         y0, x0 = work.origin
         crops, offsets = _batch_crops(batch)
-        if work.scale > 1:
-            s = int(work.scale)
-            crops = [np.repeat(np.repeat(c, s, axis=0), s, axis=1) for c in crops]
-            offsets = offsets * s
         iou = np.asarray(_numpy(batch.iou_preds), dtype=np.float64).reshape(-1)
         stab = np.asarray(_numpy(batch.stability), dtype=np.float64).reshape(-1)
-        pts = np.asarray(_numpy(batch.points), dtype=np.float64).reshape(-1, 2) * work.scale
-        pts = pts + [x0, y0]
+        pts = np.asarray(_numpy(batch.points), dtype=np.float64).reshape(-1, 2) + [x0, y0]
         return tile_candidates(crops, offsets, iou, stab, pts, tile=work.index, rows=self.rows,
                                cols=self.cols, valid=work.valid, settings=self.filter)
 
@@ -250,9 +253,14 @@ def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> Point
 
 
 def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
-                content_window: int | None = None) -> Iterator[TileWork]:
-    """Each tile's work; ``content_window`` (px): also mark where the image varies around
-    the points (:func:`~napari_sam.core.automatic.coarse_to_fine.content_at`); None: not needed."""
+                with_edges: bool = False, known: Sequence[Candidate] = ()
+                ) -> Iterator[TileWork]:
+    """Each tile's work; ``with_edges``: also the tile's edge map
+    (:func:`~napari_sam.core.automatic.coarse_to_fine.edge_map`, for coarse-to-fine points)
+    without the outlines of the objects ``known`` from coarser scales (raster coordinates;
+    :func:`~napari_sam.core.automatic.coarse_to_fine.explained_edges`): a point whose only
+    nearby edge is such an outline would find that object again or a fragment of it."""
+    boxes = np.array([c.box for c in known], dtype=np.int64).reshape(-1, 4)
     for tile in tiles:
         pts = grid.points_for(tile.row, tile.col)
         if len(pts) == 0:
@@ -260,20 +268,26 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
         data, valid = raster.read_masked(tile.window)
         py, px = (pts[:, 1] - tile.y0).astype(int), (pts[:, 0] - tile.x0).astype(int)
         inside = valid[py, px]
-        pts, py, px = pts[inside], py[inside], px[inside]
+        pts = pts[inside]
         if len(pts) == 0:
             continue
-        content = None
-        if content_window is not None:
-            content = content_at(data, None if valid.all() else valid,
-                                 np.stack([py, px], axis=1), window=content_window)
+        edges = None
+        if with_edges:
+            edges = edge_map(data, None if valid.all() else valid)
+            near = np.flatnonzero((boxes[:, 0] < tile.x0 + edges.shape[1])
+                                  & (boxes[:, 2] > tile.x0) & (boxes[:, 3] > tile.y0)
+                                  & (boxes[:, 1] < tile.y0 + edges.shape[0]))
+            if len(near):
+                covered = np.zeros(edges.shape, dtype=bool)
+                paint_coverage(covered, (tile.y0, tile.x0), [known[i] for i in near])
+                edges &= ~explained_edges(covered)
         found = embedding_for(tile.index)
         if found is None:  # a tile with no valid pixel at the model's input level
             continue
         embedding, input_hw = found
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
-                       points=pts, valid=None if valid.all() else valid, content=content)
+                       points=pts, valid=None if valid.all() else valid, edges=edges)
 
 
 def segment_tiles(
@@ -308,7 +322,8 @@ def segment_tiles(
     decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
                           tile_size=grid.tile_size)
     works = _tile_works(raster, tiles, points, embedding_for,
-                        content_window=content_window(config, grid.tile_size))
+                        with_edges=config.points == "coarse",
+                        known=coarse.objects if coarse is not None else ())
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
     else:

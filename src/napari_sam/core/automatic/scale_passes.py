@@ -5,10 +5,19 @@ Each extra scale ``s`` of ``SegmentConfig.scales`` gets the full-resolution
 pass's tiling times ``s`` (tile, overlap and scale), so its tiles hold the
 model's input size of pixels of the raster downscaled by ``s`` (a pyramid
 level when the file has one, see ``GeoRaster.downsample``), and is decoded
-with half the points per tile side and one coarse-to-fine level less (only
-objects at least 64 model pixels across are kept from it: a grid of 16 per
-1024 px reaches them). Its embeddings go to a temporary store beside the
-outputs, removed afterwards.
+with the same points per tile side and coarse-to-fine levels, so the same
+density of points *in model pixels*: the model finds objects of a given size
+in model pixels equally well at every scale, and at scale ``s`` the objects
+it is asked for (``64 * s`` raster px and more across) are 64-256 model px,
+where a sparser grid misses many (at half the density, a grid point every 64
+model px, recall of 128-512 px objects on ``benchmarks/bench_recall.py``'s
+2048 px mosaic was 0.23; at this density 0.54). The cost is small: the
+scale has ``s * s`` times fewer tiles. Its embeddings go to a temporary
+store beside the outputs, removed afterwards.
+
+Its masks come out at raster resolution, the decoder's logits upsampled
+bilinearly (:class:`napari_sam.core.automatic.decode.TileDecoder`), so a 1/4
+mask has smooth outlines rather than 4 x 4 px stairs.
 
 A scale is used while the raster downscaled by it is at least
 ``MIN_SIDE`` (128) px on its longer side. Even a raster that fits in one
@@ -21,13 +30,12 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
 from napari_sam.core.automatic.decode import (
     TileDecoder,
     _tile_works,
-    content_window,
     merge_settings,
     plan_points,
     store_embeddings,
@@ -43,18 +51,19 @@ MIN_SIDE = 128
 
 
 def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, executor=None,
-                 rules: ScaleRules | None = None) -> ProgressGen[tuple[list, int]]:
+                 rules: ScaleRules | None = None, known: Sequence = ()
+                 ) -> ProgressGen[tuple[list, int]]:
     """One coarse scale's large objects (raster coordinates) and the points decoded.
 
     ``store``: the scale's embedding store; ``fine_grid``: the full-resolution
-    pass's TileGrid (the objects' ``tile`` refers to it).
+    pass's TileGrid (the objects' ``tile`` refers to it); ``known``: objects
+    of coarser scales, whose outlines are no reason for a coarse-to-fine point
+    (``decode._tile_works``).
     """
     grid = store.grid
     tiles = list(grid)
-    # only objects >= 64 model px across are kept here: half the grid density finds them
-    config = replace(config.for_raster(raster.height, raster.width),
-                     points_per_side=max(1, config.points_per_side // 2),
-                     point_levels=max(1, config.point_levels - 1))
+    # the full-resolution pass's point density, in model pixels: see the module docstring
+    config = config.for_raster(raster.height, raster.width)
     rows, cols = axis_windows(tiles, raster.height, raster.width)
     fine_rows, fine_cols = axis_windows(list(fine_grid), raster.height, raster.width)
     points = plan_points(raster, tiles, tile_size=grid.tile_size,
@@ -62,7 +71,7 @@ def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, exec
     decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
                           tile_size=grid.tile_size)
     works = _tile_works(raster, tiles, points, store_embeddings(store),
-                        content_window=content_window(config, grid.tile_size))
+                        with_edges=config.points == "coarse", known=known)
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
     else:
@@ -87,21 +96,21 @@ def coarse_passes(raster, fine_store, model, *, config: SegmentConfig, work_dir:
     used = [1]
     by_scale = []
     decoded = 0
-    for factor in config.scales[1:]:
-        if max(raster.height, raster.width) / (fine.scale * factor) < MIN_SIDE:
-            break
+    factors = [f for f in config.scales[1:]
+               if max(raster.height, raster.width) / (fine.scale * f) >= MIN_SIDE]
+    for factor in factors[::-1]:  # coarsest first: its objects' outlines guide the next
         path = Path(work_dir) / f".scale{factor}-{uuid.uuid4().hex[:8]}.zarr"
         try:
             store = yield from embed_raster(
                 raster, path, model, tile_size=fine.tile_size * factor,
                 overlap=fine.overlap * factor, scale=fine.scale * factor, batch_size=batch_size,
                 device=None, model_name=model_name)
-            objects, n = yield from decode_scale(raster, store, model, config=config,
-                                                 fine_grid=fine, executor=executor)
+            objects, n = yield from decode_scale(
+                raster, store, model, config=config, fine_grid=fine, executor=executor,
+                known=[o for done in by_scale for o in done])
         finally:
             shutil.rmtree(path, ignore_errors=True)
         by_scale.append(objects)
         decoded += n
-        used.append(int(factor))
-    merged = merge_scales(by_scale[::-1])  # coarsest first
-    return merged, decoded, tuple(used)
+    merged = merge_scales(by_scale)  # coarsest first
+    return merged, decoded, tuple(used + sorted(factors))

@@ -42,12 +42,15 @@ class SegmentConfig:
     inner border, which loses objects that straddle a seam and are larger than about half
     the overlap (the behaviour before stitching).
     ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
-    ``point_levels`` levels, skipping points under accepted masks and on
-    uniform image (:mod:`napari_sam.core.automatic.coarse_to_fine`);
+    ``point_levels`` levels, skipping points under accepted masks and those
+    with no edge nearby but accepted masks' outlines
+    (:mod:`napari_sam.core.automatic.coarse_to_fine`);
     ``"full"`` decodes every grid point, as the paper's generator does.
     ``scales``: the raster is also segmented downscaled by each factor after
-    the first and objects are merged across scales
-    (:mod:`napari_sam.core.automatic.multiscale`); ``(1,)`` segments at the
+    the first (same points per tile side, so the same density in model
+    pixels; masks upsampled smoothly to raster resolution) and objects are
+    merged across scales (:mod:`napari_sam.core.automatic.multiscale`,
+    :mod:`napari_sam.core.automatic.scale_passes`); ``(1,)`` segments at the
     tiling's own scale only.
     """
 
