@@ -143,3 +143,8 @@ class Sam2ObjectsPropagator:
     def stored_frames(self) -> dict[int, int]:
         """Per object, the frames whose results (memories, pointers) are held now."""
         return {obj_id: p.stored_frames for obj_id, p in self.objects.items()}
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the tensors every object's held results keep."""
+        return sum(p.stored_bytes for p in self.objects.values())

@@ -23,7 +23,7 @@ the way ``SAM2Base._use_mask_as_output`` does: logits of +-10, the object
 pointer from the SAM heads given the mask (on the frame without
 ``no_mem_embed``), the object score +-10 from whether the mask is empty.
 
-The propagation driver (``sam2_video``) adds around this step the video
+The propagation drivers (``sam2_video``, ``sam2_objects``) add around this step the video
 predictor's bfloat16 storage of memories and a bounded memory bank; hole
 filling (CUDA only in the reference) is not done.
 """

@@ -21,10 +21,16 @@ What the official predictor does and is done here:
 
 The memory bank is bounded: a tracked frame's result is dropped once no later
 frame in that direction can reach it (``keep = max(num_maskmem - 1,
-max_obj_ptrs - 1)`` frames behind, 15), except the ``keep - 1`` frames next to
-the prompted frame, which the pass the other way reads; at most ``2 * keep``
-frames' results are held (in bfloat16 memories, pointers and scores);
-full-resolution logits are not kept at all. So memory stays flat however long the sequence. Hole filling
+max_obj_ptrs - 1)`` frames behind, 15), except the frames within
+:meth:`~Sam2VideoPropagator.reach` of where the pass started (``keep - 1``
+when it started at the prompted frame, ``keep`` when at another object's,
+see ``sam2_objects``), which the pass the other way reads; at most
+``2 * keep (+ 1)`` frames' results are held (bfloat16 memories, pointers and
+scores, one memory position encoding for all frames: it is the same on every
+frame); full-resolution logits are not kept at all. So memory stays flat
+however long the sequence. :meth:`~Sam2VideoPropagator.track` runs one frame
+of a pass given its features, so that the several-object driver
+(``sam2_objects``) encodes each frame once for all objects. Hole filling
 (``fill_hole_area``, a CUDA extension in the reference) is not done.
 """
 
@@ -93,6 +99,7 @@ class Sam2VideoPropagator:
         self.keep = max(model.config.num_maskmem - 1, self.tracker.max_obj_ptrs - 1)
         self.start: int | None = None
         self.prompt_output: PropagatedFrame | None = None
+        self._memory_pos: torch.Tensor | None = None
 
     # -- frames ---------------------------------------------------------------------------
     def _features(self, index: int) -> Encoded:
@@ -112,11 +119,17 @@ class Sam2VideoPropagator:
                                object_score=float(result.object_score.reshape(-1)[0]),
                                reverse=reverse)
 
-    @staticmethod
-    def _slim(result: FrameResult) -> FrameResult:
-        """What later frames read of a result: pointer, score, bfloat16 memory."""
+    def _slim(self, result: FrameResult) -> FrameResult:
+        """What later frames read of a result: pointer, score, bfloat16 memory, and the
+        memory's position encoding, which is the same on every frame: one tensor is held
+        for all of them (as the official state caches it)."""
         memory = None if result.memory is None else result.memory.to(MEMORY_DTYPE)
-        return replace(result, high_res=None, low_res=None, memory=memory)
+        pos = result.memory_pos
+        if pos is not None:
+            if self._memory_pos is None or not torch.equal(self._memory_pos, pos):
+                self._memory_pos = pos
+            pos = self._memory_pos
+        return replace(result, high_res=None, low_res=None, memory=memory, memory_pos=pos)
 
     # -- prompts ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -215,6 +228,18 @@ class Sam2VideoPropagator:
     def stored_frames(self) -> int:
         """Frames whose results (memories, pointers) are held now."""
         return len(self.tracker.prompted) + len(self.tracker.tracked)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the tensors the held results keep (a tensor shared by several counted
+        once)."""
+        seen: dict[int, int] = {}
+        for result in (*self.tracker.prompted.values(), *self.tracker.tracked.values()):
+            for t in (result.low_res, result.high_res, result.obj_ptr, result.object_score,
+                      result.memory, result.memory_pos):
+                if t is not None:
+                    seen[id(t)] = t.numel() * t.element_size()
+        return sum(seen.values())
 
 
 def encode_frame(model: Sam2, image: np.ndarray) -> Encoded:

@@ -139,3 +139,38 @@ def test_prompt_extent_and_window():
     assert P2.window_around(p.extent(), (2000, 3000), 256) == Window(0, 0, 256, 256)
     with pytest.raises(ValueError, match="object 3"):
         PlanePrompt(id=3, plane=(0,)).extent()
+
+
+def test_sam2_frames_are_the_window_around_the_prompts(sam2_model):
+    """On planes larger than the model's input the frames are the 128 px window around
+    the prompts, and the prompts are moved into it."""
+    rng = np.random.default_rng(2)
+    depth, h, w = 3, 200, 260
+    stack = rng.normal(60, 12, (depth, h, w))
+    for z in range(depth):
+        stack[z, 120 + 2 * z:150 + 2 * z, 170 + 3 * z:204 + 3 * z] += 130
+    stack = stack.clip(0, 255).astype(np.uint8)
+    predictor_for = _predictors(sam2_model, stack)
+    prompt = PlanePrompt(id=4, plane=(1,), points=np.array([[188.0, 137.0]]),
+                         labels=np.array([1]))
+    tracks, _ = _drain(propagate_objects(predictor_for, [prompt], axis=0, size=depth))
+    window = P2.window_around(prompt.extent(), (h, w), 128)
+    assert window == Window(72, 124, 128, 128)  # clipped at the bottom
+
+    def frame(i):
+        return P2.plane_frame(predictor_for((i,)), window)
+
+    driver = Sam2ObjectsPropagator(sam2_model, frame=frame, num_frames=depth)
+    first = driver.add_prompt(1, 4, points=[[188.0 - 124, 137.0 - 72]], labels=[1])
+    expected = {1: first.mask}
+    for reverse in (False, True):
+        for out in driver.propagate(reverse=reverse):
+            if out.index != 1:
+                expected[out.index] = out.objects[4].mask
+    assert sorted(tracks[4]) == [(0,), (1,), (2,)]
+    for (z,), (win, mask) in tracks[4].items():
+        got = np.zeros((h, w), bool)
+        got[win.y0:win.y1, win.x0:win.x1] = mask
+        want = np.zeros((h, w), bool)
+        want[72:200, 124:252] = expected[z]
+        assert np.array_equal(got, want), z

@@ -168,3 +168,42 @@ def test_prompting_rules(models):
     assert [f.index for f in prop.propagate(reverse=True)] == [2, 1, 0]
     with pytest.raises(RuntimeError, match="before propagating"):
         prop.add_prompt(0, 8, points=[[16, 16]], labels=[1])
+
+
+def test_memory_banks_stay_bounded_over_40_frames(one_thread):
+    """Each object's bank holds at most 2 x 15 frames' results, and the bytes held stop
+    growing once the bank is full: a bank that kept every frame fails here."""
+    from sam_model.sam2_configs import tiny_sam2_test_config
+    from sam_model.sam2_model import build_sam2_from_config
+
+    torch.manual_seed(0)
+    model = perturb_(build_sam2_from_config(tiny_sam2_test_config()), seed=2, scale=0.05)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
+    n = 40
+    prop = Sam2ObjectsPropagator(model, frame=lambda i: frames[i % 4], num_frames=n)
+    prop.add_prompt(2, 1, points=[[20, 20]], labels=[1])
+    prop.add_prompt(6, 2, box=[30, 10, 60, 40])
+    keep = prop.objects[1].keep
+    assert keep == 15
+    counts, sizes = [], []
+    for out in prop.propagate():
+        counts.append(prop.stored_frames)
+        sizes.append(prop.stored_bytes)
+        assert sorted(out.objects) == [1, 2]
+    assert len(counts) == n - 2
+    # object 1 (prompted on the passes' first frame): itself, the 14 frames after it and
+    # the 15 the next frame reads; object 2 also keeps the 15 frames after frame 2 (the
+    # backward pass re-tracks it on frame 2 and reads them)
+    assert max(c[1] for c in counts) == 2 * keep
+    assert max(c[2] for c in counts) <= 2 * keep + 1
+    assert counts[-1] == {1: 2 * keep, 2: 2 * keep + 1}
+    full = sizes.index(max(sizes))
+    assert full < n - 8 and set(sizes[full:]) == {max(sizes)}  # flat once full
+    assert prop.stored_frames == {1: keep, 2: keep + 1}  # the pass's far tail is dropped
+    assert sorted(prop.objects[1].tracker.tracked) == list(range(3, 2 + keep))
+    back = [dict(prop.stored_frames) for _ in prop.propagate(reverse=True)]
+    assert [f[1] for f in back] == [keep, keep + 1, keep + 2]
+    # one memory position encoding held for all of an object's frames
+    held = prop.objects[1].tracker.tracked.values()
+    assert len({id(r.memory_pos) for r in held}) == 1
