@@ -88,7 +88,7 @@ def test_refuses_to_overwrite_and_names_the_folder(tmp_path, stack_file, capsys)
     assert main(args) == 2
     assert "stack: already exists (pass --overwrite" in capsys.readouterr().err
     assert (out / "stack" / "objects.csv").read_text() == before
-    assert main([*args, "--overwrite", "--max-planes", "1"]) == 0
+    assert main([*args, "--overwrite", "--max-planes", "1", "--bands", "1,1,1"]) == 0
     table = pd.read_csv(out / "stack" / "objects.csv", dtype={"plane": str})
     assert set(table["plane"]) <= {"1", "2", "3"}
 

@@ -110,8 +110,8 @@ def _propagate(args: argparse.Namespace) -> int:
     gen = propagate_stack_file(args.input, args.prompts, args.out, model,
                                axis=args.propagate.lower(), plane_index=args.plane,
                                settings=PropagationSettings(max_planes=args.max_planes),
-                               tile_size=tiling["tile_size"], overlap=tiling["overlap"],
-                               overwrite=args.overwrite, model_name=model.model_name)
+                               overwrite=args.overwrite, model_name=model.model_name,
+                               **tiling)
     summary = run_with_bar(gen, disable=True if args.quiet else None)
     print(summary.line(), flush=True)
     return 0

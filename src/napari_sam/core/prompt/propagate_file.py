@@ -87,10 +87,12 @@ def propagate_stack_file(source, prompts: str | os.PathLike, out_dir, model, *,
                          axis: str | None = None, plane_index: str | Sequence[int] | None = None,
                          settings: PropagationSettings | None = None,
                          tile_size: int | None = None, overlap: int | None = None,
+                         scale: int | None = None, bands: Sequence[int] | None = None,
                          overwrite: bool = False, model_name: str | None = None
                          ) -> ProgressGen[StackSummary]:
     """Follow the objects prompted in ``prompts`` through the stack ``source`` into
-    ``out_dir/<stem>/`` (see the module docstring)."""
+    ``out_dir/<stem>/`` (see the module docstring). ``tile_size``, ``overlap``,
+    ``scale``, ``bands``: each plane's tiling and bands, as for ``prompt``."""
     from napari_sam.core.io.outputs import input_stem
 
     start = time.perf_counter()
@@ -108,10 +110,9 @@ def propagate_stack_file(source, prompts: str | os.PathLike, out_dir, model, *,
     def predictor_for(index) -> RasterPredictor:
         index = tuple(int(i) for i in index)
         if index not in predictors:
-            raster = open_raster(plane(array, axes, index))
             predictors[index] = RasterPredictor(
-                model=model, raster=raster.select_bands(raster.default_bands()),
-                tile_size=tile_size, overlap=overlap, model_name=model_name)
+                model=model, raster=open_raster(plane(array, axes, index)), tile_size=tile_size,
+                overlap=overlap, scale=scale, bands=bands, model_name=model_name)
             while len(predictors) > PLANE_PREDICTORS:
                 predictors.popitem(last=False)
         return predictors[index]
