@@ -189,3 +189,22 @@ def test_sam2_checkpoint_tracks_objects_through_time(tmp_path, monkeypatch, caps
     expected, _ = _labels(tmp_path / "direct" / "movie")
     assert np.array_equal(labels, expected)
     assert {1, 2} <= set(np.unique(labels).tolist())
+
+
+def test_read_prompts_plane_column(tmp_path):
+    from napari_sam.core.io.prompt_file import read_prompts
+    from napari_sam.core.io.raster_open import open_raster
+    from napari_sam.errors import InputError
+
+    raster = open_raster(np.zeros((40, 40), np.uint8))
+    path = tmp_path / "p.csv"
+    path.write_text("x,y,object,plane\n5,5,a,3\n8,8,a,\n20,20,b,0\n30,30,,\n")
+    objs = read_prompts(path, raster)
+    assert [o.plane for o in objs] == [3, 0, None]
+    path.write_text("x,y,object,plane\n5,5,a,3\n8,8,a,4\n")
+    with pytest.raises(InputError, match="p.csv: feature 2: object a is on plane 3 and on "
+                                         "plane 4"):
+        read_prompts(path, raster)
+    path.write_text("x,y,plane\n5,5,2.5\n")
+    with pytest.raises(InputError, match="'plane' must be a plane number"):
+        read_prompts(path, raster)
