@@ -156,9 +156,16 @@ def test_labels_take_the_most_confident_present_object():
     assert absent.labels().tolist() == [[3, 0], [3, 3]]
 
 
-def test_prompting_rules(models):
-    ours, _ = models
-    prop = Sam2ObjectsPropagator(ours, frame=lambda i: np.zeros((32, 32, 3), np.uint8),
+def _tiny_config_model():
+    from sam_model.sam2_configs import tiny_sam2_test_config
+    from sam_model.sam2_model import build_sam2_from_config
+
+    torch.manual_seed(0)
+    return perturb_(build_sam2_from_config(tiny_sam2_test_config()), seed=2, scale=0.05)
+
+
+def test_prompting_rules():
+    prop = Sam2ObjectsPropagator(_tiny_config_model(), frame=lambda i: np.zeros((32, 32, 3), np.uint8),
                                  num_frames=4)
     with pytest.raises(RuntimeError, match="prompt an object"):
         next(prop.propagate())
@@ -173,11 +180,7 @@ def test_prompting_rules(models):
 def test_memory_banks_stay_bounded_over_40_frames(one_thread):
     """Each object's bank holds at most 2 x 15 frames' results, and the bytes held stop
     growing once the bank is full: a bank that kept every frame fails here."""
-    from sam_model.sam2_configs import tiny_sam2_test_config
-    from sam_model.sam2_model import build_sam2_from_config
-
-    torch.manual_seed(0)
-    model = perturb_(build_sam2_from_config(tiny_sam2_test_config()), seed=2, scale=0.05)
+    model = _tiny_config_model()
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
     n = 40
