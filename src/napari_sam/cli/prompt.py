@@ -61,8 +61,10 @@ def add_parser(subparsers) -> None:
                              "'plane' column in FILE overrides the index along AXIS per "
                              "object")
     follow.add_argument("--max-planes", type=positive_int, default=None, metavar="N",
-                        help="with --propagate: follow at most N planes each way from the "
-                             "earliest prompted plane (default: the whole axis)")
+                        help="with --propagate: follow at most N planes each way from an "
+                             "object's prompted plane (SAM 2.1: from the earliest prompted "
+                             "plane, as all objects share the passes; default: the whole "
+                             "axis)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR/<stem>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
