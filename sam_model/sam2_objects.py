@@ -14,9 +14,9 @@ objects and is done here:
   on each frame an object prompted there gives its prompt's output again, and
   every other object is tracked, including an object whose own prompted frame
   lies ahead in the pass (it is then conditioned on that frame's memory alone);
-* a frame visited by both passes (the origin, and frames between the origin and
-  a later-prompted object's frame) comes out of each; the later output is the
-  official one, and the later pass has overwritten the object's memory there.
+* the origin comes out of both passes; an object prompted on a later frame is
+  tracked there by each, and the later output is the official one (the later
+  pass has overwritten the object's memory there, as in the reference).
 
 Each object's bank is bounded as the single-object driver's (at most about
 ``2 x 15`` frames' results per object, full-resolution logits never kept).

@@ -25,8 +25,8 @@ direction) stops where SAM 2 says the object is absent (object score <= 0),
 where its mask is empty, or after ``max_planes`` planes from the earliest
 prompted plane; a pass ends early once every object's side has stopped. An
 object keeps the planes joined to its prompted plane by planes where it was
-found; where a plane is visited by both passes the later output counts, as in
-the official predictor. Returns ``{object id: {plane index: (Window, mask)}}``
+found; where a plane is visited by both passes (the earliest prompted one) the
+later output counts, as in the official predictor. Returns ``{object id: {plane index: (Window, mask)}}``
 (a mask prompt's plane keeps the given mask); progress one event per plane.
 """
 
