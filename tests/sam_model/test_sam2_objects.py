@@ -9,8 +9,8 @@ pass yields, and every object's mask logits on it, must agree, in the same
 order; object 2 is tracked on frames 1 and 2, before its own prompted frame,
 from its memory of frame 3, as the reference does.
 
-There the reference attends to a bfloat16 memory and no object pointer (the
-only pointer, frame 3's, lies ahead), which its float32 CPU path cannot run
+On frame 1 of the forward pass the reference attends for object 2 to a
+bfloat16 memory and no object pointer (the only pointer, frame 3's, lies ahead), which its float32 CPU path cannot run
 (``F.linear`` of bfloat16 by float32; with a pointer the concatenation makes the
 memory float32, and the official runs use bfloat16 autocast on a GPU): the test
 gives the reference's memory attention its memory as float32, as ours takes it.
