@@ -23,7 +23,7 @@ the way ``SAM2Base._use_mask_as_output`` does: logits of +-10, the object
 pointer from the SAM heads given the mask (on the frame without
 ``no_mem_embed``), the object score +-10 from whether the mask is empty.
 
-The propagation driver (``sam2_video``) adds around this step the video
+The propagation drivers (``sam2_video``, ``sam2_objects``) add around this step the video
 predictor's bfloat16 storage of memories and a bounded memory bank; hole
 filling (CUDA only in the reference) is not done.
 """
@@ -76,6 +76,15 @@ def sine_1d(positions: Tensor, dim: int, temperature: float = 10000.0) -> Tensor
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def frame_features(model: Sam2, x: Tensor) -> FrameFeatures:
+    """Normalised Bx3xSxS frames through ``model``'s image encoder -> :class:`FrameFeatures`
+    (computed once per frame; every object tracked on the frame reads them)."""
+    maps = model.backbone(x)
+    top = maps[-1]
+    pos = model.image_encoder.position_encodings([top])[0]
+    return FrameFeatures(top=top, pos=pos, high_res=model.project_high_res(maps[:-1]))
+
+
 class Sam2Tracker:
     """Frames of one object through SAM 2.1's memory path (see the module docstring).
 
@@ -95,10 +104,7 @@ class Sam2Tracker:
     @torch.no_grad()
     def features(self, x: Tensor) -> FrameFeatures:
         """Normalised Bx3xSxS frames -> their :class:`FrameFeatures`."""
-        maps = self.model.backbone(x)
-        top = maps[-1]
-        pos = self.model.image_encoder.position_encodings([top])[0]
-        return FrameFeatures(top=top, pos=pos, high_res=self.model.project_high_res(maps[:-1]))
+        return frame_features(self.model, x)
 
     @torch.no_grad()
     def step(self, frame_idx: int, feats: FrameFeatures, *, points: tuple[Tensor, Tensor] | None

@@ -21,10 +21,16 @@ What the official predictor does and is done here:
 
 The memory bank is bounded: a tracked frame's result is dropped once no later
 frame in that direction can reach it (``keep = max(num_maskmem - 1,
-max_obj_ptrs - 1)`` frames behind, 15), except the ``keep - 1`` frames next to
-the prompted frame, which the pass the other way reads; at most ``2 * keep``
-frames' results are held (in bfloat16 memories, pointers and scores);
-full-resolution logits are not kept at all. So memory stays flat however long the sequence. Hole filling
+max_obj_ptrs - 1)`` frames behind, 15), except the frames within
+:meth:`~Sam2VideoPropagator.reach` of where the pass started (``keep - 1``
+when it started at the prompted frame, ``keep`` when at another object's,
+see ``sam2_objects``), which the pass the other way reads; at most
+``2 * keep (+ 1)`` frames' results are held (bfloat16 memories, pointers and
+scores, one memory position encoding for all frames: it is the same on every
+frame); full-resolution logits are not kept at all. So memory stays flat
+however long the sequence. :meth:`~Sam2VideoPropagator.track` runs one frame
+of a pass given its features, so that the several-object driver
+(``sam2_objects``) encodes each frame once for all objects. Hole filling
 (``fill_hole_area``, a CUDA extension in the reference) is not done.
 """
 
@@ -38,10 +44,11 @@ import torch
 import torch.nn.functional as F
 
 from .sam2_model import Sam2
-from .sam2_tracking import FrameFeatures, FrameResult, Sam2Tracker
+from .sam2_tracking import FrameFeatures, FrameResult, Sam2Tracker, frame_features
 from .transforms import to_rgb_uint8
 
 MEMORY_DTYPE = torch.bfloat16  # how the official video predictor stores memories
+Encoded = tuple[FrameFeatures, tuple[int, int]]  # a frame's features and its (h, w)
 
 
 @dataclass(frozen=True)
@@ -72,49 +79,57 @@ class Sam2VideoPropagator:
             RGB, or anything ``to_rgb_uint8`` accepts); called once per frame visited.
         num_frames: length of the sequence.
         max_obj_ptrs: frames whose object pointers a frame may attend to (official 16).
+        features: instead of ``frame``, a callable giving frame ``i`` already through the
+            image encoder (``(FrameFeatures, (h, w))``, see :func:`encode_frame`); the
+            several-object driver (``sam2_objects``) shares one frame's features this way.
     """
 
-    def __init__(self, model: Sam2, *, frame: Callable[[int], np.ndarray], num_frames: int,
-                 max_obj_ptrs: int = 16) -> None:
+    def __init__(self, model: Sam2, *, frame: Callable[[int], np.ndarray] | None = None,
+                 num_frames: int, max_obj_ptrs: int = 16,
+                 features: Callable[[int], Encoded] | None = None) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+        if (frame is None) == (features is None):
+            raise ValueError("give frame or features, not both")
         self.model = model
         self.frame = frame
+        self._encoded = features
         self.num_frames = int(num_frames)
         self.tracker = Sam2Tracker(model, num_frames=num_frames, max_obj_ptrs=max_obj_ptrs)
         self.keep = max(model.config.num_maskmem - 1, self.tracker.max_obj_ptrs - 1)
         self.start: int | None = None
-        self._sizes: dict[int, tuple[int, int]] = {}
+        self.prompt_output: PropagatedFrame | None = None
+        self._memory_pos: torch.Tensor | None = None
 
     # -- frames ---------------------------------------------------------------------------
-    def _features(self, index: int) -> FrameFeatures:
+    def _features(self, index: int) -> Encoded:
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} outside 0..{self.num_frames - 1}")
-        image = to_rgb_uint8(np.asarray(self.frame(index)))
-        self._sizes[index] = (int(image.shape[0]), int(image.shape[1]))
-        m = self.model
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
-        x = x.to(m.device)[None]
-        s = m.img_size
-        if tuple(x.shape[-2:]) != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
-                              antialias=True)
-        return self.tracker.features(m.normalize(x))
+        if self._encoded is not None:
+            return self._encoded(index)
+        return encode_frame(self.model, self.frame(index))
 
-    def _output(self, index: int, result: FrameResult, reverse: bool) -> PropagatedFrame:
-        h, w = self._sizes[index]
+    @staticmethod
+    def _output(index: int, result: FrameResult, size: tuple[int, int],
+                reverse: bool) -> PropagatedFrame:
         logits = result.low_res
-        if tuple(logits.shape[-2:]) != (h, w):
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return PropagatedFrame(index=index, logits=logits[0, 0].float().cpu().numpy(),
                                object_score=float(result.object_score.reshape(-1)[0]),
                                reverse=reverse)
 
-    @staticmethod
-    def _slim(result: FrameResult) -> FrameResult:
-        """What later frames read of a result: pointer, score, bfloat16 memory."""
+    def _slim(self, result: FrameResult) -> FrameResult:
+        """What later frames read of a result: pointer, score, bfloat16 memory, and the
+        memory's position encoding, which is the same on every frame: one tensor is held
+        for all of them (as the official state caches it)."""
         memory = None if result.memory is None else result.memory.to(MEMORY_DTYPE)
-        return replace(result, high_res=None, low_res=None, memory=memory)
+        pos = result.memory_pos
+        if pos is not None:
+            if self._memory_pos is None or not torch.equal(self._memory_pos, pos):
+                self._memory_pos = pos
+            pos = self._memory_pos
+        return replace(result, high_res=None, low_res=None, memory=memory, memory_pos=pos)
 
     # -- prompts ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -128,8 +143,7 @@ class Sam2VideoPropagator:
             raise ValueError("give points/box or a mask, not both")
         if mask is None and points is None and box is None:
             raise ValueError("give points, a box or a mask")
-        feats = self._features(index)
-        h, w = self._sizes[index]
+        feats, (h, w) = self._features(index)
         s = self.model.img_size
         device = self.model.device
         if mask is not None:
@@ -155,9 +169,9 @@ class Sam2VideoPropagator:
             result = self.tracker.step(index, feats, points=(xy.to(device),
                                                              torch.from_numpy(labs)[None]))
         self.start = index
-        out = self._output(index, result, reverse=False)
+        self.prompt_output = self._output(index, result, (h, w), reverse=False)
         self.tracker.prompted[index] = self._slim(result)
-        return out
+        return self.prompt_output
 
     # -- tracking ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -167,30 +181,76 @@ class Sam2VideoPropagator:
         ``max_frames`` of them; stopping the iteration stops the tracking."""
         if self.start is None:
             raise RuntimeError("prompt a frame first (add_prompt)")
+        origin = self.start
         step = -1 if reverse else 1
         limit = self.num_frames if max_frames is None else int(max_frames)
-        index = self.start + step
+        index = origin + step
         try:
-            while 0 <= index < self.num_frames and abs(index - self.start) <= limit:
-                result = self.tracker.step(index, self._features(index), reverse=reverse)
-                out = self._output(index, result, reverse)
-                self.tracker.tracked[index] = self._slim(result)
-                self._forget(index - step * self.keep)
-                del self._sizes[index]
-                yield out
+            while 0 <= index < self.num_frames and abs(index - origin) <= limit:
+                yield self.track(index, self._features(index), reverse=reverse, origin=origin)
                 index += step
         finally:  # the pass is over: keep only what a pass the other way reads
-            for t in [t for t in self.tracker.tracked if (t - self.start) * step > 0]:
-                self._forget(t)
+            self.end_pass(reverse=reverse, origin=origin)
 
-    def _forget(self, index: int) -> None:
+    @torch.no_grad()
+    def track(self, index: int, encoded: Encoded, *, reverse: bool, origin: int
+              ) -> PropagatedFrame:
+        """Track the object on frame ``index`` (not its prompted frame) in a pass that
+        started at frame ``origin``; ``encoded``: the frame through the image encoder."""
+        if self.start is None:
+            raise RuntimeError("prompt a frame first (add_prompt)")
+        feats, size = encoded
+        result = self.tracker.step(index, feats, reverse=reverse)
+        out = self._output(index, result, size, reverse)
+        self.tracker.tracked[index] = self._slim(result)
+        self._forget(index - (-1 if reverse else 1) * self.keep, origin)
+        return out
+
+    def end_pass(self, *, reverse: bool, origin: int) -> None:
+        """A pass from ``origin`` is over: drop its frames a pass the other way never reads."""
+        step = -1 if reverse else 1
+        for t in [t for t in self.tracker.tracked if (t - origin) * step > 0]:
+            self._forget(t, origin)
+
+    def reach(self, origin: int) -> int:
+        """How far from a pass's start ``origin`` the other pass reads tracked frames: its
+        first tracked frame reads ``keep`` frames, or ``keep - 1`` when ``origin`` is this
+        object's prompted frame (the first tracked frame is then one further out)."""
+        return self.keep - 1 if origin == self.start else self.keep
+
+    def _forget(self, index: int, origin: int) -> None:
         """Drop a tracked frame nothing will read again: behind the current frame by
-        ``keep`` frames and not within ``keep - 1`` frames of the prompted one (a frame
-        just past the prompted one in the other direction reads those)."""
-        if abs(index - self.start) >= self.keep:
+        ``keep`` frames and farther than :meth:`reach` from the pass's start."""
+        if abs(index - origin) > self.reach(origin):
             self.tracker.tracked.pop(index, None)
 
     @property
     def stored_frames(self) -> int:
         """Frames whose results (memories, pointers) are held now."""
         return len(self.tracker.prompted) + len(self.tracker.tracked)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the tensors the held results keep (a tensor shared by several counted
+        once)."""
+        seen: dict[int, int] = {}
+        for result in (*self.tracker.prompted.values(), *self.tracker.tracked.values()):
+            for t in (result.low_res, result.high_res, result.obj_ptr, result.object_score,
+                      result.memory, result.memory_pos):
+                if t is not None:
+                    seen[id(t)] = t.numel() * t.element_size()
+        return sum(seen.values())
+
+
+def encode_frame(model: Sam2, image: np.ndarray) -> Encoded:
+    """An HxWx3 frame through the image encoder at the model's square input (resized as
+    the official loader does): ``(FrameFeatures, (h, w))``."""
+    image = to_rgb_uint8(np.asarray(image))
+    size = (int(image.shape[0]), int(image.shape[1]))
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    x = x.to(model.device)[None]
+    s = model.img_size
+    if tuple(x.shape[-2:]) != (s, s):
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        return frame_features(model, model.normalize(x)), size

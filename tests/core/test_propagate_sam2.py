@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from sam2_tiny import object_absent, tiny_sam2
 
-import sam_model
 from napari_sam.core.progress import Progress
 from napari_sam.core.prompt import propagate as P
 from napari_sam.core.prompt.predictor import RasterPredictor
@@ -37,15 +36,7 @@ def _stack() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def sam2_tiny():
-    torch.manual_seed(0)
-    model = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False, img_size=128).eval()
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for value in model.state_dict().values():
-            if value.dtype.is_floating_point:
-                value.add_(torch.randn(value.shape, generator=gen) * 0.02)
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(30.0)
-    return model
+    return tiny_sam2()
 
 
 def _predictors(model, stack):
@@ -115,10 +106,7 @@ def test_sam2_model_propagates_with_memory(sam2_tiny, monkeypatch):
 def test_sam2_side_stops_where_the_object_is_absent(sam2_tiny):
     stack = _stack()
     predictor_for = _predictors(sam2_tiny, stack)
-    head = sam2_tiny.sam_mask_decoder.pred_obj_score_head.layers[-1].bias
-    with torch.no_grad():
-        head.fill_(-30.0)  # every tracked plane: the object is absent
-    try:
+    with object_absent(sam2_tiny):  # every tracked plane: the object is absent
         gen = P.propagate(predictor_for, (START,), _first(), axis=0, size=DEPTH)
         found = None
         while found is None:
@@ -126,9 +114,6 @@ def test_sam2_side_stops_where_the_object_is_absent(sam2_tiny):
                 next(gen)
             except StopIteration as stop:
                 found = stop.value
-    finally:
-        with torch.no_grad():
-            head.fill_(30.0)
     assert list(found) == [(START,)]
 
 

@@ -10,23 +10,10 @@ object's id reaches planes on both sides of plane 2.
 from __future__ import annotations
 
 import numpy as np
-import torch
+from sam2_tiny import tiny_sam2
 
-import sam_model
 from napari_sam._widgets.interactive import LABELS, InteractiveWidget
 from napari_sam.core.prompt import propagate as P
-
-
-def _sam2_tiny():
-    torch.manual_seed(0)
-    model = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False, img_size=128).eval()
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for value in model.state_dict().values():
-            if value.dtype.is_floating_point:
-                value.add_(torch.randn(value.shape, generator=gen) * 0.02)
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(30.0)
-    return model
 
 
 def _stack(depth=5, side=96):
@@ -38,7 +25,7 @@ def _stack(depth=5, side=96):
 
 
 def test_propagate_button_uses_sam2_memory(make_napari_viewer, wait_idle, monkeypatch):
-    model = _sam2_tiny()
+    model = tiny_sam2()
     viewer = make_napari_viewer()
     viewer.add_image(_stack(), name="stack")
     widget = InteractiveWidget(viewer, model_factory=lambda choice: model,

@@ -14,31 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sam_helpers import perturb_
+from sam_helpers import perturb_, reference_sam2
 
 import sam_model
 from sam_model.sam2_tracking import Sam2Tracker
 
 S = 128
 N_FRAMES = 5
-
-
-def _reference_model():
-    import sam2  # noqa: F401  (hydra's config path)
-    from hydra import compose
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    overrides = [
-        f"++model.image_size={S}",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
-        "++model.binarize_mask_from_pts_for_mem_enc=true",
-    ]
-    cfg = compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml", overrides=overrides)
-    OmegaConf.resolve(cfg)
-    return instantiate(cfg.model, _recursive_=True).eval()
 
 
 def _clip():
@@ -56,7 +38,7 @@ def _clip():
 def models():
     """(ours, reference, each frame through both image encoders)."""
     torch.manual_seed(0)
-    ref = perturb_(_reference_model(), seed=5, scale=0.02)
+    ref = perturb_(reference_sam2(S), seed=5, scale=0.02)
     ours = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False, img_size=S)
     ours.load_state_dict(ref.state_dict(), strict=True)
     tracker = Sam2Tracker(ours, num_frames=N_FRAMES)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sam_helpers import perturb_
+from sam_helpers import perturb_, reference_sam2
 
 import sam_model
 from sam_model.sam2_video import Sam2VideoPropagator
@@ -44,30 +44,10 @@ def _clip() -> list[np.ndarray]:
     return frames
 
 
-def _reference_model():
-    import sam2  # noqa: F401  (hydra's config path)
-    from hydra import compose
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    overrides = [
-        "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
-        f"++model.image_size={S}",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
-        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
-        "++model.binarize_mask_from_pts_for_mem_enc=true",
-        "++model.fill_hole_area=0",
-    ]
-    cfg = compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml", overrides=overrides)
-    OmegaConf.resolve(cfg)
-    return instantiate(cfg.model, _recursive_=True).eval()
-
-
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
-    ref = perturb_(_reference_model(), seed=5, scale=0.02)
+    ref = perturb_(reference_sam2(S, video=True), seed=5, scale=0.02)
     ours = sam_model.build_sam("sam2.1_hiera_tiny", pretrained=False, img_size=S)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ours, ref

@@ -11,7 +11,9 @@ Formats:
 Columns: ``positive`` (boolean: true/false, 1/0, yes/no; default true) marks
 points as foreground or background; ``object`` groups features into one
 object (its points and at most one box). Features without an ``object``
-value are each their own object. Objects are numbered 1.. in the order they
+value are each their own object. ``plane`` (an integer, optional): the plane
+of a stack the object is prompted on, along the axis ``prompt --propagate``
+follows (one value per object). Objects are numbered 1.. in the order they
 first appear in the file; these numbers are the label ids.
 
 Coordinates are map coordinates when the raster has a CRS (a vector file in
@@ -42,13 +44,15 @@ _FALSE = {"0", "false", "f", "no", "n", "negative", "neg"}
 
 @dataclass(frozen=True)
 class ObjectPrompt:
-    """One object's prompt in raster pixels: points (N, 2) XY, labels (N,) 1/0, box XYXY or None."""
+    """One object's prompt in raster pixels: points (N, 2) XY, labels (N,) 1/0, box XYXY or
+    None; ``plane``: its stack plane from a ``plane`` column (None without)."""
 
     id: int
     key: str
     points: np.ndarray | None
     labels: np.ndarray | None
     box: np.ndarray | None
+    plane: int | None = None
 
 
 def _parse_positive(value, where: str) -> int:
@@ -65,6 +69,18 @@ def _parse_positive(value, where: str) -> int:
     if text in _FALSE:
         return 0
     raise InputError(f"{where}: 'positive' must be true or false, got {value!r}")
+
+
+def _parse_plane(value, where: str) -> int | None:
+    if _missing(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer() or number < 0:
+        raise InputError(f"{where}: 'plane' must be a plane number (0, 1, ...), got {value!r}")
+    return int(number)
 
 
 def _missing(value) -> bool:
@@ -135,9 +151,15 @@ def read_prompts(path: str | os.PathLike, raster) -> list[ObjectPrompt]:
         obj = row.get("object") if "object" in gdf.columns else None
         key = f"#{i}" if _missing(obj) else f"object {obj}"
         if key not in groups:
-            groups[key] = {"points": [], "labels": [], "box": None}
+            groups[key] = {"points": [], "labels": [], "box": None, "plane": None}
             order.append(key)
         g = groups[key]
+        plane = _parse_plane(row.get("plane") if "plane" in gdf.columns else None, where)
+        if plane is not None:
+            if g["plane"] is not None and g["plane"] != plane:
+                raise InputError(f"{where}: {key} is on plane {g['plane']} and on plane {plane}"
+                                 f"; prompt an object on one plane")
+            g["plane"] = plane
         kind = geom.geom_type
         if kind in ("Point", "MultiPoint"):
             xy = np.array([(p.x, p.y) for p in getattr(geom, "geoms", [geom])], dtype=np.float64)
@@ -160,5 +182,6 @@ def read_prompts(path: str | os.PathLike, raster) -> list[ObjectPrompt]:
         lbl = np.asarray(g["labels"], dtype=np.int64) if g["points"] else None
         if g["box"] is None and (lbl is None or not lbl.any()):
             raise InputError(f"{path}: {key} has only negative points")
-        out.append(ObjectPrompt(id=n, key=key, points=pts, labels=lbl, box=g["box"]))
+        out.append(ObjectPrompt(id=n, key=key, points=pts, labels=lbl, box=g["box"],
+                                plane=g["plane"]))
     return out
