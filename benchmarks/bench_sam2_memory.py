@@ -13,7 +13,9 @@ run). After frames 10, 50 and 100 (and the last) it records:
 * the process's resident memory now (``VmRSS``) and its peak so far
   (``VmHWM``) from ``/proc/self/status``;
 * Python's allocations (``tracemalloc`` current and peak: numpy arrays are
-  traced, torch's own CPU buffers are not, hence RSS as well).
+  traced, torch's own CPU buffers are not, hence RSS as well);
+* the RSS again after ``malloc_trim(0)`` (glibc): freed memory the allocator
+  kept is returned, so this is the memory in use (taken after the others).
 
     python -m benchmarks.bench_sam2_memory                          # 100 frames, 512 px
     python -m benchmarks.bench_sam2_memory --size 1024 --frames 100
@@ -24,6 +26,7 @@ Results go to ``benchmarks/results/sam2_memory.json``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -78,14 +81,27 @@ def _frame(size: int, n: int):
     return frame
 
 
+def _trimmed_rss_mib() -> float | None:
+    """RSS after glibc's ``malloc_trim(0)`` hands freed heap pages back to the system
+    (None without glibc): what is left is memory in use, not the allocator's free lists."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return None
+    kib = _proc_kib("VmRSS")
+    return None if kib is None else round(kib / 1024, 1)
+
+
 def _sample(frame_no: int, prop, start: float) -> dict:
     current, peak = tracemalloc.get_traced_memory()
-    return {"frame": frame_no, "seconds": round(time.perf_counter() - start, 1),
-            "bank_bytes": prop.stored_bytes, "bank_frames": prop.stored_frames,
-            "rss_mib": round((_proc_kib("VmRSS") or 0) / 1024, 1),
-            "peak_rss_mib": round((_proc_kib("VmHWM") or 0) / 1024, 1),
-            "tracemalloc_mib": round(current / 2**20, 2),
-            "tracemalloc_peak_mib": round(peak / 2**20, 2)}
+    sample = {"frame": frame_no, "seconds": round(time.perf_counter() - start, 1),
+              "bank_bytes": prop.stored_bytes, "bank_frames": prop.stored_frames,
+              "rss_mib": round((_proc_kib("VmRSS") or 0) / 1024, 1),
+              "peak_rss_mib": round((_proc_kib("VmHWM") or 0) / 1024, 1),
+              "tracemalloc_mib": round(current / 2**20, 2),
+              "tracemalloc_peak_mib": round(peak / 2**20, 2)}
+    sample["rss_after_malloc_trim_mib"] = _trimmed_rss_mib()
+    return sample
 
 
 def main(argv: list[str] | None = None) -> int:
