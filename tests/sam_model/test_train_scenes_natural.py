@@ -72,3 +72,27 @@ def test_plan_options_reach_the_batches():
     a, b = scene_batch(0, 0, plain), scene_batch(0, 0, mixed)
     assert a["image"].shape == b["image"].shape == (3, 64, 64, 3)
     assert not np.array_equal(a["image"].numpy(), b["image"].numpy())
+
+
+def _largest_extent(scene) -> int:
+    extents = []
+    for i in range(len(scene.objects)):
+        ys, xs = np.nonzero(scene.mask(i))
+        if len(ys):
+            extents.append(max(np.ptp(ys), np.ptp(xs)) + 1)
+    return max(extents, default=0)
+
+
+@pytest.mark.parametrize("dead_leaves", [0.0, 1.0])
+def test_large_object_scenes_hold_objects_of_a_third_of_the_frame_or_more(dead_leaves):
+    """--large-prob scenes: the largest object of most scenes spans a third of the frame
+    or more, which ordinary scenes rarely reach; at 0 the stream is the default one."""
+    size = 256
+    large = [_largest_extent(make_scene(np.random.default_rng([3, i]), size, large_prob=1.0,
+                                        dead_leaves_prob=dead_leaves)) for i in range(12)]
+    plain = [_largest_extent(make_scene(np.random.default_rng([3, i]), size,
+                                        dead_leaves_prob=dead_leaves)) for i in range(12)]
+    assert np.mean([e >= size / 3 for e in large]) >= 0.75
+    assert np.median(large) > np.median(plain)
+    same = make_scene(np.random.default_rng(5), size, large_prob=0.0)
+    assert np.array_equal(same.image, make_scene(np.random.default_rng(5), size).image)
