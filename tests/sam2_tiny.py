@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 
 import sam_model
+from napari_sam.core.prompt.predictor import RasterPredictor
 
 PRESENT_BIAS = 30.0
 
@@ -46,3 +47,15 @@ def object_absent(model) -> Iterator[None]:
         yield
     finally:
         head.fill_(PRESENT_BIAS)
+
+
+def plane_predictors(model, stack):
+    """``predictor_for(index)`` as core's propagation asks for it: one RasterPredictor
+    per plane ``stack[index[0]]``, made once."""
+    made: dict = {}
+
+    def predictor_for(index):
+        if index not in made:
+            made[index] = RasterPredictor(model=model, raster=stack[index[0]])
+        return made[index]
+    return predictor_for

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sam2_tiny import object_absent, tiny_sam2
+from sam2_tiny import object_absent, plane_predictors, tiny_sam2
 
 from napari_sam.core.prompt import propagate_sam2 as P2
-from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.core.prompt.propagate import propagate
 from napari_sam.core.prompt.propagate_objects import PlanePrompt, paint_plane, propagate_objects
 from napari_sam.core.tiling.window import Window
@@ -36,16 +35,6 @@ def _prompts() -> list[PlanePrompt]:
             PlanePrompt(id=2, plane=(4,), box=np.array([56.0, 48.0, 84.0, 73.0]))]
 
 
-def _predictors(model, stack):
-    made: dict = {}
-
-    def predictor_for(index):
-        if index not in made:
-            made[index] = RasterPredictor(model=model, raster=stack[index[0]])
-        return made[index]
-    return predictor_for
-
-
 def _drain(gen):
     events = []
     while True:
@@ -62,7 +51,7 @@ def sam2_model():
 
 def test_sam2_objects_follow_the_driver(sam2_model):
     stack = _stack()
-    predictor_for = _predictors(sam2_model, stack)
+    predictor_for = plane_predictors(sam2_model, stack)
     tracks, events = _drain(propagate_objects(predictor_for, _prompts(), axis=0, size=DEPTH))
     assert events[-1].done == events[-1].total
     # the driver on the whole planes (the window is the plane: it is smaller than 128 px)
@@ -95,7 +84,7 @@ def test_sam2_objects_absent_everywhere_give_nothing_and_stop_early(sam2_model, 
     frame = P2.plane_frame
     monkeypatch.setattr(P2, "plane_frame", lambda p, w: calls.append(1) or frame(p, w))
     with object_absent(sam2_model):
-        tracks, _ = _drain(propagate_objects(_predictors(sam2_model, stack), _prompts(),
+        tracks, _ = _drain(propagate_objects(plane_predictors(sam2_model, stack), _prompts(),
                                              axis=0, size=DEPTH))
     assert tracks == {1: {}, 2: {}}
     assert len(calls) < DEPTH  # both lost on their own planes: the passes end at once
@@ -103,7 +92,7 @@ def test_sam2_objects_absent_everywhere_give_nothing_and_stop_early(sam2_model, 
 
 def test_sam1_objects_each_decoded_then_propagated(tiny_model):
     stack = _stack()
-    predictor_for = _predictors(tiny_model, stack)
+    predictor_for = plane_predictors(tiny_model, stack)
     tracks, _ = _drain(propagate_objects(predictor_for, _prompts(), axis=0, size=DEPTH))
     for p in _prompts():
         res = predictor_for(p.plane).predict(p.points, p.labels, p.box, coords="pixel")
@@ -150,7 +139,7 @@ def test_sam2_frames_are_the_window_around_the_prompts(sam2_model):
     for z in range(depth):
         stack[z, 120 + 2 * z:150 + 2 * z, 170 + 3 * z:204 + 3 * z] += 130
     stack = stack.clip(0, 255).astype(np.uint8)
-    predictor_for = _predictors(sam2_model, stack)
+    predictor_for = plane_predictors(sam2_model, stack)
     prompt = PlanePrompt(id=4, plane=(1,), points=np.array([[188.0, 137.0]]),
                          labels=np.array([1]))
     tracks, _ = _drain(propagate_objects(predictor_for, [prompt], axis=0, size=depth))

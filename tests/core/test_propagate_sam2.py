@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sam2_tiny import object_absent, tiny_sam2
+from sam2_tiny import object_absent, plane_predictors, tiny_sam2
 
 from napari_sam.core.progress import Progress
 from napari_sam.core.prompt import propagate as P
-from napari_sam.core.prompt.predictor import RasterPredictor
 from napari_sam.core.prompt.propagate_sam2 import frame_window, is_sam2
 from napari_sam.core.tiling.window import Window
 from sam_model.sam2_video import Sam2VideoPropagator
@@ -37,16 +36,6 @@ def _stack() -> np.ndarray:
 @pytest.fixture(scope="module")
 def sam2_tiny():
     return tiny_sam2()
-
-
-def _predictors(model, stack):
-    made: dict = {}
-
-    def predictor_for(index):
-        if index not in made:
-            made[index] = RasterPredictor(model=model, raster=stack[index[0]])
-        return made[index]
-    return predictor_for
 
 
 def _first() -> tuple[Window, np.ndarray]:
@@ -75,7 +64,7 @@ def _expected(model, stack, predictor_for) -> dict[int, np.ndarray]:
 
 def test_sam2_model_propagates_with_memory(sam2_tiny, monkeypatch):
     stack = _stack()
-    predictor_for = _predictors(sam2_tiny, stack)
+    predictor_for = plane_predictors(sam2_tiny, stack)
     assert is_sam2(sam2_tiny) and not is_sam2(object())
 
     def no_sam1_step(*_a, **_k):
@@ -105,7 +94,7 @@ def test_sam2_model_propagates_with_memory(sam2_tiny, monkeypatch):
 
 def test_sam2_side_stops_where_the_object_is_absent(sam2_tiny):
     stack = _stack()
-    predictor_for = _predictors(sam2_tiny, stack)
+    predictor_for = plane_predictors(sam2_tiny, stack)
     with object_absent(sam2_tiny):  # every tracked plane: the object is absent
         gen = P.propagate(predictor_for, (START,), _first(), axis=0, size=DEPTH)
         found = None
