@@ -40,6 +40,26 @@ TARGETS = {"encoder": 1.3, "prompt": 1.5}
 YAML = {"sam2.1_hiera_tiny": "sam2.1_hiera_t.yaml", "sam2.1_hiera_base_plus": "sam2.1_hiera_b+.yaml"}
 
 
+def load_average() -> tuple[float, float, float] | None:
+    """The machine's load averages (None where the system has none)."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def machine(load_at_start) -> dict:
+    """What a SAM 2 benchmark report says of the machine; the load now is the one at the end."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "loadavg_at_start": load_at_start,
+            "loadavg_at_end": load_average()}
+
+
+def write_report(path, report: dict) -> None:
+    """Write ``report`` as JSON to ``path`` (folders made as needed) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float))
+    print(f"wrote {out}")
+
+
 def setup_paths() -> None:
     for p in (REPO, REPO / "tests"):
         if str(p) not in sys.path:
@@ -170,19 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_paths()
     enc_reps, prompt_reps = (1, 10) if args.quick else (5, 30)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    report = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "loadavg_at_start": load},
-        "encoder": {}, "prompt": None,
-    }
+    load = load_average()
+    report = {"machine": None, "encoder": {}, "prompt": None}
     for name in YAML:
         print(f"encoder {name} ...", flush=True)
         report["encoder"][name] = bench_encoder(name, enc_reps)
     print("prompt ...", flush=True)
     report["prompt"] = bench_prompt(prompt_reps)
-    report["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    report["machine"] = {"processor": platform.processor(), **machine(load)}
     enc, pr = report["encoder"], report["prompt"]
     ok = {f"encoder_{n}": enc[n]["speedup"] >= TARGETS["encoder"] for n in YAML}
     ok["prompt"] = pr["multimask"]["speedup"] >= TARGETS["prompt"]
@@ -200,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     for case, a, b, s, target in rows:
         print(f"{case:36} {a:>10} {b:>10} {s:>7.2f}x  {target}")
     print(f"targets met: {ok}  (load average {load} at start)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float))
-    print(f"wrote {out}")
+    write_report(args.out, report)
     return 0
 
 

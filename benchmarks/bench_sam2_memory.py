@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
-import platform
 import sys
 import time
 import tracemalloc
@@ -37,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.bench_sam2 import load_average, machine, write_report
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = (10, 50, 100)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=2, choices=(1, 2))
     parser.add_argument("--out", default=str(HERE / "results" / "sam2_memory.json"))
     args = parser.parse_args(argv)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load = load_average()
     model = _model(args.size)
     s = args.size
     frame = _frame(s, args.frames)
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     tracemalloc.stop()
     first, last = samples[0], samples[-1]
     report = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "loadavg_at_start": load,
-                    "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "machine": machine(load),
         "model": "sam2.1_hiera_tiny (random weights)", "frames": args.frames, "size": s,
         "objects": args.objects, "samples": samples,
         "rss_growth_mib_after_frame_10": round(last["rss_mib"] - first["rss_mib"], 1),
@@ -149,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{first['bank_bytes'] / 2**20:.1f} -> {last['bank_bytes'] / 2**20:.1f} MiB, RSS "
           f"{first['rss_mib']} -> {last['rss_mib']} MiB (peak {last['peak_rss_mib']}), "
           f"{last['seconds']} s; load average {load}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(args.out, report)
     return 0
 
 

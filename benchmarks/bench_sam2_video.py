@@ -28,9 +28,6 @@ Hiera, ``sam2_video_512x20.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -40,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.bench_sam2 import perturbed_models, setup_paths
+from benchmarks.bench_sam2 import load_average, machine, perturbed_models, setup_paths, write_report
 
 HERE = Path(__file__).resolve().parent
 TARGET = 1.3
@@ -113,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "sam2_video.json"))
     args = parser.parse_args(argv)
     setup_paths()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load = load_average()
     ours, ref = _models(args.size)
     frames = _clip(args.frames, args.size)
     s = args.size
@@ -135,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ious = [float(((a > 0) & (b > 0)).sum() / ((a > 0) | (b > 0)).sum())
             if ((a > 0) | (b > 0)).any() else 1.0 for a, b in zip(m_ours, m_ref)]
     report = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "loadavg_at_start": load,
-                    "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "machine": machine(load),
         "frames": args.frames, "size": s, "ours_s": t_ours, "reference_s": t_ref,
         "speedup": paired, "ratio_of_medians": t_ref / t_ours, "all_s": times,
         "target_speedup": TARGET,
@@ -149,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ours {t_ours:.1f} s, reference {t_ref:.1f} s, speedup {paired:.2f}x "
           f"(target {TARGET}x); max logit diff {diff:.2e}, min mask IoU {min(ious):.4f}; "
           f"frames held {held_ours} vs {held_ref}; load average {load}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(args.out, report)
     return 0
 
 
