@@ -198,23 +198,29 @@ def test_coarse_points_never_under_accepted_masks_and_same_objects(tiny_model, m
         under = truth[pts[:, 1], pts[:, 0]]
         assert not (set(under.tolist()) & ids), "a point was placed under an accepted mask"
         ids.update(int(k) for k in under if k)
-    # the same objects as the full grid: each true object is one id in both, but for
-    # slivers lying wholly within EXPLAINED_MARGIN of another object's outline (their
-    # edges are that object's, as far as the edge map can tell): the price of skipping
-    # explained edges, like that of skipping covered points
+    # the objects of the full grid: each true object is one id in both, but for slivers
+    # lying wholly within EXPLAINED_MARGIN of another object's outline (their edges are
+    # that object's, as far as the edge map can tell): the price of skipping explained
+    # edges, like that of skipping covered points. And more: small disks that no grid
+    # point hits, found by the finest level's points on blob centres
     from scipy import ndimage
 
-    slivers = 0
+    slivers, gained = 0, 0
     for k in np.unique(truth[truth > 0]):
         a, b = np.unique(ref[truth == k]), np.unique(got[truth == k])
-        if (a[0] > 0) != (b[0] > 0):
+        if a[0] > 0 and b[0] == 0:
             near_other = ndimage.distance_transform_edt(~((truth > 0) & (truth != k)))
             assert (near_other[truth == k] <= EXPLAINED_MARGIN + 1).all(), k
             slivers += 1
             continue
+        if b[0] > 0 and a[0] == 0:
+            assert b.size == 1 and (truth == k).sum() < 16 * 16, k  # whole, and small
+            gained += 1
+            continue
         assert (a.size == 1) == (b.size == 1)
     assert slivers <= 3  # the three 5 px strips between the rectangle and the raster's edge
-    assert len(result.objects) == len(ref_result.objects) - slivers
+    assert gained >= 2
+    assert len(result.objects) == len(ref_result.objects) - slivers + gained
 
 
 def _two_squares():

@@ -30,6 +30,17 @@ wherever the raster is valid; a point of a later level is decoded only when
   outlines of the coarser scales' objects explained too (2006 against
   1677; ``decode._tile_works``), for the same recall.
 
+At full resolution the finest level places its points by content instead
+(:mod:`napari_sam.core.automatic.blobs`, the work's ``targets``): each point
+moves to the strongest blob centre of its grid cell, or is not decoded when
+the cell has none; the coverage and edge tests are then made at the blob.
+A grid point of that level hits a small object only by chance; the blob is
+where one is. On the 2048 px mosaic with one scale this decoded 1577
+points instead of 2521 (with the blob threshold at 8, 1443) and found more
+objects (recall 0.296 against 0.287; objects 10-32 px across 0.138 against
+0.069). The coarse scales skip the level
+(:mod:`napari_sam.core.automatic.scale_passes`).
+
 The masks of all levels then go through one box NMS (by predicted IoU), the
 same step that ends the paper's generator on one crop, so the filters, NMS
 and records are the generator's; only the prompts differ. Objects nested
@@ -187,6 +198,7 @@ def decode_coarse_to_fine(
     shape: tuple[int, int],
     window: int = 1,
     margin: int = EXPLAINED_MARGIN,
+    targets: np.ndarray | None = None,
 ) -> tuple[list[Any], np.ndarray]:
     """Decode a tile's points level by level; return (the levels' decoder outputs, decoded).
 
@@ -198,7 +210,11 @@ def decode_coarse_to_fine(
     ``decode(points)`` runs the decoder with its filters and NMS on (M, 2)
     raster XY; ``accept(output)`` turns an output into the tile's accepted
     candidates (raster coordinates); ``origin`` (y0, x0) and ``shape`` (h, w)
-    the tile's raster window. ``decoded`` (N,) bool marks the points decoded.
+    the tile's raster window. ``targets`` (N, 2) raster XY or None: where the
+    finest level decodes each of its points instead of the grid point (NaN: not
+    at all; :func:`napari_sam.core.automatic.blobs.cell_targets`), the coverage
+    and edge tests then made at the target. ``decoded`` (N,) bool marks the
+    points decoded.
     """
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     level = np.asarray(level, dtype=np.int64).reshape(-1)
@@ -213,6 +229,12 @@ def decode_coarse_to_fine(
     n_levels = int(level.max()) + 1 if len(level) else 0
     for k in range(n_levels):
         pick = level == k
+        if targets is not None and k == n_levels - 1 and k > 0:
+            moved = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
+            pick &= np.isfinite(moved).all(axis=1)
+            pts = np.where(pick[:, None], moved, pts)
+            py = np.clip(np.floor(pts[:, 1]).astype(np.int64) - oy, 0, shape[0] - 1)
+            px = np.clip(np.floor(pts[:, 0]).astype(np.int64) - ox, 0, shape[1] - 1)
         if k > 0:
             pick &= ~covered[py, px]
             if edges is not None and pick.any():

@@ -38,6 +38,7 @@ from napari_sam.core.automatic.candidates import (
     crops_from_masks,
     tile_candidates,
 )
+from napari_sam.core.automatic.blobs import blob_strength, cell_targets
 from napari_sam.core.automatic.coarse_to_fine import (
     TileCandidates,
     decode_coarse_to_fine,
@@ -115,6 +116,7 @@ class TileWork:
     points: np.ndarray
     valid: np.ndarray | None
     edges: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
 
 class TileDecoder:
@@ -170,7 +172,7 @@ class TileDecoder:
         outputs, decoded = decode_coarse_to_fine(
             work.points, point_levels(work.points, spacing, cfg.point_levels), work.edges,
             decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
-            shape=shape, window=content_window(cfg, self.tile_size) or 1)
+            shape=shape, window=content_window(cfg, self.tile_size) or 1, targets=work.targets)
         if not outputs:  # no point at the coarsest level and none with content after it
             return TileCandidates(n_decoded=0)
         batch = _merge_levels(outputs, cfg.box_nms_thresh)
@@ -253,13 +255,20 @@ def plan_points(raster, tiles, *, tile_size: int, points_per_side: int) -> Point
 
 
 def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
-                with_edges: bool = False, known: Sequence[Candidate] = ()
+                with_edges: bool = False, known: Sequence[Candidate] = (),
+                last_level: str = "grid", spacing: float = 0.0, levels: int = 1
                 ) -> Iterator[TileWork]:
     """Each tile's work; ``with_edges``: also the tile's edge map
     (:func:`~napari_sam.core.automatic.coarse_to_fine.edge_map`, for coarse-to-fine points)
     without the outlines of the objects ``known`` from coarser scales (raster coordinates;
     :func:`~napari_sam.core.automatic.coarse_to_fine.explained_edges`): a point whose only
-    nearby edge is such an outline would find that object again or a fragment of it."""
+    nearby edge is such an outline would find that object again or a fragment of it.
+
+    ``last_level`` (with edges, ``levels`` coarse-to-fine levels of grid
+    ``spacing``): how the finest level's points are placed: ``"grid"`` at the
+    grid points, ``"blobs"`` each on the strongest blob of its cell or not at
+    all (:mod:`napari_sam.core.automatic.blobs`), ``"skip"`` not decoded; the
+    work's ``targets`` say where."""
     boxes = np.array([c.box for c in known], dtype=np.int64).reshape(-1, 4)
     for tile in tiles:
         pts = grid.points_for(tile.row, tile.col)
@@ -281,13 +290,21 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
                 covered = np.zeros(edges.shape, dtype=bool)
                 paint_coverage(covered, (tile.y0, tile.x0), [known[i] for i in near])
                 edges &= ~explained_edges(covered)
+        targets = None
+        if with_edges and last_level != "grid" and levels > 1:
+            last = point_levels(pts, spacing, levels) == levels - 1
+            targets = np.where(last[:, None], np.nan, pts)
+            if last_level == "blobs" and last.any():
+                strength = blob_strength(data, None if valid.all() else valid, spacing)
+                targets[last] = cell_targets(pts[last], strength, (tile.y0, tile.x0), spacing)
         found = embedding_for(tile.index)
         if found is None:  # a tile with no valid pixel at the model's input level
             continue
         embedding, input_hw = found
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
-                       points=pts, valid=None if valid.all() else valid, edges=edges)
+                       points=pts, valid=None if valid.all() else valid, edges=edges,
+                       targets=targets)
 
 
 def segment_tiles(
@@ -323,7 +340,10 @@ def segment_tiles(
                           tile_size=grid.tile_size)
     works = _tile_works(raster, tiles, points, embedding_for,
                         with_edges=config.points == "coarse",
-                        known=coarse.objects if coarse is not None else ())
+                        known=coarse.objects if coarse is not None else (),
+                        last_level="blobs",
+                        spacing=grid.tile_size / config.points_per_side,
+                        levels=config.point_levels)
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
     else:

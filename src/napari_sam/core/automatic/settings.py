@@ -43,8 +43,9 @@ class SegmentConfig:
     the overlap (the behaviour before stitching).
     ``points``: ``"coarse"`` decodes the grid coarse-to-fine in
     ``point_levels`` levels, skipping points under accepted masks and those
-    with no edge nearby but accepted masks' outlines
-    (:mod:`napari_sam.core.automatic.coarse_to_fine`);
+    with no edge nearby but accepted masks' outlines, the finest level's points
+    moved onto blobs (:mod:`napari_sam.core.automatic.coarse_to_fine`,
+    :mod:`napari_sam.core.automatic.blobs`);
     ``"full"`` decodes every grid point, as the paper's generator does.
     ``scales``: the raster is also segmented downscaled by each factor after
     the first (same points per tile side, so the same density in model
