@@ -15,9 +15,12 @@ model px, recall of 128-512 px objects on ``benchmarks/bench_recall.py``'s
 scale has ``s * s`` times fewer tiles. The finest coarse-to-fine level
 (points a spacing apart, 32 model px by default) is not decoded at a
 coarse scale: it serves objects of a spacing or two, which a coarse scale
-does not keep. On the 2048 px mosaic this saved 844 - 247 points of the
-coarse scales for the same recall of objects over 128 px; dropping the
-middle level as well lost half of them (0.46 -> 0.23). Its embeddings go to a temporary
+does not keep. On the 2048 px mosaic (blob points at full resolution) this
+decoded 247 points at the coarse scales instead of 844 and found one
+object fewer of the 13 of 128-512 px and of the 7 larger (recall 0.46 and
+0.14 against 0.54 and 0.29: the embedded model's masks of large objects
+pass the filters from few points); dropping the middle level as well lost
+half of them (0.23 and 0). Its embeddings go to a temporary
 store beside the outputs, removed afterwards.
 
 Its masks come out at raster resolution, the decoder's logits upsampled
