@@ -61,7 +61,7 @@ def test_uniform_noise_and_nodata_give_no_blob():
     valid = np.ones(image.shape[:2], bool)
     valid[:, :64] = False  # the first disk's half is nodata
     strength = blob_strength(image, valid, SPACING)
-    assert strength[:, :64].max() == 0.0
+    assert strength[:, :64].max() < 0  # nodata and its border: no blob
     targets = cell_targets(_grid(), strength, (0, 0), SPACING)
     assert np.isfinite(targets).all(axis=1).sum() == 1
 

@@ -38,7 +38,7 @@ def blob_strength(data: np.ndarray, valid: np.ndarray | None, spacing: float, *,
     """(H, W) float32: the largest ``sigma**2 * |LoG|`` over ``sigmas`` (grid spacings, of
     ``spacing`` px) and bands, each band
     scaled to its value range over the valid pixels (so it is in units of that range);
-    0 on and near nodata."""
+    -1 on and near nodata."""
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -60,7 +60,7 @@ def blob_strength(data: np.ndarray, valid: np.ndarray | None, spacing: float, *,
         for sigma in sigmas:
             response = np.abs(ndimage.gaussian_laplace(values, sigma)) * (sigma * sigma)
             np.maximum(out, response, out=out)
-    out[~usable] = 0.0
+    out[~usable] = -1.0
     return out
 
 
@@ -68,12 +68,12 @@ def blob_peaks(strength: np.ndarray, *, factor: float = BLOB_FACTOR,
                min_strength: float = 0.02,
                size: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of ``strength`` (in a ``size`` px square) above ``factor`` times its median
-    over the nonzero pixels (the texture floor) and above ``min_strength``:
-    ``(rows (M,), cols (M,))``."""
-    positive = strength[strength > 0]
-    if positive.size == 0:
+    over the usable pixels (those not negative: the texture floor; 0 in a flat image)
+    and above ``min_strength``: ``(rows (M,), cols (M,))``."""
+    usable = strength[strength >= 0]
+    if usable.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    floor = max(factor * float(np.median(positive)), float(min_strength))
+    floor = max(factor * float(np.median(usable)), float(min_strength))
     peak = (strength == ndimage.maximum_filter(strength, size=size, mode="nearest"))
     rows, cols = np.nonzero(peak & (strength > floor))
     return rows.astype(np.int64), cols.astype(np.int64)
