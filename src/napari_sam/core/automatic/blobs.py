@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from napari_sam.core.automatic.coarse_to_fine import usable_bands
+
 BLOB_SIGMAS = (1 / 16, 1 / 8, 1 / 4)
 """Sigmas of the Laplacian of Gaussian in grid spacings (2, 4 and 8 px at the default 32 px
 spacing): blobs of about a fifth of a spacing to a spacing across, the objects the
@@ -39,24 +41,11 @@ def blob_strength(data: np.ndarray, valid: np.ndarray | None, spacing: float, *,
     ``spacing`` px) and bands, each band
     scaled to its value range over the valid pixels (so it is in units of that range);
     -1 on and near nodata."""
-    arr = np.asarray(data)
-    if arr.ndim == 2:
-        arr = arr[..., None]
     sigmas = [max(0.5, float(s) * float(spacing)) for s in sigmas]
-    out = np.zeros(arr.shape[:2], dtype=np.float32)
-    reach = int(np.ceil(3 * max(sigmas))) + 1
-    usable = np.ones(arr.shape[:2], dtype=bool) if valid is None else \
-        ~ndimage.binary_dilation(~valid, iterations=reach)
-    for band in range(arr.shape[2]):
-        values = arr[..., band].astype(np.float32)
-        finite = np.isfinite(values)
-        good = values[finite & usable]
-        if good.size == 0:
-            continue
-        low, high = float(good.min()), float(good.max())
-        if high <= low:
-            continue
-        values = (np.where(finite, values, low) - low) / (high - low)
+    usable, bands = usable_bands(data, valid, int(np.ceil(3 * max(sigmas))) + 1)
+    out = np.zeros(usable.shape, dtype=np.float32)
+    for values, low, high in bands:
+        values = (values - low) / (high - low)
         for sigma in sigmas:
             response = np.abs(ndimage.gaussian_laplace(values, sigma)) * (sigma * sigma)
             np.maximum(out, response, out=out)

@@ -50,7 +50,7 @@ at the finer levels: the price of skipping covered points.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,31 @@ EXPLAINED_MARGIN = 5
 edge map's smoothing (3 sigma) plus a pixel or two of the mask's own error."""
 
 
+def usable_bands(data: np.ndarray, valid: np.ndarray | None, reach: int
+                 ) -> tuple[np.ndarray, Iterator[tuple[np.ndarray, float, float]]]:
+    """``(usable (H, W) bool, bands)``: the pixels at least ``reach`` px from nodata, and
+    each band of ``data`` ((H, W, C) or (H, W)) that varies there as ``(values (H, W)
+    float32 with non-finite pixels set to ``low``, low, high)``, its range over them."""
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    usable = np.ones(arr.shape[:2], dtype=bool) if valid is None else \
+        ~ndimage.binary_dilation(~valid, iterations=reach)
+
+    def bands():
+        for band in range(arr.shape[2]):
+            values = arr[..., band].astype(np.float32)
+            finite = np.isfinite(values)
+            good = values[finite & usable]
+            if good.size == 0:
+                continue
+            low, high = float(good.min()), float(good.max())
+            if high > low:
+                yield np.where(finite, values, low), low, high
+
+    return usable, bands()
+
+
 def edge_map(data: np.ndarray, valid: np.ndarray | None, *, edge_factor: float = 4.0,
              min_contrast: float = 0.02, smooth: float = 1.5) -> np.ndarray:
     """Where the image has an edge: (H, W) bool.
@@ -114,22 +139,9 @@ def edge_map(data: np.ndarray, valid: np.ndarray | None, *, edge_factor: float =
     noise and texture floor) and above ``min_contrast`` of the band's value
     range per pixel. Nodata and the border of nodata are no edge.
     """
-    arr = np.asarray(data)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    edges = np.zeros(arr.shape[:2], dtype=bool)
-    usable = np.ones(arr.shape[:2], dtype=bool) if valid is None else \
-        ~ndimage.binary_dilation(~valid, iterations=int(np.ceil(3 * smooth)) + 1)
-    for band in range(arr.shape[2]):
-        values = arr[..., band].astype(np.float32)
-        finite = np.isfinite(values)
-        good = values[finite & usable]
-        if good.size == 0:
-            continue
-        low, high = float(good.min()), float(good.max())
-        if high <= low:
-            continue
-        values = np.where(finite, values, low)
+    usable, bands = usable_bands(data, valid, int(np.ceil(3 * smooth)) + 1)
+    edges = np.zeros(usable.shape, dtype=bool)
+    for values, low, high in bands:
         smooth_band = ndimage.gaussian_filter(values, smooth)
         magnitude = np.hypot(ndimage.sobel(smooth_band, 0), ndimage.sobel(smooth_band, 1)) / 8.0
         floor = float(np.median(magnitude[usable])) if usable.any() else 0.0

@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from napari_sam.core.automatic.assembly import AssemblyStats, MergeSettings, assemble_objects
+from napari_sam.core.automatic.blobs import blob_strength, cell_targets
 from napari_sam.core.automatic.candidates import (
     Candidate,
     TileFilter,
     crops_from_masks,
     tile_candidates,
 )
-from napari_sam.core.automatic.blobs import blob_strength, cell_targets
 from napari_sam.core.automatic.coarse_to_fine import (
     TileCandidates,
     decode_coarse_to_fine,
