@@ -234,8 +234,9 @@ def test_tiled_automatic_segmentation_runs_with_sam2(tiny2):
     def sink(y0, x0, block):
         labels[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
 
+    # every grid point (a noise image has no blob for the finest coarse-to-fine level)
     config = SegmentConfig(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                           edge_margin=-1)
+                           edge_margin=-1, points="full")
     result = progress.run(segment_tiles(open_raster(image), grid, embedding_for, tiny2,
                                         config=config, sink=sink))
     assert result.n_tiles == 4 and result.stats.candidates > 0 and result.objects
