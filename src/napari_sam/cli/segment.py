@@ -31,9 +31,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--points", choices=POINT_MODES, default=d.points,
                        help="coarse: decode the point grid coarse-to-fine, a sparse grid first "
                             "and then finer points only where no accepted mask lies and the "
-                            "image has an edge nearby that is not an accepted mask's outline "
-                            "(default; about half the decoder calls of the full grid on the "
-                            "README's benchmark); full: every point of the grid, as the SAM "
+                            "image has an edge nearby that is not an accepted mask's outline, "
+                            "the finest level's points moved onto the strongest blob of their "
+                            "grid cell (default; about a third of the decoder calls of the full "
+                            "grid on the README's benchmark); full: every point of the grid, as the SAM "
                             "paper's generator (recorded in objects.gpkg's metadata)")
     group.add_argument("--point-levels", type=positive_int, default=d.point_levels, metavar="N",
                        help="coarse-to-fine levels, each doubling the density up to "
