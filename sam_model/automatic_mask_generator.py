@@ -71,6 +71,7 @@ def decode_points(
     stability_score_offset: float = 1.0,
     box_nms_thresh: float = 0.7,
     multimask: bool = True,
+    stability_hw: tuple[int, int] | None = None,
 ) -> MaskBatch:
     """Decode single positive point prompts on the predictor's current embedding.
 
@@ -80,7 +81,8 @@ def decode_points(
     greater than ``pred_iou_thresh``, stability score (at
     ``mask_threshold +- stability_score_offset``) at least
     ``stability_score_thresh``, then box NMS at ``box_nms_thresh``; a threshold
-    of 0 disables its filter. No crop-edge filter is applied.
+    of 0 disables its filter. No crop-edge filter is applied. ``stability_hw``: see
+    :func:`sam_model.mask_candidates.decode_candidates`.
     """
     found = decode_candidates(
         predictor,
@@ -91,6 +93,7 @@ def decode_points(
         stability_score_offset=stability_score_offset,
         box_nms_thresh=box_nms_thresh,
         multimask=multimask,
+        stability_hw=stability_hw,
     )
     return MaskBatch(**vars(found))
 

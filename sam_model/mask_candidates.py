@@ -209,13 +209,15 @@ def decode_passing(
     return logits.flatten(0, 1)[pos], iou[prompts].flatten()[pos], prompts[pos // m]
 
 
-def upsampler_for(predictor, low_hw: tuple[int, int]) -> CellUpsampler:
-    """The cell upsampler matching the predictor's current image sizes."""
+def upsampler_for(predictor, low_hw: tuple[int, int],
+                  out_hw: tuple[int, int] | None = None) -> CellUpsampler:
+    """The cell upsampler matching the predictor's current image sizes (``out_hw``: another
+    output size than the predictor's original image)."""
     return CellUpsampler(
         low_hw=low_hw,
         img_size=int(predictor.model.image_encoder.img_size),
         input_hw=tuple(predictor.input_size),
-        out_hw=tuple(predictor.original_size),
+        out_hw=tuple(out_hw or predictor.original_size),
         device=predictor.device,
     )
 
@@ -232,6 +234,7 @@ def _filter_batch(
     crop_box: list[int] | None,
     full_box: list[int] | None,
     upsampler: list,
+    stability_hw: tuple[int, int] | None = None,
 ) -> Candidates:
     image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
     threshold = float(predictor.model.mask_threshold)
@@ -240,9 +243,12 @@ def _filter_batch(
     )
     points = torch.as_tensor(np.asarray(points_xy, dtype=np.float64))[prompt.cpu()]
     if not upsampler:
-        upsampler.append(upsampler_for(predictor, tuple(low_res.shape[-2:])))
+        low_hw = tuple(low_res.shape[-2:])
+        upsampler.append(upsampler_for(predictor, low_hw))
+        upsampler.append(upsampler[0] if stability_hw is None
+                         else upsampler_for(predictor, low_hw, out_hw=stability_hw))
     ups = upsampler[0]
-    stability = ups.stability(low_res, threshold, stability_score_offset)
+    stability = upsampler[1].stability(low_res, threshold, stability_score_offset)
     if stability_score_thresh > 0.0:
         keep = (stability >= stability_score_thresh).nonzero().flatten()
         low_res, iou, points, stability = low_res[keep], iou[keep], points[keep.cpu()], stability[keep]
@@ -275,6 +281,7 @@ def decode_candidates(
     multimask: bool = True,
     crop_box: list[int] | None = None,
     full_box: list[int] | None = None,
+    stability_hw: tuple[int, int] | None = None,
 ) -> Candidates:
     """Decode points in batches, filter, and remove duplicates by box NMS.
 
@@ -282,7 +289,10 @@ def decode_candidates(
     crop_box / full_box: when given (XYXY, the predictor's image being the
     crop ``crop_box`` of a ``full_box`` image), masks whose box lies within 20 px
     of a crop edge that is not an image edge are dropped (boxes stay in the
-    crop's frame). Returns candidates ordered by decreasing predicted IoU.
+    crop's frame). ``stability_hw``: compute the stability score on the logits upsampled
+    to this size instead of the original image's (the model's own resolution of an
+    image the masks are then scaled up from, as the reference scores it there).
+    Returns candidates ordered by decreasing predicted IoU.
     """
     if points_per_batch < 1:
         raise ValueError(f"points_per_batch must be at least 1, got {points_per_batch}")
@@ -302,6 +312,7 @@ def decode_candidates(
             crop_box=crop_box,
             full_box=full_box,
             upsampler=upsampler,
+            stability_hw=stability_hw,
         )
         for start in range(0, len(points_xy), points_per_batch)
     ]

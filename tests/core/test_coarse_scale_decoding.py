@@ -134,3 +134,48 @@ def test_coarse_scales_run_coarsest_first_with_the_coarser_objects_known(
     assert used == (1, 2, 4) and decoded == 14
     # the two masks are one object (mask IoU 0.87): the finer scale's replaces the coarser
     assert [o.tile for o in merged] == [(2, 0)]
+
+
+def test_downscaled_tile_masks_are_scored_at_the_tile_resolution():
+    """Stability: the reference's score of the masks at the model's own resolution (logits
+    to the model input, padding cropped, the tile's input size), not at raster size."""
+    from napari_sam.core.models import load_model
+    from sam_model.amg_utils import stability_score
+
+    model = load_model("sam_tiny", device="cpu")  # real masks: a random model's are noise
+    rng = np.random.default_rng(0)
+    image = (60 + rng.normal(0, 4, (400, 512, 3))).clip(0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:400, 0:512]
+    centres = [(100, 120, 30), (260, 300, 45), (330, 90, 20)]
+    for cy, cx, r in centres:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = (210, 190, 80)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)  # resized to 800 x 1024 inside the model input
+    input_hw = tuple(predictor.input_size)
+    embedding = predictor.features[0]
+    scale = 2
+    rows = AxisWindows(starts=(0,), sizes=(input_hw[0] * scale,), extent=input_hw[0] * scale)
+    cols = AxisWindows(starts=(0,), sizes=(input_hw[1] * scale,), extent=input_hw[1] * scale)
+    config = SegmentConfig(points="full", pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                           box_nms_thresh=1.0, min_area=0, max_area_fraction=None)
+    decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
+                          tile_size=input_hw[1] * scale)
+    # raster pixels of the downscaled tile's input pixels (cx, cy) * 2 (model) * scale
+    points = np.asarray([(cx * 2 * scale, cy * 2 * scale) for cy, cx, _ in centres], float)
+    work = TileWork(index=(0, 0), embedding=embedding.numpy(), input_hw=input_hw,
+                    origin=(0, 0), scale=scale, points=points, valid=None)
+    found = decoder(work)
+    predictor.set_image_embedding(embedding[None], original_size=input_hw, input_size=input_hw)
+    expected = {}
+    size = model.image_encoder.img_size
+    for x, y in points:
+        low, _ = decode_low_res(predictor, np.asarray([(x / scale, y / scale)]))
+        up = F.interpolate(low.float(), (size, size), mode="bilinear", align_corners=False)
+        up = up[..., :input_hw[0], :input_hw[1]]
+        expected[(x, y)] = stability_score(up[0], model.mask_threshold, 1.0).numpy()
+    partial = 0
+    for cand in found:
+        options = expected[tuple(cand.point)]
+        assert np.abs(options - cand.stability_score).min() < 1e-4, (cand.point, options)
+        partial += 0.05 < cand.stability_score < 0.995  # scores that resolution can change
+    assert len(found) >= 3 and partial >= 2

@@ -145,7 +145,9 @@ class TileDecoder:
             emb = emb[None]
         hw = (int(work.input_hw[0]), int(work.input_hw[1]))
         # masks come out at raster resolution: a downscaled tile's mask logits are upsampled
-        # bilinearly by its scale before the threshold (smooth outlines, not scale x scale blocks)
+        # bilinearly by its scale before the threshold (smooth outlines, not scale x scale
+        # blocks); their stability is scored at the tile's own resolution, as the reference
+        # scores an image's masks, and s * s times cheaper
         s = int(work.scale)
         predictor.set_image_embedding(emb.to(predictor.device),
                                       original_size=(hw[0] * s, hw[1] * s), input_size=hw)
@@ -160,6 +162,7 @@ class TileDecoder:
                 stability_score_thresh=cfg.stability_score_thresh,
                 stability_score_offset=cfg.stability_score_offset,
                 box_nms_thresh=cfg.box_nms_thresh,
+                stability_hw=hw if s > 1 else None,
             )
 
         if cfg.points == "full":
