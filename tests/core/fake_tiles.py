@@ -127,3 +127,24 @@ def fake_run(truth, tiles, points_per_side, tile_size, settings=None, keep=None)
     """Run the merge layer on a fake decoder; return (labels, table, stats)."""
     rows, cols, results = fake_results(truth, tiles, points_per_side, tile_size, settings, keep)
     return assemble_into(truth.shape, rows, cols, results)
+
+
+def mask_candidates(found, image_hw):
+    """``sam_model`` Candidates from ``found``: (bool mask over the tile, (x, y) prompt)
+    pairs, each mask cropped to its box; predicted IoU and stability 0.9."""
+    import torch
+
+    from sam_model.mask_candidates import Candidates
+
+    crops, boxes, pts = [], [], []
+    for mask, point in found:
+        ys, xs = np.nonzero(mask)
+        box = [xs.min(), ys.min(), xs.max(), ys.max()]
+        crops.append(mask[box[1]:box[3] + 1, box[0]:box[2] + 1])
+        boxes.append(box)
+        pts.append(point)
+    n = len(crops)
+    return Candidates(crops=crops, boxes=torch.tensor(boxes, dtype=torch.int64).reshape(n, 4),
+                      iou_preds=torch.full((n,), 0.9), stability=torch.full((n,), 0.9),
+                      points=torch.tensor(pts, dtype=torch.float64).reshape(n, 2),
+                      image_hw=tuple(image_hw))

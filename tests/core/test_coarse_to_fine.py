@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fake_tiles import disks
+from fake_tiles import disks, mask_candidates
 
 from napari_sam.core import progress
 from napari_sam.core.automatic import decode as generate
@@ -97,13 +97,12 @@ def test_decode_coarse_to_fine_skips_covered_points():
 
 def _fake_decoder(truth, calls):
     """decode_points stand-in: the true object under each point, deduplicated like NMS."""
-    from sam_model.mask_candidates import Candidates
 
     def decode_points(predictor, points, **kwargs):
         h, w = predictor.original_size
         origin = predictor.origin
         calls.append((origin, np.asarray(points, np.float64).copy()))
-        seen, crops, boxes, pts = set(), [], [], []
+        seen, found = set(), []
         oy, ox = origin
         tile = truth[oy:oy + h, ox:ox + w]
         for x, y in points:
@@ -111,16 +110,8 @@ def _fake_decoder(truth, calls):
             if k == 0 or k in seen:
                 continue
             seen.add(k)
-            ys, xs = np.nonzero(tile == k)
-            box = [xs.min(), ys.min(), xs.max(), ys.max()]
-            crops.append(tile[box[1]:box[3] + 1, box[0]:box[2] + 1] == k)
-            boxes.append(box)
-            pts.append((x, y))
-        n = len(crops)
-        return Candidates(crops=crops, boxes=torch.tensor(boxes, dtype=torch.int64).reshape(n, 4),
-                          iou_preds=torch.full((n,), 0.9), stability=torch.full((n,), 0.9),
-                          points=torch.tensor(pts, dtype=torch.float64).reshape(n, 2),
-                          image_hw=(h, w))
+            found.append((tile == k, (x, y)))
+        return mask_candidates(found, (h, w))
 
     return decode_points
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fake_tiles import disks
+from fake_tiles import disks, mask_candidates
 
 from napari_sam.core import progress
 from napari_sam.core.automatic import decode as generate
@@ -69,13 +69,11 @@ def _scene():
 
 
 def _fake_decoder(truth):
-    from sam_model.mask_candidates import Candidates
-
     def decode_points(predictor, points, **kwargs):
         h, w = predictor.original_size  # raster pixels of the tile, at every scale
         (oy, ox), s = predictor.origin, predictor.scale
         view = truth[oy:oy + h, ox:ox + w]
-        seen, crops, boxes, pts = set(), [], [], []
+        seen, found = set(), []
         for x, y in points:
             k = int(view[int(y), int(x)])
             mask = view == k
@@ -89,16 +87,8 @@ def _fake_decoder(truth):
             if k == 0 or key in seen:
                 continue
             seen.add(key)
-            ys, xs = np.nonzero(mask)
-            box = [xs.min(), ys.min(), xs.max(), ys.max()]
-            crops.append(mask[box[1]:box[3] + 1, box[0]:box[2] + 1])
-            boxes.append(box)
-            pts.append((x, y))
-        n = len(crops)
-        return Candidates(crops=crops, boxes=torch.tensor(boxes, dtype=torch.int64).reshape(n, 4),
-                          iou_preds=torch.full((n,), 0.9), stability=torch.full((n,), 0.9),
-                          points=torch.tensor(pts, dtype=torch.float64).reshape(n, 2),
-                          image_hw=(h, w))
+            found.append((mask, (x, y)))
+        return mask_candidates(found, (h, w))
 
     return decode_points
 
