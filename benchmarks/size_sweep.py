@@ -6,7 +6,10 @@ is hard. Per L: IoU of the mask from a box around the square (single mask, as
 ``SamPredictor`` is used for boxes) and of the top-scored of three masks from
 a click at its centre. A model with no size limit scores the same at every L;
 ``sam_tiny`` and ``sam_lite0`` fall off a cliff somewhere past 128-256 px
-(see ``sam_model/weights/MODEL_CARD.md``).
+(see ``sam_model/weights/MODEL_CARD.md``). Also per L: how similar the image
+embedding at the square's centre is to the one near its edge (inside) and
+just beyond it (outside); when the two are alike, no prompt can make the
+decoder paint the whole square.
 
     python -m benchmarks.size_sweep --model sam_lite0 [--checkpoint FILE.pt]
 
@@ -57,11 +60,29 @@ def sweep(model, sides=SIDES) -> list[dict]:
         clicks, scores, _ = predictor.predict(point_coords=centre, point_labels=np.array([1]),
                                               multimask_output=True)
         top = clicks[int(np.argmax(scores))]
+        inner, outer = _similarities(predictor, side, image.shape[0])
         rows.append({"side": int(side), "box_iou": round(_iou(masks[0], truth), 3),
                      "click_iou": round(_iou(top, truth), 3),
                      "box_area": int(masks[0].sum()), "click_area": int(top.sum()),
-                     "true_area": int(truth.sum())})
+                     "true_area": int(truth.sum()),
+                     "embedding_similarity_inside": inner,
+                     "embedding_similarity_outside": outer})
     return rows
+
+
+def _similarities(predictor, side: int, size: int) -> tuple[float, float]:
+    """Cosine similarity of the image embedding at the square's centre to the one at 0.9 of
+    the way to its edge (inside) and to the one 3 cells beyond its edge (outside): a model
+    that can paint the whole square must tell the two apart."""
+    features = predictor.features[0].float()
+    features = features / features.norm(dim=0, keepdim=True).clamp(min=1e-6)
+    cells = features.shape[-1]
+    c = cells // 2
+    half = side * cells / size / 2.0
+    centre = features[:, c, c]
+    inside = features[:, c, min(cells - 1, c + int(round(0.9 * half)))]
+    outside = features[:, c, min(cells - 1, c + int(round(half)) + 3)]
+    return (round(float((centre * inside).sum()), 3), round(float((centre * outside).sum()), 3))
 
 
 def main(argv: list[str] | None = None) -> int:

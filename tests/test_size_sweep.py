@@ -50,3 +50,22 @@ def test_iou():
     a = np.zeros((4, 4), bool)
     a[:2] = True
     assert _iou(a, a) == 1.0 and _iou(a, ~a) == 0.0
+
+
+def test_similarities_compare_the_centre_with_inside_and_outside_cells():
+    import torch
+
+    from benchmarks.size_sweep import _similarities
+
+    cells, size, side = 64, 1024, 512  # the square covers cells 16..47
+    features = torch.zeros(1, 2, cells, cells)
+    features[0, 0] = 1.0  # background: (1, 0)
+    features[0, :, 16:48, 16:48] = torch.tensor([0.0, 1.0])[:, None, None]  # square: (0, 1)
+
+    class Predictor:
+        pass
+
+    p = Predictor()
+    p.features = features
+    inside, outside = _similarities(p, side, size)
+    assert inside == 1.0 and outside == 0.0
