@@ -35,11 +35,11 @@ At full resolution the finest level places its points by content instead
 moves to the strongest blob centre of its grid cell, or is not decoded when
 the cell has none; the coverage and edge tests are then made at the blob.
 A grid point of that level hits a small object only by chance; the blob is
-where one is. On the 2048 px mosaic with one scale this decoded 1577
-points instead of 2521 (with the blob threshold at 8, 1443) and found more
-objects (recall 0.296 against 0.287; objects 10-32 px across 0.138 against
-0.069). The coarse scales skip the level
-(:mod:`napari_sam.core.automatic.scale_passes`).
+where one is. The coarse scales skip the level
+(:mod:`napari_sam.core.automatic.scale_passes`). On the 2048 px mosaic of
+``benchmarks/bench_recall.py`` with the default scales, the two together
+decoded 1443 points instead of 2521 and found more objects (recall 0.296
+against 0.287; objects 10-32 px across 0.138 against 0.069).
 
 The masks of all levels then go through one box NMS (by predicted IoU), the
 same step that ends the paper's generator on one crop, so the filters, NMS

@@ -105,7 +105,9 @@ class TileWork:
     ``valid`` (H, W) bool over the tile's raster pixels, or None;
     ``edges`` (H, W) bool over the same pixels: where the image has an edge
     (:func:`~napari_sam.core.automatic.coarse_to_fine.edge_map`; coarse-to-fine
-    points only; None: not computed).
+    points only; None: not computed); ``targets`` (N, 2) raster XY or None:
+    where the finest coarse-to-fine level decodes each point, NaN for not at
+    all (see :func:`_tile_works`).
     """
 
     index: tuple[int, int]
