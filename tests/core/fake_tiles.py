@@ -55,11 +55,12 @@ def disks(height, width, n, rmin, rmax, seed):
 FakeWork = namedtuple("FakeWork", "index tile points")
 
 
-def decode_fake(truth, tile, points, rows, cols, settings, keep=None):
+def decode_fake(truth, tile, points, rows, cols, settings, keep=None, valid=None):
     """One tile's candidates from a decoder returning the true objects under its points.
 
     ``keep(tile_index, k)``: False hides object ``k`` from that tile (as if the
-    decoder had not segmented it there); None keeps all.
+    decoder had not segmented it there); None keeps all. ``valid``: the raster's
+    valid-pixel mask (False on nodata), or None.
     """
     t = tile
     window = truth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width]
@@ -74,6 +75,7 @@ def decode_fake(truth, tile, points, rows, cols, settings, keep=None):
     return tile_candidates(
         crops, offsets, np.full(n, 0.95), np.full(n, 0.97), np.array(list(seen.values())).reshape(-1, 2),
         tile=(t.row, t.col), rows=rows, cols=cols, settings=settings,
+        valid=None if valid is None else valid[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width],
     )
 
 

@@ -213,6 +213,30 @@ def test_stitched_object_goes_through_area_filters_and_cleanup():
     assert ring_id and labels[30, 172] == ring_id
 
 
+def test_stitching_cleanup_does_not_fill_nodata():
+    """The ring's hole is nodata and the decoder's mask covers it (a disk): the parts are cut
+    to valid pixels, and filling holes after stitching must not give the nodata back."""
+    from fake_tiles import decode_fake
+
+    truth = _scene()
+    yy, xx = np.mgrid[:SHAPE[0], :SHAPE[1]]
+    hole = ((yy - 30) ** 2 + (xx - 172) ** 2 <= 8 ** 2)
+    disk = truth.copy()
+    disk[hole] = 5
+    valid = ~hole
+    area = int(hole.sum()) + 40
+    settings = TileFilter(edge_margin=2, min_region_area=area)
+    rows, cols, works = fake_works(truth, _tiles(), PPS, TILE)
+    results = ((w.index, decode_fake(disk, w.tile, w.points, rows, cols, settings,
+                                     valid=valid)) for w in works)
+    merge = MergeSettings(stitch=StitchSettings(cleanup=TileFilter(min_region_area=area)))
+    labels, table, stats = assemble_into(truth.shape, rows, cols, results, merge=merge)
+    ring_id = labels[30, 172 + 15]
+    assert ring_id and stats.stitched >= 1
+    assert not labels[hole].any()
+    assert (labels == ring_id).sum() == (truth == 5).sum()
+
+
 def test_dask_executor_gives_the_local_labels():
     from distributed import Client, LocalCluster
 

@@ -55,7 +55,9 @@ class Candidate:
     bottom): the inner tile borders the mask's box comes within the edge
     margin of; any True makes it a *partial*, to be stitched. ``parts``: for
     a stitched object, the tiles of its parts (``tile`` is then the tile of
-    its largest part); empty for a one-tile candidate.
+    its largest part); empty for a one-tile candidate. ``nodata``: for a
+    partial over nodata, (h, w) bool, True on the nodata pixels of its box
+    (stitching's cleanup must not fill them); None otherwise.
     """
 
     mask: np.ndarray
@@ -67,6 +69,7 @@ class Candidate:
     point: tuple[float, float]
     cut: tuple[bool, bool, bool, bool] = (False, False, False, False)
     parts: tuple[tuple[int, int], ...] = ()
+    nodata: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         h, w = self.mask.shape
@@ -168,13 +171,18 @@ class TileFilter:
     keep_partials: bool = True
 
 
-def finish_mask(mask: np.ndarray, settings: TileFilter) -> tuple[np.ndarray, int, int] | None:
+def finish_mask(mask: np.ndarray, settings: TileFilter, valid: np.ndarray | None = None
+                ) -> tuple[np.ndarray, int, int] | None:
     """Cleanup and area filters (steps 3-4) on a (h, w) bool mask.
 
-    Returns the tight crop of what is left and its (dy, dx) offset in ``mask``;
-    None when nothing is left or the area is out of bounds.
+    ``valid`` (h, w) bool or None: False on nodata, which filling small holes
+    must not give back to the mask. Returns the tight crop of what is left and
+    its (dy, dx) offset in ``mask``; None when nothing is left or the area is
+    out of bounds.
     """
     m = remove_small_regions(mask, settings.min_region_area)
+    if valid is not None:
+        m = m & valid
     tight = mask_box(m)
     if tight is None:
         return None
@@ -242,15 +250,18 @@ def tile_candidates(
         box = (local[0] + ox + x0, local[1] + oy + y0, local[2] + ox + x0, local[3] + oy + y0)
         m = m[local[1]:local[3], local[0]:local[2]]
         cut = inner_border_sides(box, window, inner, settings.edge_margin)
+        here = None if valid is None else \
+            valid[oy + local[1]:oy + local[3], ox + local[0]:ox + local[2]]
         if any(cut):
             if settings.keep_partials:  # raw: cleanup and area filters come after stitching
                 out.append(Candidate(
                     mask=np.ascontiguousarray(m), y0=box[1], x0=box[0],
                     predicted_iou=float(predicted_iou[k]),
                     stability_score=float(stability_score[k]), tile=(int(row), int(col)),
-                    point=(float(points[k][0]), float(points[k][1])), cut=cut))
+                    point=(float(points[k][0]), float(points[k][1])), cut=cut,
+                    nodata=None if here is None or here.all() else ~here))
             continue
-        done = finish_mask(m, settings)
+        done = finish_mask(m, settings, here)
         if done is None:
             continue
         m, dy, dx = done

@@ -250,9 +250,14 @@ class SeamStitcher:
         x0, y0, x1, y1 = int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), \
             int(b[:, 3].max())
         mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        valid = None
         for p in parts:
             mask[p.y0 - y0:p.box[3] - y0, p.x0 - x0:p.box[2] - x0] |= p.mask
-        done = finish_mask(mask, self.settings.cleanup)
+            if p.nodata is not None:  # the parts' nodata stays out of the joined mask
+                if valid is None:
+                    valid = np.ones_like(mask)
+                valid[p.y0 - y0:p.box[3] - y0, p.x0 - x0:p.box[2] - x0] &= ~p.nodata
+        done = finish_mask(mask, self.settings.cleanup, valid)
         if done is None:
             return None
         mask, dy, dx = done
