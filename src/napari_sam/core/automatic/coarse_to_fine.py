@@ -38,7 +38,7 @@ A grid point of that level hits a small object only by chance; the blob is
 where one is. The coarse scales skip the level
 (:mod:`napari_sam.core.automatic.scale_passes`). On the 2048 px mosaic of
 ``benchmarks/bench_recall.py`` with the default scales, the two together
-decoded 1443 points instead of 2521 and found more objects (recall 0.296
+decoded 1447 points instead of 2521 and found more objects (recall 0.296
 against 0.287; objects 10-32 px across 0.138 against 0.069).
 
 The masks of all levels then go through one box NMS (by predicted IoU), the
