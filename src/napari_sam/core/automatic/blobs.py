@@ -38,9 +38,8 @@ tile (the texture floor). On ``benchmarks/bench_recall.py``'s 2048 px mosaic 4 d
 def blob_strength(data: np.ndarray, valid: np.ndarray | None, spacing: float, *,
                   sigmas: Sequence[float] = BLOB_SIGMAS) -> np.ndarray:
     """(H, W) float32: the largest ``sigma**2 * |LoG|`` over ``sigmas`` (grid spacings, of
-    ``spacing`` px) and bands, each band
-    scaled to its value range over the valid pixels (so it is in units of that range);
-    -1 on and near nodata."""
+    ``spacing`` px) and bands, each band scaled to its value range over the valid pixels
+    (so it is in units of that range); -1 on and near nodata."""
     sigmas = [max(0.5, float(s) * float(spacing)) for s in sigmas]
     usable, bands = usable_bands(data, valid, int(np.ceil(3 * max(sigmas))) + 1)
     out = np.zeros(usable.shape, dtype=np.float32)

@@ -170,7 +170,7 @@ class TileDecoder:
         if cfg.points == "full":
             batch = decode(work.points)
             return TileCandidates(self._candidates(work, batch), n_decoded=len(work.points))
-        spacing = self.tile_size / cfg.points_per_side
+        spacing = point_spacing(cfg, self.tile_size)
         rows, cols = self.rows, self.cols
         row, col = work.index
         shape = (rows.sizes[row], cols.sizes[col])
@@ -347,7 +347,7 @@ def segment_tiles(
                         with_edges=config.points == "coarse",
                         known=coarse.objects if coarse is not None else (),
                         last_level="blobs",
-                        spacing=grid.tile_size / config.points_per_side,
+                        spacing=point_spacing(config, grid.tile_size),
                         levels=config.point_levels)
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
@@ -370,6 +370,11 @@ def segment_tiles(
                          scales=tuple(scales))
 
 
+def point_spacing(config: SegmentConfig, tile_size: int) -> float:
+    """Distance (raster px) between neighbouring points of the global grid."""
+    return tile_size / config.points_per_side
+
+
 def content_window(config: SegmentConfig, tile_size: int) -> int | None:
     """Side (raster px) of the window searched for edges around a point: two grid spacings
     (an edge within one spacing either way); None with the full grid (not needed).
@@ -378,4 +383,4 @@ def content_window(config: SegmentConfig, tile_size: int) -> int | None:
     (``benchmarks/bench_recall.py``, 2048 px) for no gain in recall."""
     if config.points != "coarse":
         return None
-    return int(round(2 * tile_size / config.points_per_side))
+    return int(round(2 * point_spacing(config, tile_size)))

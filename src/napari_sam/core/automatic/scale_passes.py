@@ -46,6 +46,7 @@ from napari_sam.core.automatic.decode import (
     _tile_works,
     merge_settings,
     plan_points,
+    point_spacing,
     store_embeddings,
 )
 from napari_sam.core.automatic.multiscale import ScaleRules, coarse_objects, merge_scales
@@ -81,7 +82,7 @@ def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, exec
     works = _tile_works(raster, tiles, points, store_embeddings(store),
                         with_edges=config.points == "coarse", known=known,
                         last_level="skip",
-                        spacing=grid.tile_size / config.points_per_side,
+                        spacing=point_spacing(config, grid.tile_size),
                         levels=config.point_levels)
     if executor is None:
         results = ((w.index, decoder(w)) for w in works)
