@@ -24,13 +24,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from benchmarks.timing import alternate, point_prompt_comparison
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,25 +70,12 @@ def _models(name: str):
     return ours.eval(), ref.eval()
 
 
-def _alternate(fns: dict, reps: int) -> dict:
-    """Run each function once untimed, then ``reps`` rounds alternating; all times."""
-    for f in fns.values():
-        f()
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            start = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - start)
-    return times
-
-
 @torch.no_grad()
 def bench_encoder(name: str, reps: int) -> dict:
     ours, ref = _models(name)
     x = torch.randn(1, 3, 1024, 1024)
     diff = (ours.image_encoder(x) - ref.image_encoder(x)).abs().max().item()
-    t = _alternate({"ours": lambda: ours.image_encoder(x),
+    t = alternate({"ours": lambda: ours.image_encoder(x),
                     "reference": lambda: ref.image_encoder(x)}, reps)
     best = {k: min(v) for k, v in t.items()}
     return {"ours_s": best["ours"], "reference_s": best["reference"],
@@ -110,25 +96,11 @@ def bench_prompt(reps: int) -> dict:
     p_ours.set_image_embedding(features, original_size=size)
     p_ref.features, p_ref.original_size, p_ref.input_size = features, size, size
     p_ref.is_image_set = True
-    point = dict(point_coords=np.array([[400.0, 600.0]]), point_labels=np.array([1]))
-    out = {}
-    for multimask in (True, False):
-        a = p_ours.predict(**point, multimask_output=multimask, return_logits=True)
-        b = p_ref.predict(**point, multimask_output=multimask, return_logits=True)
-        diff = float(np.abs(a[0] - b[0]).max())
-        t = _alternate({
-            "ours": lambda m=multimask: p_ours.predict(**point, multimask_output=m),
-            "reference": lambda m=multimask: p_ref.predict(**point, multimask_output=m),
-        }, reps)
-        med = {k: statistics.median(v) for k, v in t.items()}
-        out["multimask" if multimask else "single"] = {
-            "ours_ms": med["ours"] * 1e3, "reference_ms": med["reference"] * 1e3,
-            "speedup": med["reference"] / med["ours"], "max_abs_logit_diff": diff,
-        }
+    out = point_prompt_comparison(p_ours, p_ref, reps)
     # 64 points in one call (automatic mask generation decodes batches like this)
     pts = torch.rand(64, 1, 2) * 1024
     labels = torch.ones(64, 1, dtype=torch.long)
-    t = _alternate({
+    t = alternate({
         "ours": lambda: p_ours.predict_torch(pts, labels, multimask_output=True),
         "reference": lambda: p_ref.predict_torch(pts, labels, multimask_output=True),
     }, max(1, reps // 10))

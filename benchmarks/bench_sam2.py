@@ -28,11 +28,11 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from benchmarks.timing import alternate, point_prompt_comparison
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -110,19 +110,6 @@ def perturbed_models(name: str, *, extra_overrides: tuple[str, ...] = (), img_si
     return ours.eval(), ref
 
 
-def _alternate(fns: dict, reps: int) -> dict:
-    """Run each function once untimed, then ``reps`` rounds alternating; all times."""
-    for f in fns.values():
-        f()
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            start = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - start)
-    return times
-
-
 def _reference_encode(ref, x):
     """What the reference image predictor computes from the resized, normalised input."""
     out = ref.forward_image(x)
@@ -139,7 +126,7 @@ def bench_encoder(name: str, reps: int) -> dict:
     emb, high = ours.encode(x)
     theirs = _reference_encode(ref, x)
     diff = max((a - b).abs().max().item() for a, b in zip([*high, emb], theirs))
-    t = _alternate({"ours": lambda: ours.encode(x), "reference": lambda: _reference_encode(ref, x)},
+    t = alternate({"ours": lambda: ours.encode(x), "reference": lambda: _reference_encode(ref, x)},
                    reps)
     best = {k: min(v) for k, v in t.items()}
     # each round runs both back to back: the ratio within a round is less sensitive to
@@ -165,21 +152,7 @@ def bench_prompt(reps: int) -> dict:
     p_ref = SAM2ImagePredictor(ref)
     p_ref._features = {"image_embed": emb, "high_res_feats": high}
     p_ref._orig_hw, p_ref._is_image_set = [(1024, 1024)], True
-    point = dict(point_coords=np.array([[400.0, 600.0]]), point_labels=np.array([1]))
-    out = {}
-    for multimask in (True, False):
-        a = p_ours.predict(**point, multimask_output=multimask, return_logits=True)
-        b = p_ref.predict(**point, multimask_output=multimask, return_logits=True)
-        diff = float(np.abs(a[0] - b[0]).max())
-        t = _alternate({
-            "ours": lambda m=multimask: p_ours.predict(**point, multimask_output=m),
-            "reference": lambda m=multimask: p_ref.predict(**point, multimask_output=m),
-        }, reps)
-        med = {k: statistics.median(v) for k, v in t.items()}
-        out["multimask" if multimask else "single"] = {
-            "ours_ms": med["ours"] * 1e3, "reference_ms": med["reference"] * 1e3,
-            "speedup": med["reference"] / med["ours"], "max_abs_logit_diff": diff,
-        }
+    out = point_prompt_comparison(p_ours, p_ref, reps)
     return out
 
 
