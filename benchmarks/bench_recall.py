@@ -6,7 +6,8 @@ colour and texture) from 10 px to 1500 px across, sizes log-uniform, the
 large ones placed first; objects longer than a third of the mosaic are
 elongated (their width 0.2-0.4 of their length). Truth labels come with it.
 
-Modes (each run on the same embedded default model and thresholds):
+Modes (each run on the same model, ``--model``/``--checkpoint``, default the
+embedded default model, with that model's thresholds):
 
 * ``full``: the paper's full 32 x 32 grid per tile, one scale, 64 points per
   decoder call (the behaviour before this benchmark's changes);
@@ -161,7 +162,7 @@ def run_mode(src: Path, truth: np.ndarray, model, mode: str, out: Path) -> dict:
     from napari_sam.core import progress
     from napari_sam.core.automatic.run import config_for_model, segment_file
 
-    config = config_for_model("sam_tiny", dict(MODES[mode]))
+    config = config_for_model(model.model_name, dict(MODES[mode]))
     start = time.perf_counter()
     summary = progress.run(segment_file(src, out / mode, model, config=config))
     seconds = time.perf_counter() - start
@@ -181,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument("--model", default=None,
+                        help="a registered model (default: the embedded default model)")
+    parser.add_argument("--checkpoint", default=None, help="weights file for --model")
     args = parser.parse_args(argv)
     import torch
 
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model("sam_tiny", device="cpu")
+    model = load_model(args.model, args.checkpoint, device="cpu")
     image, truth = make_mosaic(args.size, args.seed)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
     report = {"benchmark": "bench_recall", "size": args.size, "seed": args.seed,
               "machine": platform.platform(), "processor": platform.processor(),
-              "threads": torch.get_num_threads(), "model": "sam_tiny (embedded default)",
+              "threads": torch.get_num_threads(), "model": model.model_name,
+              "checkpoint": Path(args.checkpoint).name if args.checkpoint else None,
               "runs": rows}
     out = HERE / "results" / f"bench_recall_{args.size}{('_' + args.tag) if args.tag else ''}.json"
     out.parent.mkdir(exist_ok=True)
