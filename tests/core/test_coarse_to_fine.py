@@ -15,11 +15,15 @@ from fake_tiles import disks, mask_candidates
 from napari_sam.core import progress
 from napari_sam.core.automatic import decode as generate
 from napari_sam.core.automatic.coarse_to_fine import (
+    COLOUR_SMOOTH,
     EXPLAINED_MARGIN,
+    colour_at,
+    colour_field,
     content_at,
     decode_coarse_to_fine,
     edge_map,
     edges_near,
+    explained_by_colour,
     explained_edges,
     lattice_offsets,
     point_levels,
@@ -95,8 +99,9 @@ def test_decode_coarse_to_fine_skips_covered_points():
     assert decoded[~inside].all() and decoded[inside].sum() == (inside & (level == 0)).sum()
 
 
-def _fake_decoder(truth, calls):
-    """decode_points stand-in: the true object under each point, deduplicated like NMS."""
+def _fake_decoder(truth, calls, swallow=None):
+    """decode_points stand-in: the true object under each point, deduplicated like NMS;
+    ``swallow`` {outer id: inner ids}: a point on the outer object gets a mask over both."""
 
     def decode_points(predictor, points, **kwargs):
         h, w = predictor.original_size
@@ -110,18 +115,18 @@ def _fake_decoder(truth, calls):
             if k == 0 or k in seen:
                 continue
             seen.add(k)
-            found.append((tile == k, (x, y)))
+            found.append((np.isin(tile, [k, *(swallow or {}).get(k, ())]), (x, y)))
         return mask_candidates(found, (h, w))
 
     return decode_points
 
 
-def _segment(model, image, truth, grid, config, monkeypatch):
+def _segment(model, image, truth, grid, config, monkeypatch, swallow=None):
     """Run segment_tiles with the fake decoder; return (labels, result, calls)."""
     from sam_model import SamPredictor
 
     calls = []
-    monkeypatch.setattr(generate, "decode_points", _fake_decoder(truth, calls))
+    monkeypatch.setattr(generate, "decode_points", _fake_decoder(truth, calls, swallow))
 
     def embedding_for(index):
         t = grid.tile_for(*index)
@@ -296,3 +301,106 @@ def test_outlines_of_objects_from_coarser_scales_are_no_content(monkeypatch):
     assert np.array_equal(hinted.edges, plain.edges & ~explained_edges(covered))
     assert plain.edges[20:60, 14:26].any() and not hinted.edges[20:60, 14:26].any()
     assert np.array_equal(hinted.edges[:, 70:], plain.edges[:, 70:])  # B's edges stay
+
+
+def _swallowed_square():
+    """A 64 px tile: background of one colour with a 16 px red square inside; the 'decoder'
+    answers a background point with one mask over everything (the square swallowed, as a
+    prompt beside a small object often does) and a point in the square with the square."""
+    rng = np.random.default_rng(1)
+    data = (90 + rng.normal(0, 3, (64, 64, 3))).clip(0, 255).astype(np.uint8)
+    square = np.zeros((64, 64), bool)
+    square[36:52, 36:52] = True
+    data[square] = (200, 40, 40)
+    return data, square
+
+
+class _Mask:
+    def __init__(self, mask, point):
+        self.mask, self.y0, self.x0, self.point = mask, 0, 0, point
+
+
+def test_colour_field_is_smoothed_scaled_and_strided():
+    data, square = _swallowed_square()
+    field = colour_field(data, None)
+    assert field.shape == (16, 16, 3) and field.dtype == np.float32
+    red = colour_at(field, np.array([[44, 44]]))[0]
+    grey = colour_at(field, np.array([[10, 10]]))[0]
+    # each band scaled to its own range: red is the top of band 0, grey near the top of band 1
+    assert red[0] > 0.9 and red[1] < 0.1 and grey[0] < 0.15 and grey[1] > 0.7
+    # a flat band carries no colour: no band at all for a flat tile
+    assert colour_field(np.full((20, 20), 7, np.uint8), None).shape == (5, 5, 0)
+
+
+def test_a_covered_point_of_another_colour_than_its_mask_is_not_explained():
+    data, square = _swallowed_square()
+    field = colour_field(data, None)
+    everything = _Mask(np.ones((64, 64), bool), (8.0, 8.0))  # prompt on the background
+    pts = np.array([[20, 20], [44, 44], [5, 60]])  # background, square, background
+    assert explained_by_colour([everything], field, (0, 0), pts).tolist() == [True, False, True]
+    # a mask prompted inside the square explains the square's points
+    own = _Mask(square.copy(), (44.0, 44.0))
+    assert explained_by_colour([everything, own], field, (0, 0), pts).all()
+    # a point no mask covers is not explained; without colour every covered point is
+    assert not explained_by_colour([own], field, (0, 0), pts[:1]).any()
+    flat = np.zeros((16, 16, 0), np.float32)
+    assert explained_by_colour([everything], flat, (0, 0), pts).all()
+
+
+def test_coarse_to_fine_decodes_an_object_its_background_mask_swallowed():
+    data, square = _swallowed_square()
+    spacing = 8.0
+    xs = (np.arange(8) + 0.5) * spacing
+    pts = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
+    level = point_levels(pts, spacing, 3)
+    assert not square[pts[level == 0, 1].astype(int), pts[level == 0, 0].astype(int)].any()
+
+    def run(colours):
+        found = []
+
+        def decode(p):
+            out = []
+            for x, y in p:
+                mask = square if square[int(y), int(x)] else np.ones((64, 64), bool)
+                out.append(_Mask(mask, (x, y)))
+            found.extend(out)
+            return out
+
+        decode_coarse_to_fine(pts, level, None, decode=decode, accept=lambda out: out,
+                              origin=(0, 0), shape=(64, 64), colours=colours)
+        return found
+
+    assert not any(m.mask is square for m in run(None))  # covered: never prompted
+    got = run(colour_field(data, None))
+    inside = [m for m in got if m.mask is square]
+    assert inside, "the square got no point of its own"
+    # background points stay explained by the background mask: the square's are added, and
+    # those on its rim (their colour blurred with the square's), no others
+    from scipy import ndimage
+
+    rim = ndimage.distance_transform_edt(~square) <= 2 * COLOUR_SMOOTH
+    grey = [m for m in got if m.mask is not square]
+    later = [(x, y) for m in grey[(level == 0).sum():] for x, y in [m.point]]
+    assert all(rim[int(y), int(x)] and not square[int(y), int(x)] for x, y in later)
+    assert len(later) < len(inside)
+
+
+def test_segment_tiles_gives_an_object_its_background_mask_swallowed_an_id(tiny_model,
+                                                                          monkeypatch):
+    """A red square inside a grey field: the field's points get a mask over both (as a
+    prompt beside a small object often does); the square's own points are decoded (their
+    colour is not the field's) and it comes out as an object of its own."""
+    rng = np.random.default_rng(3)
+    image = (60 + rng.normal(0, 4, (300, 300, 3))).clip(0, 255).astype(np.uint8)
+    truth = np.zeros((300, 300), np.int32)
+    truth[30:230, 30:230] = 1  # the field
+    truth[116:140, 116:140] = 2  # the square: between the coarsest level's points
+    image[truth == 1] = (140, 140, 140)
+    image[truth == 2] = (210, 40, 40)
+    grid = TileGrid(height=300, width=300, tile_size=256, overlap=64)
+    config = SegmentConfig(points_per_side=16, points="coarse", **LOOSE)
+    labels, result, calls = _segment(tiny_model, image, truth, grid, config, monkeypatch,
+                                     swallow={1: (2,)})
+    square = np.unique(labels[truth == 2])
+    assert square.size == 1 and square[0] > 0
+    assert square[0] not in np.unique(labels[truth == 1])

@@ -41,6 +41,7 @@ from napari_sam.core.automatic.candidates import (
 )
 from napari_sam.core.automatic.coarse_to_fine import (
     TileCandidates,
+    colour_field,
     decode_coarse_to_fine,
     edge_map,
     explained_edges,
@@ -107,7 +108,9 @@ class TileWork:
     (:func:`~napari_sam.core.automatic.coarse_to_fine.edge_map`; coarse-to-fine
     points only; None: not computed); ``targets`` (N, 2) raster XY or None:
     where the finest coarse-to-fine level decodes each point, NaN for not at
-    all (see :func:`_tile_works`).
+    all (see :func:`_tile_works`); ``colours``: the tile's
+    :func:`~napari_sam.core.automatic.coarse_to_fine.colour_field` (coarse-to-fine
+    points only; None: covered points are never decoded).
     """
 
     index: tuple[int, int]
@@ -119,6 +122,7 @@ class TileWork:
     valid: np.ndarray | None
     edges: np.ndarray | None = None
     targets: np.ndarray | None = None
+    colours: np.ndarray | None = None
 
 
 class TileDecoder:
@@ -177,7 +181,8 @@ class TileDecoder:
         outputs, decoded = decode_coarse_to_fine(
             work.points, point_levels(work.points, spacing, cfg.point_levels), work.edges,
             decode=decode, accept=lambda b: self._candidates(work, b), origin=work.origin,
-            shape=shape, window=content_window(cfg, self.tile_size) or 1, targets=work.targets)
+            shape=shape, window=content_window(cfg, self.tile_size) or 1, targets=work.targets,
+            colours=work.colours)
         if not outputs:  # no point at the coarsest level and none with content after it
             return TileCandidates(n_decoded=0)
         batch = _merge_levels(outputs, cfg.box_nms_thresh)
@@ -263,7 +268,8 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
                 with_edges: bool = False, known: Sequence[Candidate] = (),
                 last_level: str = "grid", spacing: float = 0.0, levels: int = 1
                 ) -> Iterator[TileWork]:
-    """Each tile's work; ``with_edges``: also the tile's edge map
+    """Each tile's work; ``with_edges``: also the tile's colour field
+    (:func:`~napari_sam.core.automatic.coarse_to_fine.colour_field`) and edge map
     (:func:`~napari_sam.core.automatic.coarse_to_fine.edge_map`, for coarse-to-fine points)
     without the outlines of the objects ``known`` from coarser scales (raster coordinates;
     :func:`~napari_sam.core.automatic.coarse_to_fine.explained_edges`): a point whose only
@@ -285,9 +291,10 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
         pts = pts[inside]
         if len(pts) == 0:
             continue
-        edges = None
+        edges = colours = None
         if with_edges:
             edges = edge_map(data, None if valid.all() else valid)
+            colours = colour_field(data, None if valid.all() else valid)
             near = np.flatnonzero((boxes[:, 0] < tile.x0 + edges.shape[1])
                                   & (boxes[:, 2] > tile.x0) & (boxes[:, 3] > tile.y0)
                                   & (boxes[:, 1] < tile.y0 + edges.shape[0]))
@@ -309,7 +316,7 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
                        points=pts, valid=None if valid.all() else valid, edges=edges,
-                       targets=targets)
+                       targets=targets, colours=colours)
 
 
 def segment_tiles(
