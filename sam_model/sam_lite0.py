@@ -12,7 +12,14 @@ encoder, :class:`Lite0Encoder`, is
   on the stride-16 grid (a 2x2 stride-2 convolution, a 1x1 convolution and a
   1x1 convolution upsampled by 2, summed), then large-kernel blocks for
   context and a SAM-like projection (1x1 conv, LayerNorm2d, 3x3 conv,
-  LayerNorm2d).
+  LayerNorm2d);
+* a colour input (``colour_chans`` > 0): the input itself average-pooled to
+  the embedding grid, through a two-layer 1x1 MLP, added to the neck's
+  features before that projection. The trunk's deep features encode edges
+  and texture but lose the colour and brightness of wide flat regions, so
+  without it the inside of a large flat object looks like its surroundings
+  (``benchmarks/size_sweep.py``; the model card). Its last layer starts at
+  zero, so a model trained without it keeps its outputs when it is added.
 
 The Sam normalises its input with its usual ImageNet mean/std; the encoder
 maps that to the trunk's own normalisation ``(x - 127) / 128`` with a fixed
@@ -58,6 +65,7 @@ class Lite0EncoderConfig:
     ``taps``: trunk blocks whose outputs are fused (strides 8, 16, 32 for the
     defaults; the trunk is cut after the last tap). ``dilations``: one
     large-kernel neck block per entry. ``neck_chans``: width of the fusion.
+    ``colour_chans``: hidden width of the colour input (0: none).
     """
 
     kind: str = "sam_model.sam_lite0:build_lite0_encoder"
@@ -68,6 +76,7 @@ class Lite0EncoderConfig:
     kernel_size: int = 7
     neck_expand: int = 2
     out_chans: int = 128
+    colour_chans: int = 0
 
     @property
     def embedding_size(self) -> int:
@@ -121,6 +130,15 @@ class Lite0Encoder(nn.Module):
         self.blocks = nn.Sequential(*[
             LargeKernelBlock(c, expand=config.neck_expand, kernel_size=config.kernel_size,
                              dilation=d) for d in config.dilations])
+        self.colour = None
+        if config.colour_chans:
+            self.colour = nn.Sequential(
+                nn.Conv2d(3, config.colour_chans, kernel_size=1),
+                nn.GELU(),
+                nn.Conv2d(config.colour_chans, c, kernel_size=1),
+            )
+            nn.init.zeros_(self.colour[-1].weight)
+            nn.init.zeros_(self.colour[-1].bias)
         self.neck_out = nn.Sequential(
             nn.Conv2d(c, config.out_chans, kernel_size=1, bias=False),
             LayerNorm2d(config.out_chans),
@@ -141,8 +159,12 @@ class Lite0Encoder(nn.Module):
                              f"{tuple(x.shape[-2:])}")
         return self.trunk.features(x * self.in_scale + self.in_shift, tuple(self.config.taps))
 
-    def neck(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Fuse the tap features on the stride-16 grid: -> BxCx(H/16)x(W/16)."""
+    def neck(self, feats: list[torch.Tensor], image: torch.Tensor | None = None) -> torch.Tensor:
+        """Fuse the tap features on the stride-16 grid: -> BxCx(H/16)x(W/16).
+
+        ``image``: the SAM-normalised input, needed when the encoder has a
+        colour input (it is pooled to the grid).
+        """
         size = None
         for f, s in zip(feats, self.strides):
             if s == 16:
@@ -156,10 +178,14 @@ class Lite0Encoder(nn.Module):
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             fused = fused + y
         x = self.blocks(self.fuse_norm(fused))
+        if self.colour is not None:
+            if image is None:
+                raise ValueError("this encoder has a colour input: pass the image to neck()")
+            x = x + self.colour(F.adaptive_avg_pool2d(image, tuple(x.shape[-2:])))
         return self.neck_out(x).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.trunk_features(x))
+        return self.neck(self.trunk_features(x), x)
 
 
 def build_lite0_encoder(config: Lite0EncoderConfig) -> Lite0Encoder:
@@ -168,9 +194,10 @@ def build_lite0_encoder(config: Lite0EncoderConfig) -> Lite0Encoder:
 
 
 def sam_lite0_config(img_size: int = 1024) -> SamConfig:
-    """The ``SamConfig`` of sam_lite0: the Lite0 encoder and sam_tiny's prompt encoder
-    and 128-channel decoder."""
-    return replace(sam_tiny_config(img_size), encoder=Lite0EncoderConfig(img_size=img_size))
+    """The ``SamConfig`` of sam_lite0: the Lite0 encoder (with a 128-channel colour
+    input) and sam_tiny's prompt encoder and 128-channel decoder."""
+    return replace(sam_tiny_config(img_size),
+                   encoder=Lite0EncoderConfig(img_size=img_size, colour_chans=128))
 
 
 def sam_lite0_network(architecture: str = MODEL_NAME, img_size: int | None = None) -> Sam:

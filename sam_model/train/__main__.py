@@ -75,6 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init", default=None,
                    help="start a new run from these weights (a sam_tiny weights file) "
                         "instead of random ones; ignored when OUT/last.pt is resumed")
+    p.add_argument("--init-grown", default=None,
+                   help="start a new run from the weights of a smaller model: every key of "
+                        "the file must fit this model, and this model's extra modules (e.g. "
+                        "sam_lite0's zero-initialised colour input) keep their initial values")
     p.add_argument("--loss-size", type=int, default=None,
                    help="compute losses and simulated clicks with the ground truth reduced to "
                         "at most this side (much faster on a CPU for large crops)")
@@ -117,6 +121,23 @@ def _init_decoder(model, path: str) -> None:
         getattr(model, prefix[:-1]).load_state_dict(part, strict=True)
 
 
+def _init_grown(model, path: str) -> list[str]:
+    """Load a weights file into the matching keys of ``model``; returns the model's keys
+    the file lacks. Every key of the file must exist in ``model`` with the same shape."""
+    from sam_model.checkpoint import read_state_dict
+
+    state = read_state_dict(path)
+    own = model.state_dict()
+    extra = sorted(k for k in state if k not in own)
+    shapes = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+    if extra or shapes:
+        raise SystemExit(f"{path}: does not fit this model (keys it lacks: {extra[:3]}, "
+                         f"other shapes: {shapes[:3]})")
+    state = {k: v.to(own[k].dtype) for k, v in state.items()}
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    return sorted(missing)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -139,9 +160,17 @@ def main(argv=None) -> int:
                    else tuple(1.0 for _ in sizes))
     resuming = (Path(args.out) / "last.pt").is_file()
     fresh = {"imagenet_trunk": True} if args.model == "sam_lite0" else {}
+    if args.init and args.init_grown:
+        raise SystemExit("give --init or --init-grown, not both")
     if args.init and not resuming:
         model = build(checkpoint=args.init).to(device)
         print(f"starting from the weights in {args.init}", flush=True)
+    elif args.init_grown and not resuming:
+        model = build(pretrained=False, **fresh)
+        new = _init_grown(model, args.init_grown)
+        model = model.to(device)
+        print(f"starting from the weights in {args.init_grown}; new: "
+              f"{', '.join(new) or 'none'}", flush=True)
     else:
         model = build(pretrained=False, **fresh).to(device)
         if args.init_decoder and not resuming:

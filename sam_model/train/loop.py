@@ -417,10 +417,10 @@ def train(
                     emb = None
                     if config.freeze_trunk:
                         if feats is None:
+                            image = _normalise(model, batch["image"].to(device))
                             with torch.no_grad():
-                                feats = model.image_encoder.trunk_features(
-                                    _normalise(model, batch["image"].to(device)))
-                        emb = model.image_encoder.neck(feats)
+                                feats = model.image_encoder.trunk_features(image)
+                        emb = model.image_encoder.neck(feats, image)
                     loss, stats = interactive_loss(
                         model, sub, rounds=config.rounds, generator=gen,
                         point_first=bool(rng.random() < config.point_first_prob),

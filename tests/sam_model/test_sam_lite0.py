@@ -46,6 +46,64 @@ def test_encoder_gives_the_trunk_its_own_normalisation():
     assert not any("in_scale" in k or "in_shift" in k for k in enc.state_dict())
 
 
+def test_colour_input_starts_silent_and_then_carries_the_flat_colour():
+    """The colour input adds nothing until trained (a model grown from one without it
+    keeps its outputs); once its last layer is non-zero, two images that differ only in
+    the colour of a wide flat region get different embeddings inside that region."""
+    torch.manual_seed(0)
+    plain = Lite0Encoder(config=Lite0EncoderConfig(img_size=256)).eval()
+    grown = Lite0Encoder(config=Lite0EncoderConfig(img_size=256, colour_chans=16)).eval()
+    missing = grown.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("colour.") for k in missing)
+    dark = torch.full((1, 3, 256, 256), -1.0)
+    bright = dark.clone()
+    bright[..., 32:224, 32:224] = 1.5  # a flat square 192 px across
+    with torch.no_grad():
+        torch.testing.assert_close(grown(bright), plain(bright))
+        feats = grown.trunk_features(bright)
+        with pytest.raises(ValueError, match="colour input"):
+            grown.neck(feats)
+        torch.nn.init.normal_(grown.colour[-1].weight)
+        a, b = grown(bright), plain(bright)
+    centre = (..., slice(6, 10), slice(6, 10))
+    assert (a - b)[centre].abs().mean() > 0.1
+
+
+def test_command_line_grows_a_model_from_weights_without_the_colour_input(tmp_path, capsys):
+    from dataclasses import replace
+
+    from sam_model.build import build_sam_from_config
+    from sam_model.sam_lite0 import sam_lite0_config
+    from sam_model.train.__main__ import main
+    from sam_model.train.loop import export_weights
+
+    config = sam_lite0_config(256)
+    plain = build_sam_from_config(replace(config, encoder=replace(config.encoder,
+                                                                  colour_chans=0)))
+    init = tmp_path / "plain.pt"
+    export_weights(plain, init)
+    run = tmp_path / "run"
+    args = ["--model", "sam_lite0", "--freeze-trunk", "--out", str(run),
+            "--init-grown", str(init), "--steps", "1", "--rounds", "1", "--objects", "1",
+            "--crop-sizes", "64", "--pixels-per-batch", str(64 * 64), "--warmup", "1",
+            "--lr", "1e-9", "--device", "cpu", "--export", str(run / "out.pt")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "new: image_encoder.colour.0.bias" in out
+    grown = torch.load(run / "out.pt", weights_only=True)
+    for key, value in torch.load(init, weights_only=True).items():
+        if "running_" in key or "num_batches" in key:  # the neck's BatchNorm statistics move
+            continue
+        torch.testing.assert_close(grown[key].float(), value.float(), atol=1e-3, rtol=1e-3,
+                                   msg=key)
+    # a file with keys this model lacks is refused by name
+    bigger = dict(torch.load(init, weights_only=True), extra=torch.zeros(1))
+    torch.save(bigger, tmp_path / "bigger.pt")
+    with pytest.raises(SystemExit, match="bigger.pt"):
+        main(args[:5] + ["--init-grown", str(tmp_path / "bigger.pt"), "--out",
+                         str(tmp_path / "run2")] + args[9:])
+
+
 def test_imagenet_trunk_is_loaded_for_a_fresh_model():
     model = build_sam_lite0(pretrained=False, imagenet_trunk=True, img_size=256)
     state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
@@ -115,6 +173,7 @@ def test_training_with_frozen_trunk_updates_the_neck_only_and_resumes(tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert not any(k.startswith("image_encoder.trunk.") for k in changed)  # stats too
     assert any(k.startswith("image_encoder.lateral.") for k in changed)
+    assert any(k.startswith("image_encoder.colour.") for k in changed)
     assert any(k.startswith("mask_decoder.") for k in changed)
     # a longer run resumes from step 3 in the middle of a reused batch
     longer = TrainConfig(**{**config.__dict__, "steps": 4})
