@@ -328,6 +328,14 @@ def test_colour_field_is_smoothed_scaled_and_strided():
     grey = colour_at(field, np.array([[10, 10]]))[0]
     # each band scaled to its own range: red is the top of band 0, grey near the top of band 1
     assert red[0] > 0.9 and red[1] < 0.1 and grey[0] < 0.15 and grey[1] > 0.7
+    # nodata is left out of the ranges, and does not switch the colour off
+    valid = np.ones((64, 64), bool)
+    valid[:, :6] = False
+    holed = data.copy()
+    holed[~valid] = 255
+    with_nodata = colour_field(holed, valid)
+    assert with_nodata.shape == (16, 16, 3)
+    np.testing.assert_allclose(colour_at(with_nodata, np.array([[44, 44]]))[0], red, atol=0.02)
     # a flat band carries no colour: no band at all for a flat tile
     assert colour_field(np.full((20, 20), 7, np.uint8), None).shape == (5, 5, 0)
 

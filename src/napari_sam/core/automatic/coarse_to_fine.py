@@ -121,8 +121,12 @@ def usable_bands(data: np.ndarray, valid: np.ndarray | None, reach: int
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[..., None]
-    usable = np.ones(arr.shape[:2], dtype=bool) if valid is None else \
-        ~ndimage.binary_dilation(~valid, iterations=reach)
+    if valid is None:
+        usable = np.ones(arr.shape[:2], dtype=bool)
+    elif reach > 0:
+        usable = ~ndimage.binary_dilation(~valid, iterations=reach)
+    else:  # (scipy dilates until nothing changes for iterations=0)
+        usable = np.asarray(valid, dtype=bool).copy()
 
     def bands():
         for band in range(arr.shape[2]):
