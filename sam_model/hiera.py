@@ -289,7 +289,9 @@ class Hiera(nn.Module):
         x = self.patch_embed(x)
         # position first: the sum then takes its (contiguous channels-last) layout
         x = self.position_embedding(x.shape[1], x.shape[2]) + x
-        banded = _banded_inference(x)
+        # the banded path (MultiScaleBlock.forward_banded) serves eager float32 CPU inference;
+        # the plain path serves autograd, autocast and compilation
+        banded = onednn.eager_cpu_inference(x)
         outputs = []
         ends = set(self.stage_ends)
         owned = True  # x is a temporary of this call (not a returned stage output)
@@ -300,8 +302,3 @@ class Hiera(nn.Module):
                 outputs.append(x.permute(0, 3, 1, 2))
         return outputs
 
-
-def _banded_inference(x: Tensor) -> bool:
-    """Whether the trunk may use :meth:`MultiScaleBlock.forward_banded`: on the CPU, in
-    float32, with autograd, autocast and compilation off (the plain path serves those)."""
-    return onednn.eager_cpu_inference(x)
