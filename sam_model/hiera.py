@@ -301,4 +301,3 @@ class Hiera(nn.Module):
             if not owned:
                 outputs.append(x.permute(0, 3, 1, 2))
         return outputs
-
