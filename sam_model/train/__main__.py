@@ -24,6 +24,7 @@ import torch
 
 from .data import BatchPlan
 from .loop import TrainConfig, export_weights, train
+from .losses import LossWeights
 
 BUILDERS = {
     "sam_tiny": "sam_model.sam_tiny:build_sam_tiny",
@@ -85,6 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder-lr-scale", type=float, default=1.0,
                    help="the image encoder's learning rate relative to --lr")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
+    p.add_argument("--trainable", default=None,
+                   help="comma-separated parameter-name prefixes: train only those (e.g. "
+                        "mask_decoder.iou_prediction_head. to fit the IoU head alone)")
+    p.add_argument("--iou-weight", type=float, default=1.0,
+                   help="weight of the IoU head's loss (MSE against the true IoU)")
     p.add_argument("--bn-eval", action="store_true",
                    help="keep the encoder's BatchNorm on its running statistics (fine-tuning "
                         "on small batches)")
@@ -180,6 +186,8 @@ def main(argv=None) -> int:
         steps=args.steps, lr=args.lr, rounds=args.rounds, seed=args.seed, workers=args.workers,
         warmup=args.warmup, loss_size=args.loss_size, encoder_lr_scale=args.encoder_lr_scale,
         freeze_encoder=args.freeze_encoder, bn_eval=args.bn_eval,
+        trainable=tuple(v for v in (args.trainable or "").split(",") if v),
+        loss=LossWeights(iou=args.iou_weight),
         freeze_trunk=args.freeze_trunk, reuse=args.reuse, grad_rounds=args.grad_rounds,
         min_lr_ratio=args.min_lr_ratio,
         point_first_prob=args.point_first_prob,

@@ -69,6 +69,10 @@ class TrainConfig:
     computed once; ``grad_rounds`` > 0 back-propagates through that many
     rounds only (the first and randomly drawn later ones), the other rounds
     run without gradients and serve to simulate the interaction.
+    ``trainable``: parameter-name prefixes; when given, only those parameters
+    train (e.g. ``("mask_decoder.iou_prediction_head.",)`` to fit the IoU head
+    of a trained model), the rest keep their values, running statistics
+    included (the model runs in eval mode).
     """
 
     steps: int = 20000
@@ -93,6 +97,7 @@ class TrainConfig:
     amp: bool = True
     workers: int = 0
     time_budget_s: float | None = None
+    trainable: tuple[str, ...] = ()
     plan: BatchPlan = field(default_factory=BatchPlan)
     loss: LossWeights = field(default_factory=LossWeights)
 
@@ -105,6 +110,7 @@ class TrainConfig:
         plan = BatchPlan(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in d.pop("plan").items()})
         loss = LossWeights(**d.pop("loss"))
+        d["trainable"] = tuple(d.get("trainable", ()))
         return cls(plan=plan, loss=loss, **d)
 
 
@@ -315,7 +321,8 @@ def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     """
     trained = [(name, p) for name, p in model.named_parameters()
                if not (config.freeze_encoder and name.startswith("image_encoder."))
-               and not (config.freeze_trunk and name.startswith("image_encoder.trunk."))]
+               and not (config.freeze_trunk and name.startswith("image_encoder.trunk."))
+               and (not config.trainable or name.startswith(tuple(config.trainable)))]
     encoder = [p for name, p in trained if name.startswith("image_encoder.")]
     if config.encoder_lr_scale == 1.0 or not encoder:
         return [{"params": [p for _, p in trained], "lr_scale": 1.0}]
@@ -388,6 +395,13 @@ def train(
         model.image_encoder.trunk.requires_grad_(False)
     elif config.bn_eval:
         _freeze_batchnorm(model.image_encoder)
+    if config.trainable:  # running statistics (BatchNorm) stay as they are too
+        model.eval()
+        prefixes = tuple(config.trainable)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(prefixes))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"no parameter of the model starts with {prefixes}")
     t0 = time.monotonic()
     flag = {"stop": False}
     running: dict[str, list[float]] = {}

@@ -134,3 +134,23 @@ def test_command_line_starts_a_new_run_from_given_weights(tmp_path, capsys):
     assert torch.allclose(bias, torch.full_like(bias, 0.25), atol=1e-3)
     saved = torch.load(run / "last.pt", weights_only=True)["config"]
     assert saved["plan"]["window_prob"] == 1.0 and saved["warmup"] == 1
+
+
+def test_only_the_trainable_prefixes_change(tmp_path):
+    """``trainable``: the IoU head alone is fitted; every other weight and every running
+    statistic keeps its value; the option survives a checkpoint."""
+    model = untrained_sam_tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head = "mask_decoder.iou_prediction_head."
+    config = TrainConfig(steps=2, rounds=2, warmup=1, lr=1e-2, checkpoint_every=2, log_every=1,
+                         plan=PLAN, seed=3, trainable=(head,))
+    drain(train(model, config=config, run_dir=tmp_path, model_name="sam_tiny"))
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(head) for k in changed), changed
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)["config"]
+    assert TrainConfig.from_dict(saved).trainable == (head,)
+    with pytest.raises(ValueError, match="no parameter"):
+        drain(train(untrained_sam_tiny(), config=TrainConfig(**{**config.__dict__,
+                                                                "trainable": ("nothing.",)}),
+                    run_dir=tmp_path / "other", model_name="sam_tiny"))
