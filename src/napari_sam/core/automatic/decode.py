@@ -291,10 +291,16 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
         pts = pts[inside]
         if len(pts) == 0:
             continue
+        found = embedding_for(tile.index)
+        if found is None:  # a tile with no valid pixel at the model's input level
+            continue
+        embedding, input_hw = found
+        if valid.all():
+            valid = None  # no nodata in this tile
         edges = colours = None
         if with_edges:
-            edges = edge_map(data, None if valid.all() else valid)
-            colours = colour_field(data, None if valid.all() else valid)
+            edges = edge_map(data, valid)
+            colours = colour_field(data, valid)
             near = np.flatnonzero((boxes[:, 0] < tile.x0 + edges.shape[1])
                                   & (boxes[:, 2] > tile.x0) & (boxes[:, 3] > tile.y0)
                                   & (boxes[:, 1] < tile.y0 + edges.shape[0]))
@@ -307,15 +313,11 @@ def _tile_works(raster, tiles, grid: PointAssignment, embedding_for: TileSource,
             last = point_levels(pts, spacing, levels) == levels - 1
             targets = np.where(last[:, None], np.nan, pts)
             if last_level == "blobs" and last.any():
-                strength = blob_strength(data, None if valid.all() else valid, spacing)
+                strength = blob_strength(data, valid, spacing)
                 targets[last] = cell_targets(pts[last], strength, (tile.y0, tile.x0), spacing)
-        found = embedding_for(tile.index)
-        if found is None:  # a tile with no valid pixel at the model's input level
-            continue
-        embedding, input_hw = found
         yield TileWork(index=tile.index, embedding=embedding, input_hw=tuple(input_hw),
                        origin=(tile.y0, tile.x0), scale=int(getattr(tile, "scale", 1)),
-                       points=pts, valid=None if valid.all() else valid, edges=edges,
+                       points=pts, valid=valid, edges=edges,
                        targets=targets, colours=colours)
 
 
