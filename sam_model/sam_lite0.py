@@ -13,6 +13,12 @@ encoder, :class:`Lite0Encoder`, is
   1x1 convolution upsampled by 2, summed), then large-kernel blocks for
   context and a SAM-like projection (1x1 conv, LayerNorm2d, 3x3 conv,
   LayerNorm2d);
+* global context (``context_layers`` > 0): self-attention over the neck's
+  features average-pooled to the stride-32 grid (a depthwise 3x3 convolution
+  gives the tokens their position), upsampled back and added through a 1x1
+  convolution that starts at zero. The convolutions see a few hundred
+  pixels; an object wider than that needs every part of it to know about
+  the rest;
 * a colour input (``colour_chans`` > 0): the input itself average-pooled to
   the embedding grid, through a two-layer 1x1 MLP, added to the neck's
   features before that projection. The trunk's deep features encode edges
@@ -66,6 +72,8 @@ class Lite0EncoderConfig:
     defaults; the trunk is cut after the last tap). ``dilations``: one
     large-kernel neck block per entry. ``neck_chans``: width of the fusion.
     ``colour_chans``: hidden width of the colour input (0: none).
+    ``context_layers``/``context_heads``: attention layers (0: none) and their
+    heads on the stride-32 grid.
     """
 
     kind: str = "sam_model.sam_lite0:build_lite0_encoder"
@@ -77,6 +85,8 @@ class Lite0EncoderConfig:
     neck_expand: int = 2
     out_chans: int = 128
     colour_chans: int = 0
+    context_layers: int = 0
+    context_heads: int = 4
 
     @property
     def embedding_size(self) -> int:
@@ -93,6 +103,56 @@ def _tap_strides(taps: tuple[int, ...]) -> list[int]:
     for t in taps:
         strides.append(per_block[t])
     return strides
+
+
+class ContextLayer(nn.Module):
+    """Pre-norm transformer layer on BxNxC tokens (self-attention, then a 2x MLP)."""
+
+    def __init__(self, chans: int, heads: int) -> None:
+        super().__init__()
+        if chans % heads:
+            raise ValueError(f"{chans} channels do not split into {heads} heads")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(chans)
+        self.qkv = nn.Linear(chans, 3 * chans)
+        self.proj = nn.Linear(chans, chans)
+        self.norm2 = nn.LayerNorm(chans)
+        self.mlp = nn.Sequential(nn.Linear(chans, 2 * chans), nn.GELU(), nn.Linear(2 * chans, chans))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        b, n, c = t.shape
+        q, k, v = self.qkv(self.norm1(t)).view(b, n, 3, self.heads, c // self.heads).permute(
+            2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
+        t = t + self.proj(a)
+        return t + self.mlp(self.norm2(t))
+
+
+class GlobalContext(nn.Module):
+    """BxCxHxW (stride 16, H and W even) -> the same plus attention over the stride-32 grid.
+
+    The returned tensor is ``x`` plus a 1x1 convolution (zero at start) of the
+    attended, upsampled tokens, so a model grown with it keeps its outputs.
+    """
+
+    def __init__(self, chans: int, *, layers: int, heads: int) -> None:
+        super().__init__()
+        self.pos = nn.Conv2d(chans, chans, 3, padding=1, groups=chans)
+        self.layers = nn.ModuleList([ContextLayer(chans, heads) for _ in range(layers)])
+        self.out = nn.Conv2d(chans, chans, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.avg_pool2d(x, 2)
+        y = y + self.pos(y)
+        b, c, h, w = y.shape
+        t = y.flatten(2).transpose(1, 2)
+        for layer in self.layers:
+            t = layer(t)
+        y = t.transpose(1, 2).reshape(b, c, h, w)
+        return x + self.out(F.interpolate(y, size=x.shape[-2:], mode="bilinear",
+                                          align_corners=False))
 
 
 class Lite0Encoder(nn.Module):
@@ -130,6 +190,10 @@ class Lite0Encoder(nn.Module):
         self.blocks = nn.Sequential(*[
             LargeKernelBlock(c, expand=config.neck_expand, kernel_size=config.kernel_size,
                              dilation=d) for d in config.dilations])
+        self.context = None
+        if config.context_layers:
+            self.context = GlobalContext(c, layers=config.context_layers,
+                                         heads=config.context_heads)
         self.colour = None
         if config.colour_chans:
             self.colour = nn.Sequential(
@@ -178,6 +242,8 @@ class Lite0Encoder(nn.Module):
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             fused = fused + y
         x = self.blocks(self.fuse_norm(fused))
+        if self.context is not None:
+            x = self.context(x)
         if self.colour is not None:
             if image is None:
                 raise ValueError("this encoder has a colour input: pass the image to neck()")
@@ -195,9 +261,11 @@ def build_lite0_encoder(config: Lite0EncoderConfig) -> Lite0Encoder:
 
 def sam_lite0_config(img_size: int = 1024) -> SamConfig:
     """The ``SamConfig`` of sam_lite0: the Lite0 encoder (with a 128-channel colour
-    input) and sam_tiny's prompt encoder and 128-channel decoder."""
+    input and one global-context layer) and sam_tiny's prompt encoder and
+    128-channel decoder."""
     return replace(sam_tiny_config(img_size),
-                   encoder=Lite0EncoderConfig(img_size=img_size, colour_chans=128))
+                   encoder=Lite0EncoderConfig(img_size=img_size, colour_chans=128,
+                                              context_layers=1))
 
 
 def sam_lite0_network(architecture: str = MODEL_NAME, img_size: int | None = None) -> Sam:

@@ -69,6 +69,37 @@ def test_colour_input_starts_silent_and_then_carries_the_flat_colour():
     assert (a - b)[centre].abs().mean() > 0.1
 
 
+def test_global_context_starts_silent_and_then_reaches_across_the_image():
+    """The context layer adds nothing until trained (a grown model keeps its outputs);
+    once its output projection is non-zero, a change in one corner of the grid moves
+    the features in the opposite corner, which no convolution of the neck reaches."""
+    from sam_model.sam_lite0 import GlobalContext
+
+    torch.manual_seed(0)
+    ctx = GlobalContext(32, layers=1, heads=4).eval()
+    x = torch.randn(1, 32, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(ctx(x), x, rtol=0, atol=0)
+        torch.nn.init.normal_(ctx.out.weight)
+        far = x.clone()
+        far[..., :2, :2] += 3.0
+        moved = (ctx(far) - ctx(x))[..., -2:, -2:]
+    assert moved.abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="heads"):
+        GlobalContext(30, layers=1, heads=4)
+    # in the encoder it sits between the neck's blocks and its projection; a model
+    # grown from one without it has the same outputs
+    plain = Lite0Encoder(config=Lite0EncoderConfig(img_size=256)).eval()
+    grown = Lite0Encoder(config=Lite0EncoderConfig(img_size=256, context_layers=2)).eval()
+    missing = grown.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("context.") for k in missing)
+    image = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(image), plain(image))
+        torch.nn.init.normal_(grown.context.out.weight)
+        assert (grown(image) - plain(image)).abs().mean() > 1e-3
+
+
 def test_command_line_grows_a_model_from_weights_without_the_colour_input(tmp_path, capsys):
     from dataclasses import replace
 
@@ -174,6 +205,7 @@ def test_training_with_frozen_trunk_updates_the_neck_only_and_resumes(tmp_path):
     assert not any(k.startswith("image_encoder.trunk.") for k in changed)  # stats too
     assert any(k.startswith("image_encoder.lateral.") for k in changed)
     assert any(k.startswith("image_encoder.colour.") for k in changed)
+    assert any(k.startswith("image_encoder.context.layers.") for k in changed)
     assert any(k.startswith("mask_decoder.") for k in changed)
     # a longer run resumes from step 3 in the middle of a reused batch
     longer = TrainConfig(**{**config.__dict__, "steps": 4})
