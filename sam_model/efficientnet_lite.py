@@ -108,6 +108,14 @@ class SameConv2d(nn.Conv2d):
         if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric: no padded copy
             return F.conv2d(x, weight, bias, self.stride, (pads[2], pads[0]), self.dilation,
                             self.groups)
+        if pads[1] == pads[0] + 1 and pads[3] == pads[2] + 1 and self.dilation == (1, 1):
+            # one pixel more at the bottom/right (every stride-2 layer on an even side):
+            # a kernel one larger with a zero first row and column, padded one more on
+            # each side, reads the same pixels with the same weights and needs no padded
+            # copy of the input (at 512x512x96 that copy cost 5x the convolution)
+            weight = F.pad(weight, (1, 0, 1, 0)).contiguous(memory_format=torch.channels_last)
+            return F.conv2d(x, weight, bias, self.stride,
+                            (pads[2] + 1, pads[0] + 1), 1, self.groups)
         return F.conv2d(F.pad(x, pads), weight, bias, self.stride, 0, self.dilation,
                         self.groups)
 
@@ -170,10 +178,14 @@ class MBConv(nn.Module):
         self.residual = spec.stride == 1 and spec.in_chans == spec.out_chans
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # in place where nothing is recorded for backward: at 512x512 the expanded
+        # activations are 100 MB, and a fresh tensor for each ReLU6 costs more
+        # (allocation, page faults) than the convolution before it
+        inplace = not torch.is_grad_enabled()
         y = x
         if self.spec.expand != 1:
-            y = F.relu6(conv_bn(self._expand_conv, self._bn0, y))
-        y = F.relu6(conv_bn(self._depthwise_conv, self._bn1, y))
+            y = F.relu6(conv_bn(self._expand_conv, self._bn0, y), inplace=inplace)
+        y = F.relu6(conv_bn(self._depthwise_conv, self._bn1, y), inplace=inplace)
         y = conv_bn(self._project_conv, self._bn2, y)
         return x + y if self.residual else y
 
@@ -208,7 +220,7 @@ class EfficientNetLite(nn.Module):
         taps, the last block's output alone."""
         if not torch.is_grad_enabled():  # inference: the layout depthwise convolutions prefer
             x = x.contiguous(memory_format=torch.channels_last)
-        x = F.relu6(conv_bn(self._conv_stem, self._bn0, x))
+        x = F.relu6(conv_bn(self._conv_stem, self._bn0, x), inplace=not torch.is_grad_enabled())
         wanted = set(taps) if taps else {len(self._blocks) - 1}
         out = {}
         for i, block in enumerate(self._blocks):

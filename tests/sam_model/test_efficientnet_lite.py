@@ -132,3 +132,29 @@ def test_same_padding_with_stride_one_is_symmetric(size):
     conv.weight.data[0, 0, 2, 2] = 1.0  # the centre tap: the identity
     x = torch.arange(1.0, size * size + 1).view(1, 1, size, size)
     assert torch.equal(conv(x), x)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (7, 7), (8, 7), (16, 10)])
+@pytest.mark.parametrize("kernel,groups", [(3, 1), (5, 4), (3, 4)])
+def test_same_padding_matches_an_explicitly_padded_convolution(shape, kernel, groups):
+    """Every padding case (symmetric, one pixel more at the end, mixed per axis) gives
+    the convolution of the input padded TensorFlow's way, with or without gradients."""
+    import math
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(kernel * 10 + groups)
+    conv = SameConv2d(4, 8, kernel, stride=2, groups=groups, bias=True)
+    x = torch.randn(1, 4, *shape)
+    pads = []
+    for size in shape[::-1]:
+        total = max((math.ceil(size / 2) - 1) * 2 + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    expected = F.conv2d(F.pad(x, pads), conv.weight, conv.bias, 2, 0, 1, groups)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), expected)
+        fast = conv(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, expected)
+    grad = conv(x)
+    assert grad.requires_grad
+    torch.testing.assert_close(grad.detach(), expected)
