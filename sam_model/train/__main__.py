@@ -85,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "at most this side (much faster on a CPU for large crops)")
     p.add_argument("--encoder-lr-scale", type=float, default=1.0,
                    help="the image encoder's learning rate relative to --lr")
+    p.add_argument("--trunk-lr-scale", type=float, default=1.0,
+                   help="a pretrained trunk's learning rate relative to the encoder's "
+                        "(e.g. 0.1: sam_lite0's trunk unfrozen at a low rate)")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
     p.add_argument("--trainable", default=None,
                    help="comma-separated parameter-name prefixes: train only those (e.g. "
@@ -185,6 +188,7 @@ def main(argv=None) -> int:
     config = TrainConfig(
         steps=args.steps, lr=args.lr, rounds=args.rounds, seed=args.seed, workers=args.workers,
         warmup=args.warmup, loss_size=args.loss_size, encoder_lr_scale=args.encoder_lr_scale,
+        trunk_lr_scale=args.trunk_lr_scale,
         freeze_encoder=args.freeze_encoder, bn_eval=args.bn_eval,
         trainable=tuple(v for v in (args.trainable or "").split(",") if v),
         loss=LossWeights(iou=args.iou_weight),

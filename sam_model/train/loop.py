@@ -73,6 +73,10 @@ class TrainConfig:
     train (e.g. ``("mask_decoder.iou_prediction_head.",)`` to fit the IoU head
     of a trained model), the rest keep their values, running statistics
     included (the model runs in eval mode).
+    ``encoder_lr_scale``: the image encoder's learning rate relative to the
+    rest; ``trunk_lr_scale``: a pretrained trunk's (``image_encoder.trunk.``)
+    relative to the encoder's (a trunk unfrozen at a low rate under a neck
+    that trains at full rate).
     """
 
     steps: int = 20000
@@ -89,6 +93,7 @@ class TrainConfig:
     reuse: int = 1
     grad_rounds: int = 0
     encoder_lr_scale: float = 1.0
+    trunk_lr_scale: float = 1.0
     bn_eval: bool = False
     loss_size: int | None = None
     seed: int = 0
@@ -315,20 +320,28 @@ def lr_at(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     """Optimizer groups of the trained parameters (the encoder's left out when frozen).
 
-    The encoder's learning rate is ``encoder_lr_scale`` times the rest's; at
-    1.0 everything is one group in the model's parameter order, as runs made
-    before the option had (their optimizer state resumes by that order).
+    The encoder's learning rate is ``encoder_lr_scale`` times the rest's, its
+    trunk's ``trunk_lr_scale`` times the encoder's; with both at 1.0
+    everything is one group in the model's parameter order, as runs made
+    before the options had (their optimizer state resumes by that order).
     """
     trained = [(name, p) for name, p in model.named_parameters()
                if not (config.freeze_encoder and name.startswith("image_encoder."))
                and not (config.freeze_trunk and name.startswith("image_encoder.trunk."))
                and (not config.trainable or name.startswith(tuple(config.trainable)))]
-    encoder = [p for name, p in trained if name.startswith("image_encoder.")]
-    if config.encoder_lr_scale == 1.0 or not encoder:
+
+    enc, trunk = float(config.encoder_lr_scale), float(config.trunk_lr_scale)
+    if enc == 1.0 and trunk == 1.0:
         return [{"params": [p for _, p in trained], "lr_scale": 1.0}]
-    rest = [p for name, p in trained if not name.startswith("image_encoder.")]
-    return [{"params": rest, "lr_scale": 1.0},
-            {"params": encoder, "lr_scale": float(config.encoder_lr_scale)}]
+    split_trunk = trunk != 1.0
+    groups = [  # the rest, the encoder (without its trunk when that has its own rate), the trunk
+        ([p for n, p in trained if not n.startswith("image_encoder.")], 1.0),
+        ([p for n, p in trained if n.startswith("image_encoder.")
+          and not (split_trunk and n.startswith("image_encoder.trunk."))], enc),
+        ([p for n, p in trained if split_trunk and n.startswith("image_encoder.trunk.")],
+         enc * trunk),
+    ]
+    return [{"params": params, "lr_scale": s} for params, s in groups if params]
 
 
 def _freeze_batchnorm(module: nn.Module) -> None:

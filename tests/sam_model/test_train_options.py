@@ -119,3 +119,25 @@ def test_one_group_keeps_the_model_parameter_order():
     names = {id(p): n for n, p in model.named_parameters()}
     assert len(frozen) == 1
     assert not any(names[id(p)].startswith("image_encoder.") for p in frozen[0]["params"])
+
+
+def test_trunk_learning_rate_scale_gives_the_trunk_its_own_group():
+    """``trunk_lr_scale``: sam_lite0's pretrained trunk trains at that share of the encoder's
+    rate, the neck at the encoder's, the decoder at the full rate."""
+    from sam_model.sam_lite0 import build_sam_lite0
+    from sam_model.train.loop import _param_groups
+
+    model = build_sam_lite0(pretrained=False, img_size=256)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = _param_groups(model, TrainConfig(trunk_lr_scale=0.1, bn_eval=True))
+    assert [g["lr_scale"] for g in groups] == [1.0, 1.0, pytest.approx(0.1)]
+    assert all(not names[id(p)].startswith("image_encoder.") for p in groups[0]["params"])
+    assert all(names[id(p)].startswith("image_encoder.")
+               and not names[id(p)].startswith("image_encoder.trunk.")
+               for p in groups[1]["params"])
+    assert all(names[id(p)].startswith("image_encoder.trunk.") for p in groups[2]["params"])
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    both = _param_groups(model, TrainConfig(trunk_lr_scale=0.1, encoder_lr_scale=0.5))
+    assert [g["lr_scale"] for g in both] == [1.0, 0.5, pytest.approx(0.05)]
+    frozen = _param_groups(model, TrainConfig(trunk_lr_scale=0.1, freeze_trunk=True))
+    assert [g["lr_scale"] for g in frozen] == [1.0, 1.0]
