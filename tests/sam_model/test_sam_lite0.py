@@ -214,7 +214,10 @@ def test_training_with_frozen_trunk_updates_the_neck_only_and_resumes(tmp_path):
     assert result.step == 4
 
 
-def test_shipped_weights_load_offline_and_hold_the_imagenet_trunk(monkeypatch):
+def test_shipped_weights_load_offline_and_hold_a_trunk_started_from_imagenet(monkeypatch):
+    """The shipped file loads strictly without network; its trunk is the ImageNet trunk
+    fine-tuned at a low rate (stage 6): BatchNorm statistics unchanged (kept in eval
+    mode), each convolution within a few percent of the published weights."""
     import socket
 
     from sam_model.sam_lite0 import SHIPPED_WEIGHTS
@@ -228,7 +231,10 @@ def test_shipped_weights_load_offline_and_hold_the_imagenet_trunk(monkeypatch):
     model = sam_model.build_sam("sam_lite0")  # strict load of the shipped file
     state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
     for key, value in model.image_encoder.trunk.state_dict().items():
-        if value.is_floating_point():  # stored as float16: equal up to its rounding
-            torch.testing.assert_close(value, state[key].half().float(), rtol=0, atol=0)
-        else:
+        if not value.is_floating_point():
             assert torch.equal(value, state[key])
+        elif "running_" in key:  # stored as float16: equal up to its rounding
+            torch.testing.assert_close(value, state[key].half().float(), rtol=0, atol=0)
+        elif value.dim() == 4:
+            change = (value - state[key]).norm() / state[key].norm()
+            assert change < 0.05, key
