@@ -331,9 +331,9 @@ def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
                and (not config.trainable or name.startswith(tuple(config.trainable)))]
 
     enc, trunk = float(config.encoder_lr_scale), float(config.trunk_lr_scale)
-    if enc == 1.0 and trunk == 1.0:
+    split_trunk = trunk != 1.0 and any(n.startswith("image_encoder.trunk.") for n, _ in trained)
+    if enc == 1.0 and not split_trunk:
         return [{"params": [p for _, p in trained], "lr_scale": 1.0}]
-    split_trunk = trunk != 1.0
     groups = [  # the rest, the encoder (without its trunk when that has its own rate), the trunk
         ([p for n, p in trained if not n.startswith("image_encoder.")], 1.0),
         ([p for n, p in trained if n.startswith("image_encoder.")
