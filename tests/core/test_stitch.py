@@ -253,3 +253,30 @@ def test_dask_executor_gives_the_local_labels():
             truth.shape, rows, cols, DaskExecutor(client=client, window=3).map_ordered(decoder, works))
     assert stats.stitched >= len(_big(truth))
     assert np.array_equal(local, remote) and table_local == table_remote
+
+
+def test_a_group_with_two_partials_of_one_tile_is_popped():
+    """A large object that the decoder gave as two fragments in one tile, each continued
+    across a different seam: the chain of pairs puts both fragments in one group, which
+    comes out as one object (it raised KeyError when the tile's list emptied twice)."""
+    cols = AxisWindows((0, 40), (64, 64), 104)
+    rows = AxisWindows((0, 40), (64, 64), 104)
+
+    def rect(tile, x0, x1, y0, y1, cut):
+        return Candidate(mask=np.ones((y1 - y0, x1 - x0), bool), y0=y0, x0=x0,
+                         predicted_iou=0.9, stability_score=0.95, tile=tile, point=(0, 0),
+                         cut=cut)
+
+    # the square x 10-90, y 10-90; tile (0, 0) holds it as two fragments, split at x = 50
+    a1 = rect((0, 0), 50, 64, 10, 64, (False, False, True, True))
+    a2 = rect((0, 0), 10, 50, 10, 64, (False, False, False, True))
+    b1 = rect((0, 1), 40, 90, 10, 64, (True, False, False, True))
+    c1 = rect((1, 0), 10, 64, 40, 90, (False, True, True, False))
+    d1 = rect((1, 1), 40, 90, 40, 90, (True, True, False, False))
+    st = SeamStitcher(rows=rows, cols=cols)
+    for tile_parts in ([a1, a2], [b1], [c1], [d1]):
+        st.add(tile_parts)
+    out = st.pop_finished(200)
+    assert len(out) == 1 and out[0].area == 80 * 80
+    assert out[0].parts == ((0, 0), (0, 1), (1, 0), (1, 1))
+    assert len(st) == 0

@@ -199,11 +199,12 @@ class SeamStitcher:
             parts = [self._parts.pop(i) for i in members]
             for i in members:
                 self._parent.pop(i)
-            for p in parts:
-                ids = self._by_tile[p.tile]
+            # once per tile: a chain of pairs can put two partials of one tile in a group
+            for tile in {p.tile for p in parts}:
+                ids = self._by_tile[tile]
                 ids[:] = [i for i in ids if i in self._parts]
                 if not ids:
-                    del self._by_tile[p.tile]
+                    del self._by_tile[tile]
             joined = self._join(parts)
             if joined is None:
                 self.n_dropped += len(parts)
