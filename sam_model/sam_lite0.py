@@ -55,6 +55,7 @@ from .efficientnet_lite import (
     lite0_blocks,
     load_imagenet_weights,
 )
+from .image_encoder import Block
 from .registry import build_sam
 from .sam import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD, Sam
 from .sam_tiny import LargeKernelBlock, LayerNorm2d, sam_tiny_config
@@ -105,29 +106,6 @@ def _tap_strides(taps: tuple[int, ...]) -> list[int]:
     return strides
 
 
-class ContextLayer(nn.Module):
-    """Pre-norm transformer layer on BxNxC tokens (self-attention, then a 2x MLP)."""
-
-    def __init__(self, chans: int, heads: int) -> None:
-        super().__init__()
-        if chans % heads:
-            raise ValueError(f"{chans} channels do not split into {heads} heads")
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(chans)
-        self.qkv = nn.Linear(chans, 3 * chans)
-        self.proj = nn.Linear(chans, chans)
-        self.norm2 = nn.LayerNorm(chans)
-        self.mlp = nn.Sequential(nn.Linear(chans, 2 * chans), nn.GELU(), nn.Linear(2 * chans, chans))
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, c = t.shape
-        q, k, v = self.qkv(self.norm1(t)).view(b, n, 3, self.heads, c // self.heads).permute(
-            2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
-        t = t + self.proj(a)
-        return t + self.mlp(self.norm2(t))
-
-
 class GlobalContext(nn.Module):
     """BxCxHxW (stride 16, H and W even) -> the same plus attention over the stride-32 grid.
 
@@ -137,20 +115,23 @@ class GlobalContext(nn.Module):
 
     def __init__(self, chans: int, *, layers: int, heads: int) -> None:
         super().__init__()
+        if chans % heads:
+            raise ValueError(f"{chans} channels do not split into {heads} heads")
         self.pos = nn.Conv2d(chans, chans, 3, padding=1, groups=chans)
-        self.layers = nn.ModuleList([ContextLayer(chans, heads) for _ in range(layers)])
+        # the ViT's pre-norm block with global attention, a 2x MLP and LayerNorm eps 1e-5
+        self.layers = nn.ModuleList([
+            Block(dim=chans, num_heads=heads, mlp_ratio=2.0, norm_eps=1e-5)
+            for _ in range(layers)])
         self.out = nn.Conv2d(chans, chans, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.avg_pool2d(x, 2)
-        y = y + self.pos(y)
-        b, c, h, w = y.shape
-        t = y.flatten(2).transpose(1, 2)
+        y = (y + self.pos(y)).permute(0, 2, 3, 1)  # B x h x w x C, as the ViT block takes
         for layer in self.layers:
-            t = layer(t)
-        y = t.transpose(1, 2).reshape(b, c, h, w)
+            y = layer(y)
+        y = y.permute(0, 3, 1, 2)
         return x + self.out(F.interpolate(y, size=x.shape[-2:], mode="bilinear",
                                           align_corners=False))
 
