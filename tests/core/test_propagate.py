@@ -1,4 +1,4 @@
-"""Propagation of one object through a generated 3D stack of cells (the embedded sam_tiny)."""
+"""Propagation of one object through a generated 3D stack of cells (the embedded models)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from napari_sam.core.progress import run
-from napari_sam.core.prompt.propagate import PropagationSettings, interior_point, overlap, propagate
+from napari_sam.core.prompt.propagate import (
+    PropagationSettings,
+    interior_point,
+    overlap,
+    placed_iou,
+    propagate,
+    touching,
+)
 from napari_sam.core.tiling.window import Window
 
 CELLS = (  # centre (z, y, x), radii (z, y, x), brightness
@@ -39,13 +46,28 @@ def test_interior_point_and_overlap():
     b = (Window(2, 1, 5, 7), np.ones((5, 7), bool))
     assert overlap(a, b) == 1.0
     assert overlap(a, (Window(20, 20, 3, 3), np.ones((3, 3), bool))) == 0.0
+    assert placed_iou(a, b) == 1.0  # the same 35 pixels
+    assert placed_iou(a, (Window(2, 1, 5, 3), np.ones((5, 3), bool))) == 15 / 35
+    assert placed_iou(a, (Window(20, 20, 3, 3), np.ones((3, 3), bool))) == 0.0
 
 
-@pytest.fixture(scope="module")
-def sam_tiny():
+def test_only_the_parts_touching_the_previous_plane_are_kept():
+    mask = np.zeros((20, 30), bool)
+    mask[2:8, 3:9] = True  # touches the previous mask
+    mask[12:18, 20:28] = True  # a neighbour painted too
+    previous = (Window(10, 10, 4, 4), np.ones((4, 4), bool))  # rows 10..13, cols 10..13
+    window, kept = touching((Window(5, 8, 20, 30), mask), previous)
+    assert (window.y0, window.x0, window.height, window.width) == (7, 11, 6, 6)
+    assert kept.all()
+    gone = touching((Window(5, 8, 20, 30), mask), (Window(0, 0, 2, 2), np.ones((2, 2), bool)))
+    assert gone[1].size == 0
+
+
+@pytest.fixture(scope="module", params=["sam_tiny", "sam_lite0"])
+def embedded(request):
     from napari_sam.core.models import load_model
 
-    return load_model("sam_tiny", None, device="cpu")
+    return request.param, load_model(request.param, None, device="cpu")
 
 
 def _placed(shape, window, mask):
@@ -58,21 +80,24 @@ def _iou(a, b):
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
-# 3D IoU reached from one click per cell (measured: 0.39, 0.90, 0.71). sam_tiny segments
-# cell 2 well in 2D on every plane; cell 1's click candidates undersegment it (best 2D IoU
-# 0.80) and the next plane overshoots; cell 3 loses its two thin end planes.
-MIN_IOU_3D = {2: 0.85, 3: 0.65}
+# 3D IoU reached from one click per cell, measured: sam_tiny 0.80, 0.86, 0.85 (one prompt per
+# plane gave 0.39, 0.90, 0.71: cell 1's next plane overshot, cell 3 lost its end planes);
+# sam_lite0 0.74, 0.79, 0.52 (one prompt: 0.79, 0.32, 0.19 -- it painted the neighbour cell
+# and echoed the mask prompt past the cell's end). Cell 3's click candidates reach 0.50 only.
+MIN_START_IOU = {"sam_tiny": 0.8, "sam_lite0": 0.45}  # the best click candidate, 2D
+MIN_IOU_3D = {"sam_tiny": {1: 0.7, 2: 0.8, 3: 0.75}, "sam_lite0": {1: 0.65, 2: 0.7, 3: 0.45}}
 
 
-def test_one_click_propagates_through_the_volume(sam_tiny):
+def test_one_click_propagates_through_the_volume(embedded):
     from napari_sam.core.prompt.predictor import RasterPredictor
 
+    name, model = embedded
     stack, truth = cell_stack()
     predictors: dict = {}
 
     def predictor_for(index):
         if index not in predictors:
-            predictors[index] = RasterPredictor(model=sam_tiny, raster=stack[index[0]])
+            predictors[index] = RasterPredictor(model=model, raster=stack[index[0]])
         return predictors[index]
 
     for label, ((cz, cy, cx), _, _) in enumerate(CELLS, start=1):
@@ -80,7 +105,7 @@ def test_one_click_propagates_through_the_volume(sam_tiny):
         ious = [_iou(_placed(truth.shape[1:], *result.cropped(k)), truth[cz] == label)
                 for k in range(len(result.scores))]
         best = int(np.argmax(ious))  # the candidate a user keeps (N shows the next)
-        assert ious[best] > 0.8, (label, ious)
+        assert ious[best] > MIN_START_IOU[name], (name, label, ious)
         events = []
         found = run(propagate(predictor_for, (cz,), result.cropped(best), axis=0,
                               size=stack.shape[0], settings=PropagationSettings(),
@@ -89,7 +114,7 @@ def test_one_click_propagates_through_the_volume(sam_tiny):
         for (z,), (w, m) in found.items():
             volume[z] = _placed(truth.shape[1:], w, m)
         iou3d = _iou(volume, truth == label)
-        assert iou3d >= MIN_IOU_3D.get(label, 0.3), (label, iou3d, sorted(found))
+        assert iou3d >= MIN_IOU_3D[name][label], (name, label, iou3d, sorted(found))
         assert events[-1].done == events[-1].total and len(found) >= 3
         # it stops where the object ends: nothing on planes without it
         empty_planes = [z for z in range(stack.shape[0]) if not (truth[z] == label).any()]
@@ -110,25 +135,29 @@ def test_propagation_stops_when_the_object_ends():
 
 class _MovingDisc:
     """A stand-in predictor for frame ``t`` of a disc moving 6 px right per frame (present
-    in frames 0..5): it answers with the disc under the prompted box, or nothing."""
+    in frames 0..5): it answers with the disc under the prompted point (or the box's
+    centre), or nothing."""
 
     def __init__(self, t, side=64):
         self.t, self.side = t, side
 
-    def predict(self, points, labels, box, mask_input, **_):
+    def predict(self, points, labels, box, mask_input, multimask=False, **_):
         yy, xx = np.mgrid[:self.side, :self.side]
         disc = (yy - 30) ** 2 + (xx - (12 + 6 * self.t)) ** 2 < 8 ** 2
-        if self.t > 5 or not disc[int(points[0][1]), int(points[0][0])]:  # lost it
+        x, y = points[0] if points is not None else ((box[0] + box[2]) / 2,
+                                                    (box[1] + box[3]) / 2)
+        if self.t > 5 or not disc[int(y), int(x)]:  # lost it
             disc[:] = False
-        return _Result(disc)
+        return _Result(disc, 3 if multimask else 1)
 
 
 class _Result:
-    def __init__(self, mask):
+    def __init__(self, mask, count=1):
         self.mask = mask
         self.best_score = 0.9 if mask.any() else 0.0
+        self.scores = np.full(count, self.best_score)
 
-    def cropped(self):
+    def cropped(self, index=None):
         if not self.mask.any():
             return Window(0, 0, 0, 0), np.zeros((0, 0), bool)
         rows, cols = np.nonzero(self.mask)

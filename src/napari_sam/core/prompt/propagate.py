@@ -1,9 +1,15 @@
 """Follow one object from plane to plane: through z (a volume) or t (tracking).
 
 Given the object's mask on a start plane, :func:`propagate` prompts the next
-plane with what the previous plane gave: the box around the mask, the mask
-itself as a mask prompt and a positive click at its most interior pixel. It
-walks both ways along one stack axis and stops on a side where the object
+plane with what the previous plane gave, in four ways: the box around the
+mask, the mask itself as a mask prompt and a positive click at its most
+interior pixel together; the box and the click; the box alone; the click alone
+(its three multimask candidates). Each candidate keeps only its parts that
+touch the previous mask (an object is connected from plane to plane; a model
+that also paints a bright neighbour loses it here), and the candidate most
+like the previous mask (IoU) is kept, the predicted IoU breaking ties. One
+prompt alone is fragile: a model may echo the mask prompt after the object
+has ended, or spill a box's mask onto a neighbour. It walks both ways along one stack axis and stops on a side where the object
 ends: an empty mask, a predicted IoU below ``min_score``, an area that
 changes by more than ``max_area_change`` times from one plane to the next,
 a predicted IoU that drops by more than ``max_score_drop`` from the previous
@@ -81,6 +87,45 @@ def overlap(a: Placed, b: Placed) -> float:
     return float((cut_a & cut_b).sum()) / smaller
 
 
+def placed_iou(a: Placed, b: Placed) -> float:
+    """Intersection over union of two placed masks (0 when both are empty)."""
+    (wa, ma), (wb, mb) = a, b
+    y0, x0 = max(wa.y0, wb.y0), max(wa.x0, wb.x0)
+    y1, x1 = min(wa.y0 + wa.height, wb.y0 + wb.height), min(wa.x0 + wa.width,
+                                                           wb.x0 + wb.width)
+    both = 0
+    if y1 > y0 and x1 > x0:
+        both = int((ma[y0 - wa.y0:y1 - wa.y0, x0 - wa.x0:x1 - wa.x0]
+                    & mb[y0 - wb.y0:y1 - wb.y0, x0 - wb.x0:x1 - wb.x0]).sum())
+    union = int(ma.sum()) + int(mb.sum()) - both
+    return both / union if union else 0.0
+
+
+def touching(placed: Placed, previous: Placed) -> Placed:
+    """``placed`` cut to its connected parts that overlap ``previous`` (may be empty)."""
+    from scipy.ndimage import label
+
+    (w, m), (pw, pm) = placed, previous
+    seen = np.zeros(m.shape, bool)
+    y0, x0 = max(w.y0, pw.y0), max(w.x0, pw.x0)
+    y1, x1 = min(w.y0 + w.height, pw.y0 + pw.height), min(w.x0 + w.width, pw.x0 + pw.width)
+    if y1 > y0 and x1 > x0:
+        seen[y0 - w.y0:y1 - w.y0, x0 - w.x0:x1 - w.x0] = pm[y0 - pw.y0:y1 - pw.y0,
+                                                             x0 - pw.x0:x1 - pw.x0]
+    parts, _ = label(m)
+    keep = np.unique(parts[seen & m])
+    kept = np.isin(parts, keep[keep > 0])
+    if not kept.any():
+        return Window(w.y0, w.x0, 0, 0), np.zeros((0, 0), bool)
+    rows, cols = np.nonzero(kept)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    return Window(w.y0 + int(r0), w.x0 + int(c0), int(r1 - r0), int(c1 - c0)), kept[r0:r1, c0:c1]
+
+
+def _candidates(result) -> list[tuple[Placed, float]]:
+    return [(result.cropped(k), float(result.scores[k])) for k in range(len(result.scores))]
+
+
 def step(predictor, previous: Placed) -> tuple[Placed, float]:
     """The object on ``predictor``'s plane, prompted from ``previous``; (mask, score)."""
     window, mask = previous
@@ -89,9 +134,19 @@ def step(predictor, previous: Placed) -> tuple[Placed, float]:
     box += [window.x0, window.y0, window.x0, window.y0]
     row, col = interior_point(mask)
     point = np.array([[col + window.x0, row + window.y0]], dtype=float)
-    result = predictor.predict(point, np.array([1]), box, (window, mask), coords="pixel",
-                               multimask=False)
-    return result.cropped(), result.best_score
+    positive = np.array([1])
+    found = []
+    for prompt in ((point, positive, box, previous), (point, positive, box, None),
+                   (None, None, box, None)):
+        result = predictor.predict(*prompt, coords="pixel", multimask=False)
+        found.append((result.cropped(), result.best_score))
+    found += _candidates(predictor.predict(point, positive, None, None, coords="pixel",
+                                           multimask=True))
+    found = [(touching(placed, previous), score) for placed, score in found]
+    found = [(placed, score) for placed, score in found if placed[1].any()]
+    if not found:
+        return (Window(window.y0, window.x0, 0, 0), np.zeros((0, 0), bool)), 0.0
+    return max(found, key=lambda c: (round(placed_iou(c[0], previous), 3), c[1]))
 
 
 def ends_here(settings: PropagationSettings, placed: Placed, score: float,
