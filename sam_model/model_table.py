@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 #: The model used when none is named (the CLI, the widgets, the script API).
-DEFAULT_MODEL = "sam_tiny"
+DEFAULT_MODEL = "sam_lite0"
 
 #: Folder of the weights shipped inside the package.
 PACKAGED_DIR = Path(__file__).resolve().parent / "weights"

@@ -70,8 +70,8 @@ def test_sparse_labels_for_a_large_stack(make_napari_viewer, model_factory):
     assert data[8, 0:2, 0:2].sum() == 0
 
 
-def test_propagate_a_cell_through_the_volume_with_sam_tiny(make_napari_viewer, qtbot,
-                                                           wait_idle, tmp_path):
+def test_propagate_a_cell_through_the_volume_with_the_default_model(make_napari_viewer, qtbot,
+                                                                    wait_idle, tmp_path):
     """The embedded model, one click, Accept, Propagate: one 3D object (screenshot)."""
     from PIL import Image
 
@@ -104,7 +104,7 @@ def test_propagate_a_cell_through_the_volume_with_sam_tiny(make_napari_viewer, q
     assert task.state == "done", widget.status.value
     volume = viewer.layers[LABELS].data == 1
     iou = (volume & (truth == 2)).sum() / (volume | (truth == 2)).sum()
-    assert iou >= 0.8, iou
+    assert iou >= 0.75, iou  # measured: sam_lite0 0.79 (one prompt per plane: 0.32), sam_tiny 0.86
     assert "plane(s)" in widget.status.value
     planes = {int(z) for z in np.nonzero(volume.any(axis=(1, 2)))[0]}
     assert len(planes) >= 5 and cz in planes

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_sam._widgets.interactive import CANDIDATE, LABELS, InteractiveWidget
+from sam_model import DEFAULT_MODEL
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "interactive.png"
 
@@ -88,14 +89,14 @@ def test_negative_points_and_keyboard_shortcuts(session, qtbot, wait_idle):
 def test_screenshot_with_the_default_model_on_the_sample_scene(make_napari_viewer, qtbot,
                                                                sample_scene, wait_idle,
                                                                tmp_path):
-    """The embedded sam_tiny (the widget's own loading path) on the bundled Landsat scene."""
+    """The embedded default model (the widget's own loading path) on the bundled Landsat scene."""
     from PIL import Image
 
     viewer = make_napari_viewer()
     viewer.open(sample_scene, plugin="napari-sam")
     widget = InteractiveWidget(viewer)
     viewer.window.add_dock_widget(widget, name="SAM interactive")
-    assert widget.model.model_choice().name == "sam_tiny"
+    assert widget.model.model_choice().name == DEFAULT_MODEL
     for row, col in ((95.0, 455.0), (183.0, 520.0)):  # a cloud, an island
         widget.points_layer.add([row, col])
         wait_idle(widget)

@@ -10,6 +10,7 @@ import torch
 from skimage import io as skio
 
 from napari_sam.cli import main
+from sam_model import DEFAULT_MODEL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,7 +49,7 @@ def test_train_then_evaluate_a_folder(folder, tmp_path, capsys):
     assert (run / "model.pt").is_file() and (run / "last.pt").is_file()
     assert "finished at step 2/2" in capsys.readouterr().out
     report_path = tmp_path / "report.json"
-    rc = main(["evaluate", str(folder), "--model", "sam_tiny", "--checkpoint",
+    rc = main(["evaluate", str(folder), "--model", DEFAULT_MODEL, "--checkpoint",
                str(run / "model.pt"), "--device", "cpu", "--clicks", "2", "--json",
                str(report_path)])
     assert rc == 0
