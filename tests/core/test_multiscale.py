@@ -36,6 +36,8 @@ def test_relation_and_merge_rules():
     assert relation(cut_same, big) == "fragment"  # a partial never replaces, it may be a piece
     confident = _cand(np.ones((20, 20)), y0=10, x0=10, iou=0.95)
     assert relation(confident, big) == "other"  # scored higher than the coarse mask: kept
+    confident_cut = _cand(np.ones((20, 20)), y0=10, x0=10, iou=0.95, cut=(False, True, False, False))
+    assert relation(confident_cut, big) == "fragment"  # cut by a seam: a piece, whatever its score
     merger = ScaleMerger([big])
     assert merger.filter([piece, beside]) == [beside] and merger.kept() == [big]
     assert merger.filter([same]) == [same] and merger.kept() == []

@@ -18,11 +18,14 @@ including the full-resolution stream, a finer mask ``F`` against each kept
 coarser object ``O``:
 
 - *fragment*: at least ``inside`` (0.7) of ``F`` lies in ``O`` and ``F`` is
-  smaller than ``fragment_share`` (0.5) of ``O`` or is a partial (a mask cut
-  by a tile seam, a piece by nature), and ``F`` is not scored higher than
+  a partial (a mask cut by a tile seam, a piece by nature), or it is
+  smaller than ``fragment_share`` (0.5) of ``O`` and not scored higher than
   ``O`` (predicted IoU, then stability): ``F`` is dropped, the whole object
-  wins. A finer mask scored higher stays and is painted over ``O``: a
-  coarse mask that swallowed several objects does not erase them;
+  wins. A whole finer mask scored higher stays and is painted over ``O``: a
+  coarse mask that swallowed several objects does not erase them. A partial
+  goes whatever its score: kept, it would be stitched into a piece of ``O``
+  that splits ``O`` in two (on the 4096 benchmark mosaic, objects larger
+  than a tile came out as two stitched halves);
 - *same object*: mask IoU of ``F`` and ``O`` at least ``same_iou`` (0.5) and
   ``F`` whole (not a partial cut by a seam): ``F`` replaces ``O`` (full
   resolution keeps its sharper edges);
@@ -79,8 +82,8 @@ def relation(fine: Candidate, coarse: Candidate, rules: ScaleRules = ScaleRules(
         return "other"
     if not fine.partial and inter / (fine.area + coarse.area - inter) >= rules.same_iou:
         return "same"
-    if inter >= rules.inside * fine.area and fine.rank <= coarse.rank and (
-            fine.partial or fine.area < rules.fragment_share * coarse.area):
+    if inter >= rules.inside * fine.area and (fine.partial or (
+            fine.rank <= coarse.rank and fine.area < rules.fragment_share * coarse.area)):
         return "fragment"
     return "other"
 
