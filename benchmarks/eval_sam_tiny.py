@@ -152,16 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     model = sam_model.build_sam(args.model, args.checkpoint, device=args.device)
     zoom = (sam_model.prompt_extent_limit(args.model) if args.zoom_limit is None
             else args.zoom_limit) or None
+    zoom_clicks = sam_model.zooms_clicks(args.model)
     wanted = set(args.only.split(",")) if args.only else {"scenes", *REAL}
     results: dict[str, object] = {"model": args.model, "checkpoint": args.checkpoint,
                                   "device": args.device, "threads": args.threads,
-                                  "zoom_limit": zoom}
+                                  "zoom_limit": zoom, "zoom_clicks": bool(zoom and zoom_clicks)}
     t0 = time.perf_counter()
     for name, make in REAL.items():
         if name not in wanted:
             continue
         image, labels = make()
-        report = evaluate_pairs(model, [(image, labels)], names=[name], zoom_limit=zoom)
+        report = evaluate_pairs(model, [(image, labels)], names=[name], zoom_limit=zoom,
+                                zoom_clicks=zoom_clicks)
         report["image_size"] = list(labels.shape)
         results[name] = report
         print(name, json.dumps(report), flush=True)
@@ -169,13 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     if kinds:  # the targets average over kinds of object, one image per kind
         results["real_mean_over_kinds"] = {
             key: round(float(np.mean([k[key] for k in kinds])), 4)
-            for key in ("point_top", "point_best", "box", "clicks")}
+            for key in ("point_top", "point_best", "box", "clicks", "box_zoom", "point_zoom",
+                        "clicks_zoom") if all(key in k for k in kinds)}
         results["real_min_over_kinds"] = {
-            key: round(float(min(k[key] for k in kinds)), 4) for key in ("point_top", "box")}
+            key: round(float(min(k[key] for k in kinds)), 4)
+            for key in ("point_top", "box", "box_zoom") if all(key in k for k in kinds)}
         print("real images, mean over kinds", json.dumps(results["real_mean_over_kinds"]),
               flush=True)
     if "scenes" in wanted and args.scenes:
-        report = evaluate_scenes(model, args.scenes, size=args.scene_size, zoom_limit=zoom)
+        report = evaluate_scenes(model, args.scenes, size=args.scene_size, zoom_limit=zoom,
+                                 zoom_clicks=zoom_clicks)
         results["held_out_scenes"] = report
         print("held_out_scenes", json.dumps(report), flush=True)
     results["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -26,6 +26,7 @@ from .model_table import (
     automatic_thresholds,
     list_models,
     prompt_extent_limit,
+    zooms_clicks,
 )
 from .predictor import SamPredictor
 from .registry import build_sam
@@ -64,6 +65,7 @@ __all__ = [
     "prefer_zoomed_click",
     "prompt_extent_limit",
     "zoom_for_extent",
+    "zooms_clicks",
     "build_sam",
     "build_sam_from_config",
     "decode_points",

@@ -18,7 +18,8 @@ original size):
   ``napari_sam.core`` decodes it: a box longer than ``zoom_limit`` input
   pixels is decoded on the image downscaled by the power of two that brings
   it within the limit (``sam_model.zoom_for_extent``);
-* ``point_zoom`` and ``clicks_zoom`` (with ``zoom_limit``): the centre click
+* ``point_zoom`` and ``clicks_zoom`` (with ``zoom_limit`` and ``zoom_clicks``,
+  the model's ``sam_model.zooms_clicks``): the centre click
   as the raster predictor decodes it: also on the image downscaled by
   ``sam_model.POINT_ZOOM``, keeping that result when
   ``sam_model.prefer_zoomed_click`` says so, and the next clicks at the zoom
@@ -229,7 +230,8 @@ def _score_zoomed_click(prompter: _Prompter, gts, pts, labs, masks, iou, curve, 
 
 @torch.no_grad()
 def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: int = 16,
-                zoom_limit: int | None = None) -> dict[str, list[float]]:
+                zoom_limit: int | None = None, zoom_clicks: bool = True
+                ) -> dict[str, list[float]]:
     """Per-object IoUs of ``sample`` for each prompt type (see the module docstring)."""
     image = as_rgb_uint8(sample.image)
     prompter = _Prompter(model, image)
@@ -258,7 +260,7 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
         part = _click_curve(prompter, gts, pts, labs, pred, prev, clicks)
         for c in range(clicks):
             curve[c] += part[c]
-        if zoom_limit:
+        if zoom_limit and zoom_clicks:
             _score_zoomed_click(prompter, gts, pts, labs, masks, iou, part, out,
                                 clicks=clicks, limit=zoom_limit, frame=frame)
     out["clicks"] = curve[-1]
@@ -268,7 +270,7 @@ def score_image(model: nn.Module, sample: EvalImage, *, clicks: int = 5, chunk: 
 
 
 def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5,
-             zoom_limit: int | None = None) -> dict[str, object]:
+             zoom_limit: int | None = None, zoom_clicks: bool = True) -> dict[str, object]:
     """mIoU per prompt type over all objects of ``samples``, with counts and timing."""
     model.eval()
     keys = ["point_top", "point_best", "box", "clicks"] + [f"click{c + 1}" for c in range(clicks)]
@@ -279,8 +281,8 @@ def evaluate(model: nn.Module, samples: Iterable[EvalImage], *, clicks: int = 5,
         if len(sample.masks) == 0:
             continue
         images += 1
-        for key, values in score_image(model, sample, clicks=clicks,
-                                       zoom_limit=zoom_limit).items():
+        for key, values in score_image(model, sample, clicks=clicks, zoom_limit=zoom_limit,
+                                       zoom_clicks=zoom_clicks).items():
             per.setdefault(key, []).extend(values)
     report: dict[str, object] = {"images": images, "objects": len(per["box"])}
     for key, values in per.items():
@@ -314,20 +316,22 @@ def _by_extent(per: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 
 def evaluate_scenes(model: nn.Module, count: int = 100, *, size: int = 1024, clicks: int = 5,
-                    zoom_limit: int | None = None) -> dict[str, object]:
+                    zoom_limit: int | None = None, zoom_clicks: bool = True
+                    ) -> dict[str, object]:
     """:func:`evaluate` on ``count`` held-out generated scenes."""
     report = evaluate(model, held_out_scenes(count, size=size), clicks=clicks,
-                      zoom_limit=zoom_limit)
+                      zoom_limit=zoom_limit, zoom_clicks=zoom_clicks)
     report["data"] = f"{count} held-out generated scenes, {size}x{size}, <=10 objects each"
     return report
 
 
 def evaluate_pairs(model: nn.Module, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *,
                    clicks: int = 5, min_area: int = 16, names: Sequence[str] | None = None,
-                   zoom_limit: int | None = None) -> dict[str, object]:
+                   zoom_limit: int | None = None, zoom_clicks: bool = True) -> dict[str, object]:
     """:func:`evaluate` on (image, labels HxW int) pairs; objects are the label ids."""
     samples = (EvalImage(as_rgb_uint8(np.asarray(img)), masks_from_labels(
         np.asarray(lab), min_area=min_area), name=(names[i] if names else str(i)))
         for i, (img, lab) in enumerate(pairs))
-    return evaluate(model, samples, clicks=clicks, zoom_limit=zoom_limit)
+    return evaluate(model, samples, clicks=clicks, zoom_limit=zoom_limit,
+                    zoom_clicks=zoom_clicks)
 

@@ -90,9 +90,11 @@ def test_a_click_keeps_the_zoomed_result_when_the_rule_prefers_it(model, monkeyp
         assert result.context.tile is not None and result.context.scale == 1
         assert result.best_score == pytest.approx(seen[0][0])
     assert len(seen) == 1  # a mask prompt (the refinement) is never re-zoomed
-    # a box, or zoom_limit=None, never tries the zoomed click
+    # a box, zoom_limit=None or zoom_clicks=False never tries the zoomed click
     predictor.predict(box=[100, 100, 140, 140])
     RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=None).predict([[130, 120]])
+    RasterPredictor(model=model, raster=img, overlap=64, zoom_limit=64,
+                    zoom_clicks=False).predict([[130, 120]])
     assert len(seen) == 1
 
 
@@ -126,6 +128,11 @@ def test_the_limit_comes_from_the_model_name(model):
     assert RasterPredictor(model=model, raster=img, model_name="sam_tiny").zoom_limit == 192
     assert RasterPredictor(model=model, raster=img, model_name="vit_b").zoom_limit is None
     assert RasterPredictor(model=model, raster=img).zoom_limit is None  # unnamed model
+    lite = RasterPredictor(model=model, raster=img, model_name="sam_lite0")
+    assert lite.zoom_limit == 384 and not lite.zoom_clicks  # boxes zoomed, clicks not
+    assert RasterPredictor(model=model, raster=img, model_name="sam_tiny").zoom_clicks
+    assert RasterPredictor(model=model, raster=img, model_name="sam_lite0",
+                           zoom_clicks=True).zoom_clicks
     with pytest.raises(InputError, match="zoom_limit"):
         RasterPredictor(model=model, raster=img, zoom_limit=0)
 
@@ -152,3 +159,28 @@ def test_shipped_sam_tiny_segments_a_large_box_with_zoom():
     assert full.context.scale == 1
     assert iou(auto) >= 0.6, iou(auto)
     assert iou(auto) > iou(full) + 0.4, (iou(auto), iou(full))
+
+
+def test_shipped_sam_lite0_zooms_large_boxes_but_not_clicks():
+    """sam_lite0 segments boxes up to about 384 input px at full scale; a box of 840 px
+    is decoded at 1/4. Its clicks stay at full scale (``zooms_clicks``: False)."""
+    lite = sam_model.build_sam("sam_lite0")
+    lite.model_name = "sam_lite0"
+    img, truth = _scene(1024, 500, 500, 350, 420, seed=1)
+    ys, xs = np.nonzero(truth)
+    box = [xs.min(), ys.min(), xs.max(), ys.max()]  # about 840 x 700 px
+
+    def iou(result):
+        full = np.zeros(truth.shape, bool)
+        win, mask = result.cropped()
+        full[win.slices] = mask
+        return (full & truth).sum() / (full | truth).sum()
+
+    auto = RasterPredictor(model=lite, raster=img, percentiles=None)
+    assert auto.zoom_limit == 384 and not auto.zoom_clicks
+    zoomed = auto.predict(box=box)
+    full = RasterPredictor(model=lite, raster=img, percentiles=None,
+                           zoom_limit=None).predict(box=box)
+    assert zoomed.context.scale == 4 and full.context.scale == 1
+    assert iou(zoomed) >= 0.9 and iou(zoomed) > iou(full) + 0.1, (iou(zoomed), iou(full))
+    assert auto.predict([[500, 500]]).context.scale == 1  # a click: never zoomed

@@ -30,6 +30,9 @@ def test_box_zoom_equals_box_when_nothing_exceeds_the_limit():
     report = evaluate_pairs(model, [pair], clicks=1, zoom_limit=1000)
     assert report["box_zoom"] == report["box"]
     assert "box_zoom" not in evaluate_pairs(model, [pair], clicks=1)
+    boxes_only = evaluate_pairs(model, [pair], clicks=1, zoom_limit=1000, zoom_clicks=False)
+    assert "box_zoom" in boxes_only and "point_zoom" not in boxes_only
+    assert "point_zoom" in report
 
 
 def test_shipped_sam_tiny_large_boxes_work_with_zoom():

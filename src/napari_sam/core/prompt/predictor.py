@@ -44,6 +44,7 @@ from sam_model import (
     prefer_zoomed_click,
     prompt_extent_limit,
     zoom_for_extent,
+    zooms_clicks,
 )
 
 MASK_PROMPT_LOGIT = 10.0  # logit given to pixels inside / outside a mask prompt
@@ -127,8 +128,11 @@ class RasterPredictor:
     ``zoom_limit``: prompts spanning more than this many model-input pixels
     are decoded on a window downscaled by a power of two that brings them
     within it; ``"auto"`` (default) takes the model's own limit
-    (``sam_model.prompt_extent_limit``: 192 px for sam_tiny, none for the
-    official models), None never zooms out beyond what the tile size needs.
+    (``sam_model.prompt_extent_limit``: 192 px for sam_tiny, 384 for
+    sam_lite0, none for the official models), None never zooms out beyond
+    what the tile size needs. ``zoom_clicks``: whether a click alone is also
+    decoded zoomed out (see :meth:`predict`); ``"auto"``: the model's own
+    (``sam_model.zooms_clicks``: sam_tiny yes, sam_lite0 no).
     """
 
     def __init__(self, *, model, raster, store: EmbeddingStore | str | os.PathLike | None = None,
@@ -136,7 +140,7 @@ class RasterPredictor:
                  scale: int | None = None, bands=None, min_margin: int | None = None,
                  cache_size: int = 8, model_name: str | None = None,
                  percentiles: tuple[float, float] | None = DEFAULT_PERCENTILES,
-                 zoom_limit: int | str | None = "auto"):
+                 zoom_limit: int | str | None = "auto", zoom_clicks: bool | str = "auto"):
         self.model = model.eval()
         geo = open_raster(raster)
         if store is not None:
@@ -159,9 +163,10 @@ class RasterPredictor:
         self._cache: OrderedDict = OrderedDict()
         self._cache_size = max(1, int(cache_size))
         self._predictor = SamPredictor(model)
+        name = model_name or model.model_name or (store.settings.model_name if store else None)
         if zoom_limit == "auto":
-            zoom_limit = prompt_extent_limit(model_name or model.model_name
-                                             or (store.settings.model_name if store else None))
+            zoom_limit = prompt_extent_limit(name)
+        self.zoom_clicks = zooms_clicks(name) if zoom_clicks == "auto" else bool(zoom_clicks)
         if zoom_limit is not None and (isinstance(zoom_limit, str) or zoom_limit < 1):
             raise InputError(f"zoom_limit must be 'auto', None or a positive number of "
                              f"pixels, not {zoom_limit!r}")
@@ -263,7 +268,8 @@ class RasterPredictor:
         (its logits are reused when it was made on the same tile) or a pair
         ``(Window, (h, w) bool mask)`` in raster pixels. ``multimask``: three
         candidates instead of one (default: only for a single point alone).
-        With a ``zoom_limit``, points alone (no box, no mask) that fit at full
+        With a ``zoom_limit`` and ``zoom_clicks`` (default: the model's own,
+        ``sam_model.zooms_clicks``), points alone (no box, no mask) that fit at full
         scale are also decoded on a window downscaled by ``sam_model.POINT_ZOOM``,
         and that result is returned when ``sam_model.prefer_zoomed_click``
         prefers it (a large object: a click gives no object size); clicks that
@@ -277,8 +283,8 @@ class RasterPredictor:
         if multimask is None:
             multimask = bx is None and pts is not None and len(pts) == 1 and mask_input is None
         result = self._predict_in(ctx, pts, lbl, bx, mask_input, multimask)
-        if self.zoom_limit and bx is None and mask_input is None and ctx.scale == \
-                self.grid.scale:
+        if self.zoom_limit and self.zoom_clicks and bx is None and mask_input is None \
+                and ctx.scale == self.grid.scale:
             result = self._zoomed_click(result, extent, pts, lbl, multimask)
         return result
 
