@@ -43,6 +43,10 @@ def test_relation_and_merge_rules():
     assert merger.filter([same]) == [same] and merger.kept() == []
     # across coarse scales: the finer whole object replaces the coarser one
     assert merge_scales([[big], [same, piece]]) == [same]
+    # ... but half of it does not (IoU 0.55): between coarse scales the bar is 0.75
+    half = _cand(np.ones((100, 55)))
+    assert relation(half, big) == "same"  # full resolution against a coarse object
+    assert big in merge_scales([[big], [half]])
 
 
 @pytest.fixture(scope="module")
