@@ -28,6 +28,19 @@ def _scene(size, cy, cx, ry, rx, seed=0):
     return np.clip(img, 0, 255).astype(np.uint8), inside
 
 
+def _box_and_iou(truth):
+    """The box around ``truth`` (XYXY) and a function: a result's IoU with ``truth``."""
+    ys, xs = np.nonzero(truth)
+
+    def iou(result):
+        full = np.zeros(truth.shape, bool)
+        win, mask = result.cropped()
+        full[win.slices] = mask
+        return (full & truth).sum() / (full | truth).sum()
+
+    return [xs.min(), ys.min(), xs.max(), ys.max()], iou
+
+
 def test_zoom_for_extent_is_the_smallest_power_of_two():
     assert sam_model.zoom_for_extent(500, None) == 1
     assert sam_model.zoom_for_extent(192, 192) == 1
@@ -143,15 +156,7 @@ def test_shipped_sam_tiny_segments_a_large_box_with_zoom():
     tiny = sam_model.build_sam("sam_tiny")
     tiny.model_name = "sam_tiny"
     img, truth = _scene(1024, 500, 520, 230, 300, seed=3)
-    ys, xs = np.nonzero(truth)
-    box = [xs.min(), ys.min(), xs.max(), ys.max()]  # about 600 x 460 px
-
-    def iou(result):
-        full = np.zeros(truth.shape, bool)
-        win, mask = result.cropped()
-        full[win.slices] = mask
-        return (full & truth).sum() / (full | truth).sum()
-
+    box, iou = _box_and_iou(truth)  # about 600 x 460 px
     auto = RasterPredictor(model=tiny, raster=img, percentiles=None).predict(box=box)
     assert auto.context.scale == 4  # 600 px / 4 <= 192
     full = RasterPredictor(model=tiny, raster=img, percentiles=None,
@@ -167,15 +172,7 @@ def test_shipped_sam_lite0_zooms_large_boxes_but_not_clicks():
     lite = sam_model.build_sam("sam_lite0")
     lite.model_name = "sam_lite0"
     img, truth = _scene(1024, 500, 500, 350, 420, seed=1)
-    ys, xs = np.nonzero(truth)
-    box = [xs.min(), ys.min(), xs.max(), ys.max()]  # about 840 x 700 px
-
-    def iou(result):
-        full = np.zeros(truth.shape, bool)
-        win, mask = result.cropped()
-        full[win.slices] = mask
-        return (full & truth).sum() / (full | truth).sum()
-
+    box, iou = _box_and_iou(truth)  # about 840 x 700 px
     auto = RasterPredictor(model=lite, raster=img, percentiles=None)
     assert auto.zoom_limit == 384 and not auto.zoom_clicks
     zoomed = auto.predict(box=box)
