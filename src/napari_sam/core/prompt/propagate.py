@@ -4,13 +4,14 @@ Given the object's mask on a start plane, :func:`propagate` prompts the next
 plane with what the previous plane gave, in four ways: the box around the
 mask, the mask itself as a mask prompt and a positive click at its most
 interior pixel together; the box and the click; the box alone; the click alone
-(its three multimask candidates). Each candidate keeps only its parts that
-touch the previous mask (an object is connected from plane to plane; a model
-that also paints a bright neighbour loses it here), and the candidate most
-like the previous mask (IoU) is kept, the predicted IoU breaking ties. One
-prompt alone is fragile: a model may echo the mask prompt after the object
-has ended, or spill a box's mask onto a neighbour. It walks both ways along one stack axis and stops on a side where the object
-ends: an empty mask, a predicted IoU below ``min_score``, an area that
+(its three multimask candidates): four decoder calls per plane. Each
+candidate keeps only its parts that touch the previous mask (an object is
+connected from plane to plane; a model that also paints a bright neighbour
+loses it here), and the candidate most like the previous mask (IoU) is kept,
+the predicted IoU breaking ties. One prompt alone is fragile: a model may
+echo the mask prompt after the object has ended, or spill a box's mask onto
+a neighbour. It walks both ways along one stack axis and stops on a side
+where the object ends: an empty mask, a predicted IoU below ``min_score``, an area that
 changes by more than ``max_area_change`` times from one plane to the next,
 a predicted IoU that drops by more than ``max_score_drop`` from the previous
 plane's, an area that grows more than ``max_growth`` times or shrinks more
@@ -73,31 +74,28 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
     return int(row), int(col)
 
 
-def overlap(a: Placed, b: Placed) -> float:
-    """Intersection of two placed masks over the smaller one's area (0 when either is empty)."""
+def _shared(a: Placed, b: Placed) -> int:
+    """Pixels two placed masks share."""
     (wa, ma), (wb, mb) = a, b
     y0, x0 = max(wa.y0, wb.y0), max(wa.x0, wb.x0)
     y1, x1 = min(wa.y0 + wa.height, wb.y0 + wb.height), min(wa.x0 + wa.width,
                                                            wb.x0 + wb.width)
-    smaller = min(int(ma.sum()), int(mb.sum()))
-    if smaller == 0 or y1 <= y0 or x1 <= x0:
-        return 0.0
-    cut_a = ma[y0 - wa.y0:y1 - wa.y0, x0 - wa.x0:x1 - wa.x0]
-    cut_b = mb[y0 - wb.y0:y1 - wb.y0, x0 - wb.x0:x1 - wb.x0]
-    return float((cut_a & cut_b).sum()) / smaller
+    if y1 <= y0 or x1 <= x0:
+        return 0
+    return int((ma[y0 - wa.y0:y1 - wa.y0, x0 - wa.x0:x1 - wa.x0]
+                & mb[y0 - wb.y0:y1 - wb.y0, x0 - wb.x0:x1 - wb.x0]).sum())
+
+
+def overlap(a: Placed, b: Placed) -> float:
+    """Intersection of two placed masks over the smaller one's area (0 when either is empty)."""
+    smaller = min(int(a[1].sum()), int(b[1].sum()))
+    return _shared(a, b) / smaller if smaller else 0.0
 
 
 def placed_iou(a: Placed, b: Placed) -> float:
     """Intersection over union of two placed masks (0 when both are empty)."""
-    (wa, ma), (wb, mb) = a, b
-    y0, x0 = max(wa.y0, wb.y0), max(wa.x0, wb.x0)
-    y1, x1 = min(wa.y0 + wa.height, wb.y0 + wb.height), min(wa.x0 + wa.width,
-                                                           wb.x0 + wb.width)
-    both = 0
-    if y1 > y0 and x1 > x0:
-        both = int((ma[y0 - wa.y0:y1 - wa.y0, x0 - wa.x0:x1 - wa.x0]
-                    & mb[y0 - wb.y0:y1 - wb.y0, x0 - wb.x0:x1 - wb.x0]).sum())
-    union = int(ma.sum()) + int(mb.sum()) - both
+    both = _shared(a, b)
+    union = int(a[1].sum()) + int(b[1].sum()) - both
     return both / union if union else 0.0
 
 
