@@ -53,7 +53,8 @@ def test_list_shows_every_model_and_what_is_cached(cache, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["NAME", "FILE", "SIZE", "CACHED", "PATH"]
-    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert out[-2] == "" and out[-1].startswith(f"default: {model_table.DEFAULT_MODEL} ")
+    rows = {line.split()[0]: line.split() for line in out[1:-2]}
     assert set(rows) == set(model_table.MODELS)
     assert rows["vit_b"][1:4] == ["sam_vit_b_01ec64.pth", "375.0", "MB"]
     assert rows["vit_b"][4] == "no" and rows["vit_b"][5] == str(cache / "sam_vit_b_01ec64.pth")
@@ -64,10 +65,10 @@ def test_list_shows_every_model_and_what_is_cached(cache, capsys):
     (cache / "sam_vit_h_4b8939.pth.part").write_bytes(b"x")
     other = cache.parent / "other"
     assert main(["models", "list"]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:-2]}
     assert rows["vit_t"][4] == "yes" and rows["vit_h"][4] == "partial"
     assert main(["models", "list", "--cache-dir", str(other)]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:-2]}
     assert rows["vit_t"][4] == "no" and rows["vit_t"][5] == str(other / "mobile_sam.pt")
 
 

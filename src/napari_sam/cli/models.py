@@ -55,7 +55,7 @@ def _size_text(n: int | None) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from sam_model import weights
+    from sam_model import DEFAULT_MODEL, weights
 
     rows = [("NAME", "FILE", "SIZE", "CACHED", "PATH")]
     for entry in weights.list_weights():
@@ -73,6 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths)]
         print("  ".join([*cells, row[-1]]).rstrip())
+    print(f"\ndefault: {DEFAULT_MODEL} (used when no --model or --checkpoint is given)")
     return 0
 
 
