@@ -15,7 +15,8 @@ weights ship inside the package.
 
 The mask filters default to the thresholds suited to that model
 (``sam_model.automatic_thresholds``: the SAM paper's 0.88 / 0.95, except for
-``sam_tiny``, whose predicted-IoU head scores lower); pass
+the embedded ``sam_lite0`` and ``sam_tiny``, whose predicted-IoU heads score
+lower); pass
 ``--pred-iou-thresh``/``--stability-score-thresh`` to change them.
 """
 

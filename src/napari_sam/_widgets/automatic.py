@@ -125,7 +125,7 @@ class AutomaticWidget(ScrollingDock):
             self.image.value = layer
 
     def _use_model_thresholds(self, name: str) -> None:
-        """Mask thresholds suited to the chosen model (sam_tiny scores lower)."""
+        """Mask thresholds suited to the chosen model (the embedded models score lower)."""
         from sam_model import automatic_thresholds
 
         thresholds = automatic_thresholds(name)

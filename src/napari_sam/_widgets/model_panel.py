@@ -68,7 +68,8 @@ class ModelPanel:
                  overlap: int = -1) -> None:
         names = names or model_names()
         self.model_name = ComboBox(label="model", choices=names, value=names[0],
-                                   tooltip="Network to run; sam_tiny is embedded, no download")
+                                   tooltip="Network to run; sam_lite0 (the default) and sam_tiny are "
+                                           "embedded, no download")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", value="",
                                    filter="*.pt *.pth",
                                    tooltip="Optional official SAM/MobileSAM checkpoint file")

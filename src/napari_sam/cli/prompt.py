@@ -47,9 +47,10 @@ def add_parser(subparsers) -> None:
                              "read from it and missing ones added); default: embed as needed")
     parser.add_argument("--zoom-limit", type=int, default=None, metavar="PX",
                         help="decode prompts larger than PX model-input pixels on a window "
-                             "downscaled by 2, 4, ..., and clicks also downscaled by 2, keeping "
-                             "that mask for a large object (default: the model's own limit, "
-                             "192 for sam_tiny, none for the official models; 0: never)")
+                             "downscaled by 2, 4, ..., and (sam_tiny) clicks also downscaled by "
+                             "2, keeping that mask for a large object (default: the model's own "
+                             "limit, 384 for sam_lite0, 192 for sam_tiny, none for the official "
+                             "models; 0: never)")
     follow = parser.add_argument_group("stacks (volumes, time series)")
     follow.add_argument("--propagate", metavar="AXIS", default=None,
                         help="follow the objects through this axis of a stack (z or t; "

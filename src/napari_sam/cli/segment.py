@@ -52,8 +52,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                             "there; 64 on a GPU)")
     group.add_argument("--pred-iou-thresh", type=fraction, default=None, metavar="T",
                        help=f"keep masks whose predicted IoU exceeds T (default: the model's; "
-                            f"{d.pred_iou_thresh} for the official models, lower for sam_tiny, "
-                            f"whose IoU head scores lower)")
+                            f"{d.pred_iou_thresh} for the official models, lower for the embedded "
+                            f"sam_lite0 and sam_tiny, whose IoU heads score lower)")
     group.add_argument("--stability-score-thresh", type=fraction, default=None, metavar="T",
                        help=f"keep masks whose stability score is at least T (default: the "
                             f"model's; {d.stability_score_thresh} for the official models)")

@@ -4,7 +4,7 @@ DATA is a folder of image/label pairs (``images/`` + ``labels/``, or
 ``NAME.png`` + ``NAME_labels.png``) or a zarr store with arrays ``image``
 (HxW, HxWxC or NxHxWxC) and ``labels`` (HxW or NxHxW integer ids, 0 =
 background). ``--scenes`` trains on generated scenes instead (how the
-embedded sam_tiny was made). The image encoder is frozen unless
+embedded models were made). The image encoder is frozen unless
 ``--train-encoder``; then it learns at ``--encoder-lr-scale`` times the
 learning rate and its BatchNorm layers keep their statistics (small
 fine-tuning batches would replace them with noisy ones) unless
@@ -154,6 +154,7 @@ def _plan(args: argparse.Namespace, model):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    import sam_model
     from napari_sam.core.progress import run_with_bar
     from sam_model.train.loop import CHECKPOINT_NAME, TrainConfig, export_weights, train
 
@@ -165,9 +166,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--encoder-lr-scale {args.encoder_lr_scale}: must be positive")
     pairs = None if args.scenes else read_pairs(args.data)
     model = load_model_from_args(args)
-    name = model.model_name or args.model or "sam_tiny"
+    name = model.model_name or args.model or sam_model.DEFAULT_MODEL
     if args.from_scratch:
-        import sam_model
 
         model = sam_model.build_sam(name, pretrained=False, device=model.device)
     out = Path(args.out)
