@@ -168,7 +168,6 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     name = model.model_name or args.model or sam_model.DEFAULT_MODEL
     if args.from_scratch:
-
         model = sam_model.build_sam(name, pretrained=False, device=model.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

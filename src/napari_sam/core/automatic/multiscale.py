@@ -24,8 +24,8 @@ coarser object ``O``:
   wins. A whole finer mask scored higher stays and is painted over ``O``: a
   coarse mask that swallowed several objects does not erase them. A partial
   goes whatever its score: kept, it would be stitched into a piece of ``O``
-  that splits ``O`` in two (on the 4096 benchmark mosaic, objects larger
-  than a tile came out as two stitched halves);
+  that splits ``O`` in two (on the 2048 benchmark mosaic this took the seam
+  splits from 1 of 12 to none);
 - *same object*: mask IoU of ``F`` and ``O`` at least ``same_iou`` (0.5) and
   ``F`` whole (not a partial cut by a seam): ``F`` replaces ``O`` (full
   resolution keeps its sharper edges). Between two coarse scales

@@ -11,8 +11,8 @@ loses it here), and the candidate most like the previous mask (IoU) is kept,
 the predicted IoU breaking ties. One prompt alone is fragile: a model may
 echo the mask prompt after the object has ended, or spill a box's mask onto
 a neighbour. It walks both ways along one stack axis and stops on a side
-where the object ends: an empty mask, a predicted IoU below ``min_score``, an area that
-changes by more than ``max_area_change`` times from one plane to the next,
+where the object ends: an empty mask, a predicted IoU below ``min_score``,
+an area that changes by more than ``max_area_change`` times from one plane to the next,
 a predicted IoU that drops by more than ``max_score_drop`` from the previous
 plane's, an area that grows more than ``max_growth`` times or shrinks more
 than ``max_shrink`` times from one plane to the next (at its end an object
@@ -41,7 +41,7 @@ import numpy as np
 
 from napari_sam.core.progress import Progress, ProgressGen
 from napari_sam.core.prompt.propagate_sam2 import is_sam2, propagate_sam2
-from napari_sam.core.tiling.window import Window
+from napari_sam.core.tiling.window import Window, mask_box
 
 Plane = tuple[int, ...]
 Placed = tuple[Window, np.ndarray]  # a mask (h, w bool) and where it lies in the plane
@@ -77,13 +77,10 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
 def _shared(a: Placed, b: Placed) -> int:
     """Pixels two placed masks share."""
     (wa, ma), (wb, mb) = a, b
-    y0, x0 = max(wa.y0, wb.y0), max(wa.x0, wb.x0)
-    y1, x1 = min(wa.y0 + wa.height, wb.y0 + wb.height), min(wa.x0 + wa.width,
-                                                           wb.x0 + wb.width)
-    if y1 <= y0 or x1 <= x0:
+    common = wa.intersection(wb)
+    if common is None:
         return 0
-    return int((ma[y0 - wa.y0:y1 - wa.y0, x0 - wa.x0:x1 - wa.x0]
-                & mb[y0 - wb.y0:y1 - wb.y0, x0 - wb.x0:x1 - wb.x0]).sum())
+    return int((ma[common.relative_to(wa).slices] & mb[common.relative_to(wb).slices]).sum())
 
 
 def overlap(a: Placed, b: Placed) -> float:
@@ -105,19 +102,16 @@ def touching(placed: Placed, previous: Placed) -> Placed:
 
     (w, m), (pw, pm) = placed, previous
     seen = np.zeros(m.shape, bool)
-    y0, x0 = max(w.y0, pw.y0), max(w.x0, pw.x0)
-    y1, x1 = min(w.y0 + w.height, pw.y0 + pw.height), min(w.x0 + w.width, pw.x0 + pw.width)
-    if y1 > y0 and x1 > x0:
-        seen[y0 - w.y0:y1 - w.y0, x0 - w.x0:x1 - w.x0] = pm[y0 - pw.y0:y1 - pw.y0,
-                                                             x0 - pw.x0:x1 - pw.x0]
+    common = w.intersection(pw)
+    if common is not None:
+        seen[common.relative_to(w).slices] = pm[common.relative_to(pw).slices]
     parts, _ = label(m)
     keep = np.unique(parts[seen & m])
     kept = np.isin(parts, keep[keep > 0])
-    if not kept.any():
+    box = mask_box(kept)
+    if box is None:
         return Window(w.y0, w.x0, 0, 0), np.zeros((0, 0), bool)
-    rows, cols = np.nonzero(kept)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    return Window(w.y0 + int(r0), w.x0 + int(c0), int(r1 - r0), int(c1 - c0)), kept[r0:r1, c0:c1]
+    return Window.from_box(box, y0=w.y0, x0=w.x0), kept[box[1]:box[3], box[0]:box[2]]
 
 
 def _candidates(result) -> list[tuple[Placed, float]]:
