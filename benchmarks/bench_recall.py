@@ -18,7 +18,10 @@ Reported per mode: recall of true objects (best IoU >= 0.7 with one output
 object) overall, for objects larger than a tile and per size class; decoder
 calls (points decoded); wall time (embedding included); split rate: of the
 true objects crossing a tile seam and found (best IoU >= 0.5), those that
-came out as more than one id covering >= 20% of them each.
+came out as more than one id covering >= 20% of them each; as controls, the
+same rate for found objects no seam crosses (``split_rate_no_seam``: pieces
+the model makes anyway) and for seam-crossing objects no longer than a tile
+(``split_rate_seam_up_to_tile``: those a tile can hold whole).
 
     python -m benchmarks.bench_recall --size 2048
     python -m benchmarks.bench_recall --size 4096 --modes full default
@@ -152,8 +155,16 @@ def score(truth: np.ndarray, labels: np.ndarray, tile: int) -> dict:
         crosses |= ((lo_y[1:] < s) & (ext_y[1:] >= s)) | ((lo_x[1:] < s) & (ext_x[1:] >= s))
     seen = crosses & (best >= 0.5)
     out["seam_objects_found"] = int(seen.sum())
-    out["split_rate"] = round(float((pieces[seen] > 1).mean()), 3) if seen.any() else 0.0
+    out["split_rate"] = _rate(pieces[seen] > 1)
+    # controls: the model's own fragmentation, seams or not (objects no seam crosses),
+    # and the seam-crossing objects a single tile could hold whole
+    out["split_rate_no_seam"] = _rate(pieces[~crosses & (best >= 0.5)] > 1)
+    out["split_rate_seam_up_to_tile"] = _rate(pieces[seen & ~large] > 1)
     return out
+
+
+def _rate(flags: np.ndarray) -> float:
+    return round(float(flags.mean()), 3) if flags.size else 0.0
 
 
 def run_mode(src: Path, truth: np.ndarray, model, mode: str, out: Path) -> dict:

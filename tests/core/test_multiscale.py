@@ -11,12 +11,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fake_tiles import disks, mask_candidates
+from fake_tiles import disks, make_tiles, mask_candidates
 
 from napari_sam.core import progress
 from napari_sam.core.automatic import decode as generate
 from napari_sam.core.automatic.candidates import Candidate
-from napari_sam.core.automatic.multiscale import ScaleMerger, merge_scales, relation
+from napari_sam.core.automatic.multiscale import (
+    ScaleMerger,
+    coarse_objects,
+    mask_nms,
+    merge_scales,
+    relation,
+)
+from napari_sam.core.automatic.point_grid import axis_windows
+from napari_sam.core.automatic.seams import StitchSettings
 
 
 def _cand(mask, y0=0, x0=0, iou=0.9, cut=(False, False, False, False)):
@@ -47,6 +55,40 @@ def test_relation_and_merge_rules():
     half = _cand(np.ones((100, 55)))
     assert relation(half, big) == "same"  # full resolution against a coarse object
     assert big in merge_scales([[big], [half]])
+
+
+def _speckled(iou, dx=0):
+    """A 200 x 200 object (shifted ``dx`` px) with one stray pixel 300 px off: its box is
+    mostly empty, so box NMS cannot see it duplicates the plain mask."""
+    mask = np.zeros((500, 500), bool)
+    mask[:200, dx:200 + dx] = True
+    mask[499, 499] = True
+    return _cand(mask, iou=iou)
+
+
+def test_mask_nms_drops_duplicates_box_nms_misses():
+    plain = _cand(np.ones((200, 200)), iou=0.8)
+    dup = _speckled(0.7, dx=4)  # mask IoU 0.96 with plain, box IoU 0.16
+    better_dup = _speckled(0.9)
+    other = _cand(np.ones((50, 50)), y0=300, x0=0, iou=0.5)
+    inside = _cand(np.ones((40, 40)), y0=20, x0=20, iou=0.95)  # a part, not a duplicate
+    assert mask_nms([plain, dup, other, inside], 0.5) == [plain, other, inside]
+    assert mask_nms([plain, better_dup, other], 0.5) == [better_dup, other]  # order kept
+
+
+def test_coarse_scale_keeps_one_of_two_masks_of_an_object():
+    # one coarse tile (a whole 1/2 scale raster) decoded two masks of one object,
+    # one with a stray pixel: one object comes out
+    tiles = make_tiles(500, 500, 512, 0)
+    rows, cols = axis_windows(tiles, 500, 500)
+    fine_rows, fine_cols = axis_windows(make_tiles(500, 500, 128, 16), 500, 500)
+    plain = _cand(np.ones((200, 200)), iou=0.8)
+    dup = _speckled(0.7, dx=4)
+    gen = coarse_objects([((0, 0), [plain, dup])], rows=rows, cols=cols, stitch=StitchSettings(),
+                         dedup_box=0.7, dedup_mask=0.5, scale=2, fine_rows=fine_rows,
+                         fine_cols=fine_cols, n_tiles=1)
+    objects, _ = progress.run(gen)
+    assert len(objects) == 1 and objects[0].area == plain.area
 
 
 @pytest.fixture(scope="module")

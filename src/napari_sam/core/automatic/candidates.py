@@ -290,16 +290,21 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     return inter / union
 
 
-def mask_iou(a: Candidate, b: Candidate) -> float:
-    """IoU of two candidates' masks in raster coordinates, computed over their boxes' overlap."""
+def mask_overlap(a: Candidate, b: Candidate) -> int:
+    """Pixels two candidates' masks share, in raster coordinates (over their boxes' overlap)."""
     ax0, ay0, ax1, ay1 = a.box
     bx0, by0, bx1, by1 = b.box
     x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
     if x1 <= x0 or y1 <= y0:
-        return 0.0
+        return 0
     sa = a.mask[y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0]
     sb = b.mask[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
-    inter = int(np.count_nonzero(sa & sb))
+    return int(np.count_nonzero(sa & sb))
+
+
+def mask_iou(a: Candidate, b: Candidate) -> float:
+    """IoU of two candidates' masks in raster coordinates."""
+    inter = mask_overlap(a, b)
     if inter == 0:
         return 0.0
     return inter / (a.area + b.area - inter)

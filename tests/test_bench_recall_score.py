@@ -1,0 +1,30 @@
+"""The automatic benchmark's scoring: recall, seam splits and their controls."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.bench_recall import score
+
+
+def test_split_rates_tell_seam_splits_from_the_model_s_own():
+    truth = np.zeros((2048, 2048), np.int32)
+    labels = np.zeros_like(truth)
+    truth[100:200, 850:950] = 1  # crosses the seam at x 896 (tile 1024, overlap 128)
+    labels[100:200, 850:900] = 1  # ... and comes out in two halves
+    labels[100:200, 900:950] = 2
+    truth[300:400, 850:950] = 2  # crosses it too, one id
+    labels[300:400, 850:950] = 3
+    truth[500:600, 100:200] = 3  # no seam, two halves
+    labels[500:600, 100:150] = 4
+    labels[500:600, 150:200] = 5
+    truth[700:800, 100:200] = 4  # no seam, found whole
+    labels[700:800, 100:200] = 6
+    truth[1000:1100, 1000:1100] = 5  # missed
+    truth[1200:1300, 100:200] = 6  # no seam, found whole
+    labels[1200:1300, 100:200] = 7
+    out = score(truth, labels, tile=1024)
+    assert out["objects"] == 6 and out["recall"] == 0.5
+    assert out["seam_objects_found"] == 2 and out["split_rate"] == 0.5
+    assert out["split_rate_no_seam"] == 0.333 and out["split_rate_seam_up_to_tile"] == 0.5
+    assert out["larger_than_tile"] == 0
