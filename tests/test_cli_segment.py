@@ -259,3 +259,19 @@ def test_point_mode_recorded_in_the_object_layer(tmp_path, shared_data, mode):
     assert 0 < run["decoded_points"] <= run["grid_points"]
     if mode == "full":
         assert run["decoded_points"] == run["grid_points"]
+
+
+def test_overlay_option_draws_the_objects(tmp_path, shared_data):
+    from PIL import Image
+
+    from napari_sam.core.io.overlay import OUTLINE
+
+    src = shared_data / "rgb-byte-tenth.tif"
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), "--overlay", *LOOSE]) == 0
+    folder = out / "rgb-byte-tenth"
+    with rasterio.open(folder / "labels.tif") as ds:
+        labels = ds.read(1)
+    img = np.asarray(Image.open(folder / "overlay.png").convert("RGB"))
+    assert img.shape[:2] == (2 * labels.shape[0], 2 * labels.shape[1])  # small: enlarged twice
+    assert (img == OUTLINE).all(axis=-1).any()  # the objects' outlines

@@ -23,82 +23,18 @@ lower); pass
 from __future__ import annotations
 
 import argparse
-import colorsys
 import os
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
-
+from napari_sam.core.io.overlay import FILL_ALPHA, OUTLINE, object_colour, overlay_png
 from sam_model import DEFAULT_MODEL, automatic_thresholds
 
-OUTLINE = (255, 230, 0)
-FILL_ALPHA = 90
-"""Opacity (of 255) of each object's tint in the overlay."""
+__all__ = ["FILL_ALPHA", "OUTLINE", "object_colour", "overlay_png", "run_demo", "main"]
+
 _THRESHOLDS = automatic_thresholds(DEFAULT_MODEL)
 DEMO_PRED_IOU = _THRESHOLDS["pred_iou_thresh"]
 DEMO_STABILITY = _THRESHOLDS["stability_score_thresh"]
-
-
-def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *, zoom: int = 2
-                ) -> Path:
-    """Draw ``gpkg``'s polygons on ``raster`` (a GeoRaster) into a PNG: each object tinted
-    in its own colour (holes left clear) and outlined.
-
-    The image is shown with the engine's robust stretch and enlarged ``zoom``
-    times so that outlines stay readable. Written atomically.
-    """
-    import geopandas as gpd
-    from PIL import Image, ImageDraw
-
-    from napari_sam.core.io.atomic import atomic_path
-    from napari_sam.core.io.georef import apply_affine
-    from napari_sam.core.tiling.normalize import Normalizer
-
-    geo = raster.select_bands(raster.default_bands())
-    data, valid = geo.read_masked()
-    rgb, _ = Normalizer.from_raster(geo).apply(data, valid)
-    image = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGBA")
-    image = image.resize((image.width * zoom, image.height * zoom), Image.NEAREST)
-    tint = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    fill = ImageDraw.Draw(tint)
-    inverse = ~geo.transform
-    gdf = gpd.read_file(gpkg, layer="objects")
-    outlines = []
-    for oid, geom in zip(gdf["id"], gdf.geometry):
-        if geom is None or geom.is_empty:
-            continue
-        colour = object_colour(int(oid))
-        for exterior, holes in _polygons(geom):
-            # pixel-corner coordinates, as PIL draws: no half-pixel shift
-            rings = [[(float(c) * zoom, float(r) * zoom) for c, r in apply_affine(inverse, ring)]
-                     for ring in (exterior, *holes)]
-            if len(rings[0]) >= 3:
-                fill.polygon(rings[0], fill=(*colour, FILL_ALPHA))
-            for hole in rings[1:]:
-                if len(hole) >= 3:
-                    fill.polygon(hole, fill=(0, 0, 0, 0))  # replaces, does not blend
-            outlines.extend(r for r in rings if len(r) >= 2)
-    image = Image.alpha_composite(image, tint).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for pts in outlines:
-        draw.line(pts, fill=OUTLINE, width=max(1, zoom // 2))
-    with atomic_path(out, overwrite=True) as tmp:
-        image.save(tmp, format="PNG")
-    return Path(out)
-
-
-def object_colour(oid: int) -> tuple[int, int, int]:
-    """A bright colour for object ``oid``, neighbouring ids far apart in hue (golden ratio)."""
-    r, g, b = colorsys.hsv_to_rgb((oid * 0.618034) % 1.0, 0.75, 1.0)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _polygons(geom) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """(exterior ring, interior rings) of each polygon of a (Multi)Polygon, map coordinates."""
-    return [(np.asarray(p.exterior.coords), [np.asarray(r.coords) for r in p.interiors])
-            for p in getattr(geom, "geoms", [geom])]
 
 
 def run_demo(out: str | os.PathLike, *, model=None, points_per_side: int = 32,

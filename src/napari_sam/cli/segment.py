@@ -119,6 +119,10 @@ def add_parser(subparsers) -> None:
                              "into DIR/<stem>/labels.zarr): objects overlapping in consecutive "
                              "planes get one id (3D objects, or tracks through t); default: "
                              "one id per object and plane")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write DIR/<stem>/overlay.png: the raster (read downscaled "
+                             "to at most 2048 px on its longer side) with each object tinted "
+                             "and outlined, for a quick look (rasters, not stacks)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing DIR/<stem> folders")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -177,6 +181,17 @@ def run(args: argparse.Namespace) -> int:
         pipeline.segment(rasters, args.out, model=model, batch_size=args.batch_size,
                          embeddings=args.embeddings, scheduler=args.scheduler,
                          workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
-                         report=lambda summary: print(summary.line(), flush=True),
+                         report=lambda summary: _report(summary, overlay=args.overlay),
                          **tiling, **options)
     return 0
+
+
+def _report(summary, *, overlay: bool) -> None:
+    """Print a raster's summary line; with ``overlay``, draw its overlay.png first."""
+    if overlay and summary.outputs is not None and summary.input is not None:
+        from napari_sam.core.io.overlay import overlay_png
+        from napari_sam.core.io.raster_open import open_raster
+
+        overlay_png(open_raster(summary.input), summary.outputs.objects,
+                    summary.outputs.folder / "overlay.png")
+    print(summary.line(), flush=True)
