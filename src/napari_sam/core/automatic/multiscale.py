@@ -77,21 +77,23 @@ class ScaleRules:
     coarse_same_iou: float = 0.75
 
 
+def _meeting(boxes: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Bool (N,): which of the (N, 4) XYXY ``boxes`` intersect ``box``."""
+    x0, y0, x1, y1 = box
+    return (boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0)
+
+
 def mask_nms(candidates: Iterable[Candidate], thresh: float) -> list[Candidate]:
     """The candidates, in their order, without any whose mask IoU with a better ranked
     one exceeds ``thresh`` (greedy from the best, as the paper's box NMS but on masks)."""
     candidates = list(candidates)
-    kept: list[Candidate] = []
-    boxes = np.zeros((0, 4), dtype=np.int64)
-    for c in sorted(candidates, key=lambda c: c.rank, reverse=True):
-        x0, y0, x1, y1 = c.box
-        near = np.flatnonzero((boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1)
-                              & (boxes[:, 3] > y0))
-        if any(mask_iou(c, kept[i]) > thresh for i in near):
-            continue
-        kept.append(c)
-        boxes = np.vstack([boxes, np.array(c.box, dtype=np.int64)[None]])
-    survivors = {id(c) for c in kept}
+    best_first = sorted(candidates, key=lambda c: c.rank, reverse=True)
+    boxes = np.array([c.box for c in best_first], dtype=np.int64).reshape(-1, 4)
+    keep = np.zeros(len(best_first), dtype=bool)
+    for i, c in enumerate(best_first):
+        near = np.flatnonzero(keep & _meeting(boxes, c.box))
+        keep[i] = not any(mask_iou(c, best_first[j]) > thresh for j in near)
+    survivors = {id(c) for c, k in zip(best_first, keep) if k}
     return [c for c in candidates if id(c) in survivors]
 
 
@@ -125,9 +127,7 @@ class ScaleMerger:
         self._boxes = np.array([o.box for o in self.objects], dtype=np.int64).reshape(-1, 4)
 
     def _near(self, c: Candidate) -> np.ndarray:
-        x0, y0, x1, y1 = c.box
-        b = self._boxes
-        return np.flatnonzero((b[:, 0] < x1) & (b[:, 2] > x0) & (b[:, 1] < y1) & (b[:, 3] > y0))
+        return np.flatnonzero(_meeting(self._boxes, c.box))
 
     def filter(self, candidates: Iterable[Candidate]) -> list[Candidate]:
         """The finer ``candidates`` that are not fragments of a kept coarser object."""
