@@ -275,3 +275,25 @@ def test_overlay_option_draws_the_objects(tmp_path, shared_data):
     img = np.asarray(Image.open(folder / "overlay.png").convert("RGB"))
     assert img.shape[:2] == (2 * labels.shape[0], 2 * labels.shape[1])  # small: enlarged twice
     assert (img == OUTLINE).all(axis=-1).any()  # the objects' outlines
+
+
+def test_overlay_shows_the_bands_segmented(tmp_path, shared_data):
+    from PIL import Image
+    from scipy import ndimage
+
+    src = shared_data / "rgb-byte-tenth.tif"
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), "--overlay", "--bands", "1,1,1",
+                 *LOOSE]) == 0
+    folder = out / "rgb-byte-tenth"
+    with rasterio.open(folder / "labels.tif") as ds:
+        labels = ds.read(1)
+    with rasterio.open(src) as ds:
+        valid = ds.dataset_mask() > 0
+    img = np.asarray(Image.open(folder / "overlay.png").convert("RGB")).astype(int)
+    # away from objects and nodata the picture is band 1 alone: grey
+    plain = ndimage.binary_erosion((labels == 0) & valid, iterations=2)
+    plain = plain.repeat(2, axis=0).repeat(2, axis=1)
+    assert plain.sum() > 100
+    r, g, b = img[plain].T
+    assert (r == g).all() and (g == b).all()

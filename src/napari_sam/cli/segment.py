@@ -181,17 +181,19 @@ def run(args: argparse.Namespace) -> int:
         pipeline.segment(rasters, args.out, model=model, batch_size=args.batch_size,
                          embeddings=args.embeddings, scheduler=args.scheduler,
                          workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
-                         report=lambda summary: _report(summary, overlay=args.overlay),
+                         report=lambda summary: _report(summary, overlay=args.overlay,
+                                                        bands=args.bands),
                          **tiling, **options)
     return 0
 
 
-def _report(summary, *, overlay: bool) -> None:
-    """Print a raster's summary line; with ``overlay``, draw its overlay.png first."""
+def _report(summary, *, overlay: bool, bands=None) -> None:
+    """Print a raster's summary line; with ``overlay``, draw its overlay.png first (showing
+    ``bands``, those segmented)."""
     if overlay and summary.outputs is not None and summary.input is not None:
         from napari_sam.core.io.overlay import overlay_png
         from napari_sam.core.io.raster_open import open_raster
 
         overlay_png(open_raster(summary.input), summary.outputs.objects,
-                    summary.outputs.folder / "overlay.png")
+                    summary.outputs.folder / "overlay.png", bands=bands)
     print(summary.line(), flush=True)

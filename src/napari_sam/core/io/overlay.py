@@ -26,13 +26,14 @@ MAX_SIDE = 2048
 
 
 def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *,
-                zoom: int | None = None, max_side: int = MAX_SIDE) -> Path:
+                bands=None, zoom: int | None = None, max_side: int = MAX_SIDE) -> Path:
     """Draw ``gpkg``'s polygons (layer ``objects``) on ``raster`` (a GeoRaster) into a PNG:
     each object tinted in its own colour (holes left clear) and outlined. Written atomically.
 
-    ``zoom``: enlarge the raster this many times; default 2 when the result
-    fits ``max_side``, else the raster is read downscaled by the smallest
-    integer factor that makes its longer side fit.
+    ``bands``: the raster's bands to show (1-based, as for segmentation;
+    default its default bands). ``zoom``: enlarge the raster this many times;
+    default 2 when the result fits ``max_side``, else the raster is read
+    downscaled by the smallest integer factor that makes its longer side fit.
     """
     import geopandas as gpd
     from PIL import Image, ImageDraw
@@ -41,7 +42,7 @@ def overlay_png(raster, gpkg: str | os.PathLike, out: str | os.PathLike, *,
     from napari_sam.core.io.georef import apply_affine
     from napari_sam.core.tiling.normalize import Normalizer
 
-    geo = raster.select_bands(raster.default_bands())
+    geo = raster.select_bands(bands if bands is not None else raster.default_bands())
     if zoom is None:
         longest = max(geo.height, geo.width)
         zoom = 2 if 2 * longest <= max_side else 1
