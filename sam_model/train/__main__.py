@@ -54,6 +54,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="share of dead-leaves scenes (occlusion, texture-only objects)")
     p.add_argument("--randconv-prob", type=float, default=0.0,
                    help="share of crops given a random-convolution texture change")
+    p.add_argument("--photos", default=None,
+                   help="photographic textures for dead-leaves scenes: a folder of images, "
+                        "or 'skimage' (scikit-image's photographs less the evaluated ones)")
+    p.add_argument("--photo-prob", type=float, default=0.0,
+                   help="share of dead-leaves backgrounds and leaves filled with a patch of "
+                        "a photo (needs --photos)")
     p.add_argument("--large-prob", type=float, default=0.0,
                    help="share of scenes of large objects (a third to most of the frame)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -167,6 +173,15 @@ def main(argv=None) -> int:
     else:
         weights = (default_plan.crop_weights if sizes == default_plan.crop_sizes
                    else tuple(1.0 for _ in sizes))
+    if args.photo_prob > 0 and not args.photos:
+        raise SystemExit("--photo-prob needs --photos (a folder of images, or skimage)")
+    if args.photos:  # fail now, not at the first batch, on a bad folder
+        from .photo_textures import load_photos
+
+        try:
+            load_photos(args.photos)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--photos: {exc}") from exc
     resuming = (Path(args.out) / "last.pt").is_file()
     fresh = {"imagenet_trunk": True} if args.model == "sam_lite0" else {}
     if args.init and args.init_grown:
@@ -200,7 +215,8 @@ def main(argv=None) -> int:
         plan=BatchPlan(objects=args.objects, pixels_per_batch=args.pixels_per_batch,
                        crop_sizes=sizes, crop_weights=weights,
                        window_prob=args.window_prob, dead_leaves_prob=args.dead_leaves_prob,
-                       randconv_prob=args.randconv_prob, large_prob=args.large_prob),
+                       randconv_prob=args.randconv_prob, large_prob=args.large_prob,
+                       photos=args.photos, photo_prob=args.photo_prob),
     )
     t0 = time.time()
     gen = train(model, config=config, run_dir=args.out, model_name=args.model,

@@ -46,7 +46,11 @@ class BatchPlan:
     every size the model meets in its input frame, up to the whole frame;
     dead_leaves_prob: share of dead-leaves scenes; randconv_prob: share of
     generated crops given a random-convolution texture change (see
-    :mod:`.scenes_natural`); large_prob: share of scenes of large objects.
+    :mod:`.scenes_natural`); large_prob: share of scenes of large objects;
+    photos: where photographic textures come from (a folder of images or
+    ``"skimage"``, see :mod:`.photo_textures`; None: procedural textures only);
+    photo_prob: share of a dead-leaves scene's background and leaves filled
+    with a patch of a photo.
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -58,6 +62,8 @@ class BatchPlan:
     dead_leaves_prob: float = 0.0
     randconv_prob: float = 0.0
     large_prob: float = 0.0
+    photos: str | None = None
+    photo_prob: float = 0.0
 
     def frame(self, rng: np.random.Generator, size: int) -> int | None:
         """The side of the image a generated crop is a window of (None: the crop itself)."""
@@ -90,8 +96,12 @@ def _pick_objects(masks: list[np.ndarray], k: int, rng: np.random.Generator
     return out, np.ones(k, bool)
 
 
-def scene_batch(seed: int, index: int, plan: BatchPlan) -> dict[str, torch.Tensor]:
-    """Batch ``index`` of the generated-scene stream with base ``seed``."""
+def scene_batch(seed: int, index: int, plan: BatchPlan,
+                photos: Sequence[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+    """Batch ``index`` of the generated-scene stream with base ``seed`` (``photos``:
+    the textures ``plan.photos`` names, loaded by :func:`.photo_textures.load_photos`)."""
+    if plan.photo_prob > 0 and not photos:
+        raise ValueError("plan.photo_prob > 0 needs the photos plan.photos names")
     rng = np.random.default_rng([seed, index])
     size, count = plan.shape(rng)
     offset = plan.offset(rng, size)
@@ -101,7 +111,8 @@ def scene_batch(seed: int, index: int, plan: BatchPlan) -> dict[str, torch.Tenso
         scene_rng = np.random.default_rng([seed, index, len(images), attempt])
         scene = make_scene(scene_rng, size, frame=plan.frame(scene_rng, size),
                            dead_leaves_prob=plan.dead_leaves_prob,
-                           large_prob=plan.large_prob)
+                           large_prob=plan.large_prob, photos=photos,
+                           photo_prob=plan.photo_prob)
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:
@@ -310,10 +321,15 @@ class BatchStream(IterableDataset):
                  pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         super().__init__()
         self.seed, self.plan, self.start, self.stop, self.pairs = seed, plan, start, stop, pairs
+        self._photos: list[np.ndarray] | None = None
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         if self.pairs is None:
-            return scene_batch(self.seed, index, self.plan)
+            if self.plan.photo_prob > 0 and self._photos is None:
+                from .photo_textures import load_photos
+
+                self._photos = load_photos(self.plan.photos or "skimage")
+            return scene_batch(self.seed, index, self.plan, self._photos)
         return pair_batch(self.pairs, self.seed, index, self.plan)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

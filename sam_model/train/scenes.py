@@ -345,7 +345,8 @@ def _paint_background(rng, canvas: _Canvas, size: int) -> np.ndarray:
 
 def make_scene(seed: int | np.random.Generator, size: int = 384, *,
                pad_prob: float = 0.1, frame: int | None = None,
-               dead_leaves_prob: float = 0.0, large_prob: float = 0.0) -> Scene:
+               dead_leaves_prob: float = 0.0, large_prob: float = 0.0,
+               photos=None, photo_prob: float = 0.0) -> Scene:
     """Draw one ``size`` x ``size`` scene; see the module docstring.
 
     ``dead_leaves_prob``: share of scenes drawn as dead-leaves scenes
@@ -362,6 +363,10 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     ``large_prob``: share of scenes whose objects (or leaves) are large, a
     third to most of the frame across, as a whole gland, lake or cloud bank
     fills a photograph (at 0 the random stream is unchanged).
+
+    ``photos`` / ``photo_prob``: photographs (HxWx3 float32) whose patches
+    fill that share of a dead-leaves scene's background and leaves (see
+    :mod:`.photo_textures`; at 0 the random stream is unchanged).
     """
     rng = np.random.default_rng(seed)
     zoom = int(rng.choice([1, 1, 1, 2, 2, 3, 4]))
@@ -373,7 +378,8 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     if dead_leaves_prob > 0 and rng.random() < dead_leaves_prob:
         from .scenes_natural import paint_dead_leaves  # lazy: it imports this module
 
-        paint_dead_leaves(rng, canvas, outer, large=large)
+        paint_dead_leaves(rng, canvas, outer, large=large, photos=photos,
+                          photo_prob=photo_prob)
     else:
         _paint_objects(rng, canvas, inner, outer, large=large)
     return _finish(rng, canvas, size, inner, zoom, pad_prob)

@@ -105,15 +105,28 @@ def _paint_leaf(canvas: _Canvas, rr, cc, values) -> None:
 
 
 def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
-                      large: bool = False) -> None:
+                      large: bool = False, photos=None, photo_prob: float = 0.0) -> None:
     """Paint a dead-leaves scene on ``canvas`` (its ``shape`` is a window of an ``outer``
     side frame: leaf sizes are fractions of the frame). Every leaf is one object;
     the background is not an object. ``large``: a few leaves, the largest up to
-    most of the frame across."""
+    most of the frame across. ``photos`` (HxWx3 float32 list) and ``photo_prob``:
+    that share of the background and the leaves is a patch of a photograph
+    (:func:`.photo_textures.photo_patch`) instead of a procedural texture."""
+    use_photos = bool(photos) and photo_prob > 0
+
+    def photo(box) -> np.ndarray | None:  # consumes rng only when photos are in use
+        if use_photos and rng.random() < photo_prob:
+            from .photo_textures import photo_patch
+
+            return photo_patch(rng, photos, box)
+        return None
+
     shape = canvas.shape
     bg = natural_colour(rng)
     tex = texture_field(rng, shape, str(rng.choice(TEXTURES, p=[0.4, 0.15, 0.1, 0.15, 0.2])))
-    canvas.image[:] = bg + tex[..., None] * rng.uniform(3, 25)
+    backdrop = photo(shape)
+    canvas.image[:] = (bg + tex[..., None] * rng.uniform(3, 25) if backdrop is None
+                       else bg + backdrop)
     if rng.random() < 0.5:  # slow illumination change
         canvas.image += (smooth_noise(rng, shape, shape[0] / 2) * rng.uniform(5, 25))[..., None]
     if large:
@@ -140,6 +153,14 @@ def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
         box = (int(rr.max() - r0 + 1), int(cc.max() - c0 + 1))
         kind_tex = str(rng.choice(TEXTURES))
         field = texture_field(rng, box, kind_tex)[rr - r0, cc - c0]
+        patch = photo(box)
+        if patch is not None:
+            # the photo patch replaces the texture: a colour offset per pixel
+            patch = patch[rr - r0, cc - c0]
+            colour = (canvas.image[rr, cc].mean(0) if rng.random() < texture_only
+                      else natural_colour(rng))
+            _paint_leaf(canvas, rr, cc, colour[None, :] + patch)
+            continue
         if rng.random() < texture_only and kind_tex != "flat":
             colour = canvas.image[rr, cc].mean(0)  # the colour under the leaf: texture only
             amp = rng.uniform(12, 35)
