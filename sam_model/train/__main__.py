@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--photo-prob", type=float, default=0.0,
                    help="share of dead-leaves backgrounds and leaves filled with a patch of "
                         "a photo (needs --photos)")
+    p.add_argument("--photo-regions-prob", type=float, default=0.0,
+                   help="share of scenes that are a window of a photo whose objects are its "
+                        "regions by a graph segmentation (pseudo-labels; needs --photos)")
     p.add_argument("--large-prob", type=float, default=0.0,
                    help="share of scenes of large objects (a third to most of the frame)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -173,8 +176,9 @@ def main(argv=None) -> int:
     else:
         weights = (default_plan.crop_weights if sizes == default_plan.crop_sizes
                    else tuple(1.0 for _ in sizes))
-    if args.photo_prob > 0 and not args.photos:
-        raise SystemExit("--photo-prob needs --photos (a folder of images, or skimage)")
+    if (args.photo_prob > 0 or args.photo_regions_prob > 0) and not args.photos:
+        raise SystemExit("--photo-prob and --photo-regions-prob need --photos (a folder of "
+                         "images, or skimage)")
     if args.photos:  # fail now, not at the first batch, on a bad folder
         from .photo_textures import load_photos
 
@@ -216,7 +220,8 @@ def main(argv=None) -> int:
                        crop_sizes=sizes, crop_weights=weights,
                        window_prob=args.window_prob, dead_leaves_prob=args.dead_leaves_prob,
                        randconv_prob=args.randconv_prob, large_prob=args.large_prob,
-                       photos=args.photos, photo_prob=args.photo_prob),
+                       photos=args.photos, photo_prob=args.photo_prob,
+                       photo_regions_prob=args.photo_regions_prob),
     )
     t0 = time.time()
     gen = train(model, config=config, run_dir=args.out, model_name=args.model,

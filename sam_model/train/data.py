@@ -50,7 +50,8 @@ class BatchPlan:
     photos: where photographic textures come from (a folder of images or
     ``"skimage"``, see :mod:`.photo_textures`; None: procedural textures only);
     photo_prob: share of a dead-leaves scene's background and leaves filled
-    with a patch of a photo.
+    with a patch of a photo; photo_regions_prob: share of scenes that are a
+    window of a photo with its graph-segmentation regions as objects.
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -64,6 +65,7 @@ class BatchPlan:
     large_prob: float = 0.0
     photos: str | None = None
     photo_prob: float = 0.0
+    photo_regions_prob: float = 0.0
 
     def frame(self, rng: np.random.Generator, size: int) -> int | None:
         """The side of the image a generated crop is a window of (None: the crop itself)."""
@@ -100,8 +102,9 @@ def scene_batch(seed: int, index: int, plan: BatchPlan,
                 photos: Sequence[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """Batch ``index`` of the generated-scene stream with base ``seed`` (``photos``:
     the textures ``plan.photos`` names, loaded by :func:`.photo_textures.load_photos`)."""
-    if plan.photo_prob > 0 and not photos:
-        raise ValueError("plan.photo_prob > 0 needs the photos plan.photos names")
+    if (plan.photo_prob > 0 or plan.photo_regions_prob > 0) and not photos:
+        raise ValueError("plan.photo_prob or photo_regions_prob > 0 needs the photos "
+                         "plan.photos names")
     rng = np.random.default_rng([seed, index])
     size, count = plan.shape(rng)
     offset = plan.offset(rng, size)
@@ -112,7 +115,8 @@ def scene_batch(seed: int, index: int, plan: BatchPlan,
         scene = make_scene(scene_rng, size, frame=plan.frame(scene_rng, size),
                            dead_leaves_prob=plan.dead_leaves_prob,
                            large_prob=plan.large_prob, photos=photos,
-                           photo_prob=plan.photo_prob)
+                           photo_prob=plan.photo_prob,
+                           photo_regions_prob=plan.photo_regions_prob)
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:
@@ -325,7 +329,8 @@ class BatchStream(IterableDataset):
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         if self.pairs is None:
-            if self.plan.photo_prob > 0 and self._photos is None:
+            if (self.plan.photo_prob > 0 or self.plan.photo_regions_prob > 0) \
+                    and self._photos is None:
                 from .photo_textures import load_photos
 
                 self._photos = load_photos(self.plan.photos or "skimage")

@@ -105,3 +105,58 @@ def photo_patch(rng: np.random.Generator, photos: list[np.ndarray],
         patch = patch[..., rng.permutation(3)]
     patch = patch - patch.mean((0, 1), keepdims=True)
     return (patch * rng.uniform(0.4, 1.3)).astype(np.float32)
+
+
+SEGMENT_SIDE = 384
+"""Photo regions are segmented at most this many px a side (the training loss sees 256)."""
+
+
+def photo_crop(rng: np.random.Generator, photos: list[np.ndarray],
+               shape: tuple[int, int]) -> np.ndarray:
+    """An HxWx3 float32 (0..255) window of a random photo at a random scale (1/2 to 2x),
+    flipped, transposed and its colour channels reordered at random."""
+    patch = photo_patch(rng, photos, shape)  # zero mean: add a mean colour back
+    return np.clip(patch + rng.uniform(60, 190, 3).astype(np.float32), 0, 255)
+
+
+def paint_photo_regions(rng: np.random.Generator, canvas, photos: list[np.ndarray], *,
+                        max_share: float = 0.6, min_thickness: float = 3.0) -> None:
+    """Fill ``canvas`` (:class:`.scenes._Canvas`) with a window of a photo whose objects
+    are its regions: Felzenszwalb's graph segmentation at a random granularity
+    (``scale`` log-uniform 50-2000), computed at most :data:`SEGMENT_SIDE` px a side.
+    Regions over ``max_share`` of the window stay unlabelled (background), and so
+    do slivers along edges: regions whose deepest pixel lies less than
+    ``min_thickness`` segmentation px from their border."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import felzenszwalb
+
+    h, w = canvas.shape
+    image = photo_crop(rng, photos, (h, w))
+    factor = max(1.0, max(h, w) / SEGMENT_SIDE)
+    sh, sw = max(2, int(round(h / factor))), max(2, int(round(w / factor)))
+    small = image
+    if (sh, sw) != (h, w):
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        small = F.interpolate(t, (sh, sw), mode="bilinear", align_corners=False,
+                              antialias=True)[0].permute(1, 2, 0).numpy()
+    k = float(np.exp(rng.uniform(np.log(50), np.log(2000))))
+    seg = felzenszwalb(small / 255.0, scale=k, sigma=float(rng.uniform(0.5, 1.0)),
+                       min_size=max(8, int(sh * sw * rng.uniform(0.0005, 0.004))))
+    inner = np.ones(seg.shape, bool)  # False on region borders
+    inner[:-1] &= seg[:-1] == seg[1:]
+    inner[1:] &= seg[1:] == seg[:-1]
+    inner[:, :-1] &= seg[:, :-1] == seg[:, 1:]
+    inner[:, 1:] &= seg[:, 1:] == seg[:, :-1]
+    depth = ndi.maximum(ndi.distance_transform_edt(inner), seg, np.arange(seg.max() + 1))
+    rows = np.minimum(((np.arange(h) + 0.5) * sh / h).astype(np.int64), sh - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * sw / w).astype(np.int64), sw - 1)
+    seg = seg[rows][:, cols]
+    counts = np.bincount(seg.ravel())
+    canvas.image[:] = image
+    keep = (counts > 0) & (counts <= max_share * h * w) & (np.asarray(depth) >= min_thickness)
+    for region in np.flatnonzero(keep):
+        pid = canvas.next_id
+        canvas.next_id += 1
+        canvas.labels[seg == region] = pid
+        canvas.areas[pid] = int(counts[region])
+        canvas.objects.append((pid,))

@@ -346,7 +346,8 @@ def _paint_background(rng, canvas: _Canvas, size: int) -> np.ndarray:
 def make_scene(seed: int | np.random.Generator, size: int = 384, *,
                pad_prob: float = 0.1, frame: int | None = None,
                dead_leaves_prob: float = 0.0, large_prob: float = 0.0,
-               photos=None, photo_prob: float = 0.0) -> Scene:
+               photos=None, photo_prob: float = 0.0,
+               photo_regions_prob: float = 0.0) -> Scene:
     """Draw one ``size`` x ``size`` scene; see the module docstring.
 
     ``dead_leaves_prob``: share of scenes drawn as dead-leaves scenes
@@ -367,6 +368,10 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     ``photos`` / ``photo_prob``: photographs (HxWx3 float32) whose patches
     fill that share of a dead-leaves scene's background and leaves (see
     :mod:`.photo_textures`; at 0 the random stream is unchanged).
+    ``photo_regions_prob``: share of scenes that are a window of one of
+    ``photos`` whose objects are its regions by a graph segmentation
+    (:func:`.photo_textures.paint_photo_regions`; pseudo-labels: they teach
+    the model the edges of real images, not what an object is).
     """
     rng = np.random.default_rng(seed)
     zoom = int(rng.choice([1, 1, 1, 2, 2, 3, 4]))
@@ -375,7 +380,11 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     shape = (inner, inner)
     canvas = _Canvas(rng, shape)
     large = large_prob > 0 and rng.random() < large_prob
-    if dead_leaves_prob > 0 and rng.random() < dead_leaves_prob:
+    if photos and photo_regions_prob > 0 and rng.random() < photo_regions_prob:
+        from .photo_textures import paint_photo_regions
+
+        paint_photo_regions(rng, canvas, photos)
+    elif dead_leaves_prob > 0 and rng.random() < dead_leaves_prob:
         from .scenes_natural import paint_dead_leaves  # lazy: it imports this module
 
         paint_dead_leaves(rng, canvas, outer, large=large, photos=photos,

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from skimage import data
 from skimage import io as skio
 
 from sam_model.train.__main__ import main as train_main
 from sam_model.train.data import BatchPlan, BatchStream, scene_batch
-from sam_model.train.photo_textures import SKIMAGE_PHOTOS, load_photos, photo_patch
+from sam_model.train.photo_textures import (
+    SKIMAGE_PHOTOS,
+    load_photos,
+    paint_photo_regions,
+    photo_patch,
+)
 from sam_model.train.scenes import _Canvas, make_scene
 from sam_model.train.scenes_natural import paint_dead_leaves
 
@@ -109,8 +115,39 @@ def test_plan_photos_reach_the_batches(tmp_path):
 
 def test_train_cli_checks_the_photo_options(tmp_path):
     out = str(tmp_path / "run")
-    with pytest.raises(SystemExit, match="needs --photos"):
+    with pytest.raises(SystemExit, match="need --photos"):
         train_main(["--out", out, "--photo-prob", "0.5", "--steps", "1"])
     with pytest.raises(SystemExit, match="--photos: .*nowhere"):
         train_main(["--out", out, "--photos", str(tmp_path / "nowhere"), "--steps", "1"])
     assert not (tmp_path / "run").exists()
+
+
+def test_photo_regions_are_the_photos_flat_parts():
+    """A photo of flat blocks: region borders lie on the blocks' edges (a region never
+    cuts a block), no region is a sliver or most of the window, and at
+    photo_regions_prob 0 the stream is unchanged."""
+    blocks = np.indices((8, 8)).sum(0) % 2 * np.array([200.0, 150.0, 100.0])[:, None, None]
+    photos = [np.repeat(np.repeat(blocks.transpose(1, 2, 0), 64, 0), 64, 1).astype(np.float32)]
+    found = 0
+    for seed in range(4):
+        canvas = _Canvas(np.random.default_rng(seed), (192, 192))
+        paint_photo_regions(np.random.default_rng([2, seed]), canvas, photos)
+        lab, img = canvas.labels, canvas.image
+        for a, b, ia, ib in ((lab[:, :-1], lab[:, 1:], img[:, :-1], img[:, 1:]),
+                             (lab[:-1], lab[1:], img[:-1], img[1:])):
+            border = (a != b) & (a > 0) & (b > 0)
+            step = np.abs(ia - ib).max(-1)  # colour step across each pixel pair
+            near_edge = ndi.maximum_filter(step, size=5) > 10
+            assert near_edge[border].all()
+        for (pid,) in canvas.objects:
+            inside = lab == pid
+            assert inside.sum() <= 0.6 * inside.size
+            assert ndi.distance_transform_edt(np.pad(inside, 1)).max() >= 2
+            found += 1
+    assert found >= 4
+    a = make_scene(np.random.default_rng(4), 128, dead_leaves_prob=0.5, photos=photos,
+                   photo_regions_prob=0.0)
+    b = make_scene(np.random.default_rng(4), 128, dead_leaves_prob=0.5)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+    s = make_scene(np.random.default_rng(4), 128, photos=photos, photo_regions_prob=1.0)
+    assert len(s.objects) >= 1 and not np.array_equal(s.image, b.image)
