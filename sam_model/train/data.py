@@ -67,6 +67,11 @@ class BatchPlan:
     photo_prob: float = 0.0
     photo_regions_prob: float = 0.0
 
+    @property
+    def uses_photos(self) -> bool:
+        """Whether generated scenes need the photographs ``photos`` names."""
+        return self.photo_prob > 0 or self.photo_regions_prob > 0
+
     def frame(self, rng: np.random.Generator, size: int) -> int | None:
         """The side of the image a generated crop is a window of (None: the crop itself)."""
         if self.window_prob <= 0 or rng.random() >= self.window_prob:
@@ -102,7 +107,7 @@ def scene_batch(seed: int, index: int, plan: BatchPlan,
                 photos: Sequence[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """Batch ``index`` of the generated-scene stream with base ``seed`` (``photos``:
     the textures ``plan.photos`` names, loaded by :func:`.photo_textures.load_photos`)."""
-    if (plan.photo_prob > 0 or plan.photo_regions_prob > 0) and not photos:
+    if plan.uses_photos and not photos:
         raise ValueError("plan.photo_prob or photo_regions_prob > 0 needs the photos "
                          "plan.photos names")
     rng = np.random.default_rng([seed, index])
@@ -329,8 +334,7 @@ class BatchStream(IterableDataset):
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         if self.pairs is None:
-            if (self.plan.photo_prob > 0 or self.plan.photo_regions_prob > 0) \
-                    and self._photos is None:
+            if self.plan.uses_photos and self._photos is None:
                 from .photo_textures import load_photos
 
                 self._photos = load_photos(self.plan.photos or "skimage")

@@ -154,9 +154,12 @@ def paint_photo_regions(rng: np.random.Generator, canvas, photos: list[np.ndarra
     counts = np.bincount(seg.ravel())
     canvas.image[:] = image
     keep = (counts > 0) & (counts <= max_share * h * w) & (np.asarray(depth) >= min_thickness)
-    for region in np.flatnonzero(keep):
-        pid = canvas.next_id
-        canvas.next_id += 1
-        canvas.labels[seg == region] = pid
+    regions = np.flatnonzero(keep)
+    pids = canvas.next_id + np.arange(len(regions))
+    lut = np.zeros(len(counts), canvas.labels.dtype)  # region -> object id, 0: background
+    lut[regions] = pids
+    canvas.labels[:] = lut[seg]
+    for region, pid in zip(regions.tolist(), pids.tolist()):
         canvas.areas[pid] = int(counts[region])
         canvas.objects.append((pid,))
+    canvas.next_id += len(regions)

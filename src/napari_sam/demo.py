@@ -27,10 +27,8 @@ import os
 import sys
 import time
 
-from napari_sam.core.io.overlay import FILL_ALPHA, OUTLINE, object_colour, overlay_png
+from napari_sam.core.io.overlay import overlay_png
 from sam_model import DEFAULT_MODEL, automatic_thresholds
-
-__all__ = ["FILL_ALPHA", "OUTLINE", "object_colour", "overlay_png", "run_demo", "main"]
 
 _THRESHOLDS = automatic_thresholds(DEFAULT_MODEL)
 DEMO_PRED_IOU = _THRESHOLDS["pred_iou_thresh"]

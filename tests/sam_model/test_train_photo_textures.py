@@ -141,6 +141,7 @@ def test_photo_regions_are_the_photos_flat_parts():
             assert near_edge[border].all()
         for (pid,) in canvas.objects:
             inside = lab == pid
+            assert canvas.areas[pid] == inside.sum()  # the painted area of that object
             assert inside.sum() <= 0.6 * inside.size
             assert ndi.distance_transform_edt(np.pad(inside, 1)).max() >= 2
             found += 1
