@@ -12,7 +12,9 @@ embedded default model, with that model's thresholds):
 * ``full``: the paper's full 32 x 32 grid per tile, one scale, 64 points per
   decoder call (the behaviour before this benchmark's changes);
 * ``coarse``: coarse-to-fine points, one scale;
-* ``default``: what ``napari-sam segment`` does with no flag.
+* ``default``: what ``napari-sam segment`` does with no flag;
+* ``refine``: the default with ``--refine coarse`` (the coarse scales' masks refined
+  once, mask to mask); its decoder calls count the refinements.
 
 Reported per mode: recall of true objects (best IoU >= 0.7 with one output
 object) overall, for objects larger than a tile and per size class; decoder
@@ -47,6 +49,7 @@ MODES = {
     "full": {"points": "full", "scales": (1,), "points_per_batch": 64},
     "coarse": {"points": "coarse", "scales": (1,)},
     "default": {},
+    "refine": {"refine": "coarse"},
 }
 
 

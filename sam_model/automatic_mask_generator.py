@@ -72,6 +72,7 @@ def decode_points(
     box_nms_thresh: float = 0.7,
     multimask: bool = True,
     stability_hw: tuple[int, int] | None = None,
+    refine: bool = False,
 ) -> MaskBatch:
     """Decode single positive point prompts on the predictor's current embedding.
 
@@ -82,7 +83,8 @@ def decode_points(
     ``mask_threshold +- stability_score_offset``) at least
     ``stability_score_thresh``, then box NMS at ``box_nms_thresh``; a threshold
     of 0 disables its filter. No crop-edge filter is applied. ``stability_hw``: see
-    :func:`sam_model.mask_candidates.decode_candidates`.
+    :func:`sam_model.mask_candidates.decode_candidates`; so is ``refine`` (one
+    mask-to-mask refinement step of each mask that passes the filters).
     """
     found = decode_candidates(
         predictor,
@@ -94,6 +96,7 @@ def decode_points(
         box_nms_thresh=box_nms_thresh,
         multimask=multimask,
         stability_hw=stability_hw,
+        refine=refine,
     )
     return MaskBatch(**vars(found))
 

@@ -50,6 +50,8 @@ class Candidates:
     iou_preds, stability: ``(K,)`` float32.
     points: ``(K, 2)`` float64 XY prompt that produced each mask.
     image_hw: ``(H, W)`` of the frame the boxes refer to.
+    n_refined: how many masks were decoded a second time to get these (work done,
+        kept by :meth:`select`; see ``refine`` of :func:`decode_candidates`).
     """
 
     crops: list[np.ndarray]
@@ -58,6 +60,7 @@ class Candidates:
     stability: torch.Tensor
     points: torch.Tensor
     image_hw: tuple[int, int]
+    n_refined: int = 0
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -83,14 +86,18 @@ class Candidates:
             stability=self.stability[index],
             points=self.points[index],
             image_hw=self.image_hw,
+            n_refined=self.n_refined,
         )
 
     @classmethod
     def concat(cls, parts: list[Candidates], image_hw: tuple[int, int]) -> Candidates:
         """Join parts (no copies of the crops)."""
+        refined = sum(p.n_refined for p in parts)
         parts = [p for p in parts if len(p)]
         if not parts:
-            return cls.empty(image_hw)
+            out = cls.empty(image_hw)
+            out.n_refined = refined
+            return out
         return cls(
             crops=[c for p in parts for c in p.crops],
             boxes=torch.cat([p.boxes for p in parts]),
@@ -98,6 +105,7 @@ class Candidates:
             stability=torch.cat([p.stability for p in parts]),
             points=torch.cat([p.points for p in parts]),
             image_hw=image_hw,
+            n_refined=refined,
         )
 
     def full_masks(self) -> torch.Tensor:
@@ -125,28 +133,31 @@ def to_input_frame(points_xy, original_hw, input_hw) -> np.ndarray:
     return out
 
 
-def _prompt_embeddings(predictor, points_xy: np.ndarray):
+def _prompt_embeddings(predictor, points_xy: np.ndarray, masks: torch.Tensor | None = None):
     model = predictor.model
     coords = to_input_frame(points_xy, predictor.original_size, predictor.input_size)
     # float32: what the prompt encoder computes in anyway (and all that MPS supports)
     coords = torch.as_tensor(coords, dtype=torch.float32, device=predictor.device)[:, None, :]
     labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
-    return model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    return model.prompt_encoder(points=(coords, labels), boxes=None, masks=masks)
 
 
 @torch.no_grad()
 def decode_low_res(
-    predictor, points_xy: np.ndarray, *, multimask: bool = True
+    predictor, points_xy: np.ndarray, *, multimask: bool = True,
+    mask_input: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run prompt encoder and mask decoder for single positive points.
 
     predictor: a SamPredictor with an image (or embedding) set.
     points_xy: ``(B, 2)`` XY in pixels of the predictor's original image.
+    mask_input: ``(B, 1, 4h, 4w)`` low-resolution logits given with each point
+    (a previous prediction), or None.
     Returns low-resolution logits ``(B, M, 4h, 4w)`` and IoU predictions
     ``(B, M)``, M = 3 with ``multimask`` else 1. Nothing is upsampled.
     """
     model = predictor.model
-    sparse, dense = _prompt_embeddings(predictor, points_xy)
+    sparse, dense = _prompt_embeddings(predictor, points_xy, mask_input)
     kwargs = {}
     high_res = getattr(predictor, "high_res_features", None)
     if high_res is not None:  # SAM 2: high-resolution maps in, (masks, iou, tokens, object) out
@@ -160,6 +171,27 @@ def decode_low_res(
         **kwargs,
     )
     return out[0], out[1]
+
+
+@torch.no_grad()
+def refine_with_masks(predictor, points_xy: np.ndarray, low_res: torch.Tensor,
+                      batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mask-to-mask refinement step: each mask decoded again from its point and its own
+    low-resolution logits as the mask prompt, one output (the step SAM 2's generator
+    runs with ``use_m2m``). ``points_xy`` (K, 2) original-image XY; ``low_res``
+    (K, 4h, 4w) logits. Returns the refined ``(logits (K, 4h, 4w), iou (K,))``.
+    """
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    logits, ious = [], []
+    for start in range(0, len(pts), batch):
+        part = low_res[start:start + batch, None].to(predictor.device, torch.float32)
+        out, iou = decode_low_res(predictor, pts[start:start + batch], multimask=False,
+                                  mask_input=part)
+        logits.append(out[:, 0])
+        ious.append(iou[:, 0])
+    if not logits:
+        return low_res, low_res.new_zeros(0)
+    return torch.cat(logits), torch.cat(ious)
 
 
 def _splits_decoder(decoder) -> bool:
@@ -235,6 +267,7 @@ def _filter_batch(
     full_box: list[int] | None,
     upsampler: list,
     stability_hw: tuple[int, int] | None = None,
+    refine: bool = False,
 ) -> Candidates:
     image_hw = (int(predictor.original_size[0]), int(predictor.original_size[1]))
     threshold = float(predictor.model.mask_threshold)
@@ -248,10 +281,23 @@ def _filter_batch(
         upsampler.append(upsampler[0] if stability_hw is None
                          else upsampler_for(predictor, low_hw, out_hw=stability_hw))
     ups = upsampler[0]
-    stability = upsampler[1].stability(low_res, threshold, stability_score_offset)
-    if stability_score_thresh > 0.0:
-        keep = (stability >= stability_score_thresh).nonzero().flatten()
-        low_res, iou, points, stability = low_res[keep], iou[keep], points[keep.cpu()], stability[keep]
+
+    def stable(low_res, iou, points):
+        stability = upsampler[1].stability(low_res, threshold, stability_score_offset)
+        if stability_score_thresh > 0.0:
+            keep = (stability >= stability_score_thresh).nonzero().flatten()
+            low_res, iou, points, stability = (low_res[keep], iou[keep], points[keep.cpu()],
+                                               stability[keep])
+        return low_res, iou, points, stability
+
+    low_res, iou, points, stability = stable(low_res, iou, points)
+    n_refined = len(points) if refine else 0
+    if n_refined:  # the survivors decoded once more; the filters again on the refined masks
+        low_res, iou = refine_with_masks(predictor, points.numpy(), low_res)
+        if pred_iou_thresh > 0.0:
+            keep = (iou > pred_iou_thresh).nonzero().flatten()
+            low_res, iou, points = low_res[keep], iou[keep], points[keep.cpu()]
+        low_res, iou, points, stability = stable(low_res, iou, points)
     crops, boxes = ups.mask_crops(low_res, threshold)
     found = Candidates(
         crops=crops,
@@ -260,6 +306,7 @@ def _filter_batch(
         stability=stability.cpu(),
         points=points,
         image_hw=image_hw,
+        n_refined=n_refined,
     )
     if crop_box is not None and len(found):
         inner = ~box_near_crop_edge(boxes, crop_box, full_box)
@@ -282,6 +329,7 @@ def decode_candidates(
     crop_box: list[int] | None = None,
     full_box: list[int] | None = None,
     stability_hw: tuple[int, int] | None = None,
+    refine: bool = False,
 ) -> Candidates:
     """Decode points in batches, filter, and remove duplicates by box NMS.
 
@@ -313,6 +361,7 @@ def decode_candidates(
             full_box=full_box,
             upsampler=upsampler,
             stability_hw=stability_hw,
+            refine=refine,
         )
         for start in range(0, len(points_xy), points_per_batch)
     ]

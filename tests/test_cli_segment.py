@@ -220,7 +220,7 @@ def test_area_defaults_reach_the_config_and_the_help(tmp_path, shared_data, monk
 
     def segment_file(src, out, model, *, config, **kwargs):
         seen.append((config.min_area, config.max_area, config.max_area_fraction))
-        seen.append((config.scales, config.points, config.points_per_batch))
+        seen.append((config.scales, config.points, config.points_per_batch, config.refine))
         yield from ()
         return pipeline.SegmentSummary(input=Path(src), outputs=SimpleNamespace(folder=Path(out)),
                                        objects=[], n_objects=0, n_tiles=0, n_points=0,
@@ -231,9 +231,9 @@ def test_area_defaults_reach_the_config_and_the_help(tmp_path, shared_data, monk
     assert main(["segment", src, "--out", str(tmp_path), "--quiet"]) == 0
     assert main(["segment", src, "--out", str(tmp_path), "--min-area", "0", "--max-area", "900",
                  "--max-area-fraction", "1", "--scales", "1,4", "--points", "full",
-                 "--points-per-batch", "8", "--quiet"]) == 0
-    assert seen == [(16, None, 0.25), ((1, 2, 4), "coarse", None),
-                    (0, 900, 1.0), ((1, 4), "full", 8)]
+                 "--points-per-batch", "8", "--refine", "coarse", "--quiet"]) == 0
+    assert seen == [(16, None, 0.25), ((1, 2, 4), "coarse", None, "none"),
+                    (0, 900, 1.0), ((1, 4), "full", 8, "coarse")]
     with pytest.raises(SystemExit):
         main(["segment", src, "--out", str(tmp_path), "--scales", "2,4"])
     with pytest.raises(SystemExit):
@@ -257,8 +257,28 @@ def test_point_mode_recorded_in_the_object_layer(tmp_path, shared_data, mode):
     assert run["points"] == mode
     assert run["scales"] == [1]  # one tile at full resolution: no coarser pass needed
     assert 0 < run["decoded_points"] <= run["grid_points"]
+    assert run["refine"] == "none"
     if mode == "full":
         assert run["decoded_points"] == run["grid_points"]
+
+
+def test_refinement_recorded_and_its_decoder_calls_counted(tmp_path, shared_data):
+    import json
+
+    import pyogrio
+
+    src = shared_data / "rgb-byte-tenth.tif"
+    runs = {}
+    for refine in ("none", "all"):
+        out = tmp_path / refine
+        assert main(["segment", str(src), "--out", str(out), *LOOSE, "--points", "full",
+                     "--refine", refine]) == 0
+        info = pyogrio.read_info(out / "rgb-byte-tenth" / "objects.gpkg", layer="objects")
+        runs[refine] = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
+    assert runs["all"]["refine"] == "all" and runs["none"]["refine"] == "none"
+    # the refined masks were decoded a second time: more decoder prompts than grid points
+    assert runs["none"]["decoded_points"] == runs["none"]["grid_points"]
+    assert runs["all"]["decoded_points"] > runs["all"]["grid_points"]
 
 
 def test_overlay_option_draws_the_objects(tmp_path, shared_data):

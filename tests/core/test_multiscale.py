@@ -18,7 +18,9 @@ from napari_sam.core.automatic import decode as generate
 from napari_sam.core.automatic.candidates import Candidate
 from napari_sam.core.automatic.multiscale import (
     ScaleMerger,
+    ScaleRules,
     coarse_objects,
+    finer_extent,
     mask_nms,
     merge_scales,
     relation,
@@ -55,6 +57,24 @@ def test_relation_and_merge_rules():
     half = _cand(np.ones((100, 55)))
     assert relation(half, big) == "same"  # full resolution against a coarse object
     assert big in merge_scales([[big], [half]])
+
+
+def test_a_finer_mask_does_not_replace_an_object_longer_than_the_model_segments_whole():
+    big = _cand(np.ones((100, 100)))
+    same = _cand(np.ones((95, 100)))
+    other_side = _cand(np.ones((100, 40)), x0=60, iou=0.95)  # a part with IoU 0.4, kept
+    limited = ScaleRules(same_extent=finer_extent(48, 2))  # 96 raster px at the finer scale
+    assert limited.same_extent == 96.0 and finer_extent(None, 2) is None
+    assert relation(same, big) == "same"
+    assert relation(same, big, limited) == "fragment"  # truncated at that scale, not the same
+    assert relation(same, big, ScaleRules(same_extent=100)) == "same"  # 100 px: within reach
+    assert relation(other_side, big, limited) == "other"
+    merger = ScaleMerger([big], limited)
+    assert merger.filter([same, other_side]) == [other_side] and merger.kept() == [big]
+    # across coarse scales: each finer set's extent from its scale and the model's limit
+    assert merge_scales([[big], [same]]) == [same]
+    assert merge_scales([[big], [same]], scales=[4, 2], limit=48) == [big]
+    assert merge_scales([[big], [same]], scales=[4, 2], limit=64) == [same]  # 128 px reach
 
 
 def _speckled(iou, dx=0):

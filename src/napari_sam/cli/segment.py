@@ -18,7 +18,7 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
-from napari_sam.core.automatic.settings import POINT_MODES, SegmentConfig
+from napari_sam.core.automatic.settings import POINT_MODES, REFINE_MODES, SegmentConfig
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,13 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                             "full-resolution fragments, small objects keep full resolution; "
                             "each scale gets the same points per tile side and its masks are "
                             "upsampled smoothly (default 1,2,4; 1 for one scale)")
+    group.add_argument("--refine", choices=REFINE_MODES, default=d.refine,
+                       help="decode each mask that passes the predicted-IoU filter once more "
+                            "from its point and its own mask (one mask-to-mask step, SAM 2's "
+                            "use_m2m), filters applied to the refined mask: coarse: the "
+                            "downscaled passes only (large objects; few decoder calls); all: "
+                            "every pass (about 3x the decoder calls); none (default "
+                            "%(default)s; recorded in objects.gpkg's metadata)")
     group.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch,
                        metavar="N",
                        help="points per decoder call (default 16 on a CPU, measured fastest "
@@ -137,6 +144,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "points": args.points,
         "point_levels": args.point_levels,
         "scales": args.scales,
+        "refine": args.refine,
         "pred_iou_thresh": args.pred_iou_thresh,
         "stability_score_thresh": args.stability_score_thresh,
         "box_nms_thresh": args.box_nms_thresh,

@@ -132,15 +132,17 @@ class TileDecoder:
     """
 
     def __init__(self, *, model, config: SegmentConfig, rows: AxisWindows, cols: AxisWindows,
-                 tile_size: int) -> None:
+                 tile_size: int, coarse: bool = False) -> None:
         self.model = model
+        self.refine = config.refine == "all" or (coarse and config.refine == "coarse")
         self.config = config
         self.rows, self.cols = rows, cols
         self.tile_size = int(tile_size)
         self.filter = tile_filter(config, tile_size)
 
     def __call__(self, work: TileWork) -> TileCandidates:
-        """The tile's candidates; ``.n_decoded`` counts the points decoded."""
+        """The tile's candidates; ``.n_decoded`` counts the decoder's prompts: the points
+        decoded and the masks refined (``SegmentConfig.refine``)."""
         if len(work.points) == 0:
             return TileCandidates()
 
@@ -169,11 +171,13 @@ class TileDecoder:
                 stability_score_offset=cfg.stability_score_offset,
                 box_nms_thresh=cfg.box_nms_thresh,
                 stability_hw=hw if s > 1 else None,
+                refine=self.refine,
             )
 
         if cfg.points == "full":
             batch = decode(work.points)
-            return TileCandidates(self._candidates(work, batch), n_decoded=len(work.points))
+            return TileCandidates(self._candidates(work, batch),
+                                  n_decoded=len(work.points) + batch.n_refined)
         spacing = point_spacing(cfg, self.tile_size)
         rows, cols = self.rows, self.cols
         row, col = work.index
@@ -186,7 +190,8 @@ class TileDecoder:
         if not outputs:  # no point at the coarsest level and none with content after it
             return TileCandidates(n_decoded=0)
         batch = _merge_levels(outputs, cfg.box_nms_thresh)
-        return TileCandidates(self._candidates(work, batch), n_decoded=int(decoded.sum()))
+        return TileCandidates(self._candidates(work, batch),
+                              n_decoded=int(decoded.sum()) + batch.n_refined)
 
     def _candidates(self, work: TileWork, batch) -> list[Candidate]:
         """The decoder output ``batch`` (raster pixels from the tile's origin) as the tile's
@@ -235,6 +240,7 @@ class SegmentResult:
     n_decoded: int | None = None
     points: str = "full"
     scales: tuple[int, ...] = (1,)
+    refine: str = "none"
 
 
 TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
@@ -376,7 +382,7 @@ def segment_tiles(
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
     return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
                          n_decoded=counted["decoded"], points=config.points,
-                         scales=tuple(scales))
+                         scales=tuple(scales), refine=config.refine)
 
 
 def point_spacing(config: SegmentConfig, tile_size: int) -> float:

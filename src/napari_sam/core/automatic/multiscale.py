@@ -41,6 +41,15 @@ coarser object ``O``:
 - otherwise both stay; where they overlap the painter's order (predicted
   IoU, stability) decides.
 
+No finer mask is the *same* object as a coarser one longer than the model
+segments whole at the finer scale (``ScaleRules.same_extent``: the model's
+``prompt_extent_limit``, 384 model px for sam_lite0, times the finer pass's
+raster px per model px; :func:`too_long_for_finer`): such a mask is the object
+cut short, and it goes as a fragment. Without this, two whole full-resolution
+masks of halves of a 1400 px field, each with IoU about 0.5 with it, replaced
+the field's coarse mask (4096 benchmark mosaic, masks refined at the coarse
+scales: objects longer than a tile 3 of 9 against 5 of 9 with the rule).
+
 The kept coarse objects join the full-resolution stream of
 :func:`napari_sam.core.automatic.assembly.assemble_objects` before any row they cover is
 written, so cross-tile deduplication, ids (one per object, counting from 1
@@ -75,6 +84,22 @@ class ScaleRules:
     fragment_share: float = 0.5
     same_iou: float = 0.5
     coarse_same_iou: float = 0.75
+    same_extent: float | None = None
+
+
+def too_long_for_finer(coarse: Candidate, rules: ScaleRules) -> bool:
+    """Whether ``coarse`` is longer than ``rules.same_extent`` (raster px): more than the
+    model segments whole at the finer scale, so no finer mask is the same object."""
+    if rules.same_extent is None:
+        return False
+    x0, y0, x1, y1 = coarse.box
+    return max(x1 - x0, y1 - y0) > rules.same_extent
+
+
+def finer_extent(limit: int | None, scale: float) -> float | None:
+    """``ScaleRules.same_extent`` for a finer pass at ``scale`` (raster px per model px) of a
+    model that segments objects up to ``limit`` model px whole (None: any size)."""
+    return None if limit is None else float(limit) * float(scale)
 
 
 def _meeting(boxes: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -104,8 +129,12 @@ def relation(fine: Candidate, coarse: Candidate, rules: ScaleRules = ScaleRules(
     inter = mask_overlap(fine, coarse)
     if inter == 0:
         return "other"
-    if not fine.partial and inter / (fine.area + coarse.area - inter) >= rules.same_iou:
-        return "same"
+    if inter / (fine.area + coarse.area - inter) >= rules.same_iou:
+        if fine.partial or too_long_for_finer(coarse, rules):
+            if inter >= rules.inside * fine.area:
+                return "fragment"
+        else:
+            return "same"
     if inter >= rules.inside * fine.area and (fine.partial or (
             fine.rank <= coarse.rank and fine.area < rules.fragment_share * coarse.area)):
         return "fragment"
@@ -154,14 +183,18 @@ class ScaleMerger:
         return sorted(keep, key=lambda c: (c.y0, c.x0))
 
 
-def merge_scales(by_scale: list[list[Candidate]], rules: ScaleRules = ScaleRules()
+def merge_scales(by_scale: list[list[Candidate]], rules: ScaleRules = ScaleRules(), *,
+                 scales: list[float] | None = None, limit: int | None = None
                  ) -> list[Candidate]:
     """Objects of several coarse scales, coarsest first, merged into one set (same rules,
-    with ``coarse_same_iou`` for the same object)."""
+    with ``coarse_same_iou`` for the same object). ``scales``: each set's raster px per
+    model px and ``limit`` the model's whole-object limit (model px), for
+    ``same_extent`` (:func:`finer_extent`); None: no limit."""
     kept: list[Candidate] = []
     rules = replace(rules, same_iou=rules.coarse_same_iou)
-    for objects in by_scale:
-        merger = ScaleMerger(kept, rules)
+    for i, objects in enumerate(by_scale):
+        extent = finer_extent(limit, scales[i]) if scales is not None else None
+        merger = ScaleMerger(kept, replace(rules, same_extent=extent))
         finer = merger.filter(objects)
         kept = merger.kept() + finer
     return sorted(kept, key=lambda c: (c.y0, c.x0))

@@ -54,6 +54,7 @@ from napari_sam.core.automatic.point_grid import axis_windows
 from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.progress import ProgressGen
 from napari_sam.core.tiling.embed import embed_raster
+from sam_model import prompt_extent_limit
 
 MIN_SIDE = 128
 """A coarse scale is used while the downscaled raster's longer side is at least this (px)."""
@@ -78,7 +79,7 @@ def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, exec
     points = plan_points(raster, tiles, tile_size=grid.tile_size,
                          points_per_side=config.points_per_side)
     decoder = TileDecoder(model=model, config=config, rows=rows, cols=cols,
-                          tile_size=grid.tile_size)
+                          tile_size=grid.tile_size, coarse=True)
     works = _tile_works(raster, tiles, points, store_embeddings(store),
                         with_edges=config.points == "coarse", known=known,
                         last_level="skip",
@@ -124,5 +125,8 @@ def coarse_passes(raster, fine_store, model, *, config: SegmentConfig, work_dir:
             shutil.rmtree(path, ignore_errors=True)
         by_scale.append(objects)
         decoded += n
-    merged = merge_scales(by_scale)  # coarsest first
+    # coarsest first; a finer scale's mask does not replace an object longer than the
+    # model segments whole at that scale (its ``prompt_extent_limit``)
+    merged = merge_scales(by_scale, scales=[fine.scale * f for f in factors[::-1]],
+                          limit=prompt_extent_limit(model_name))
     return merged, decoded, tuple(used + sorted(factors))

@@ -14,6 +14,8 @@ DEFAULT_MAX_AREA_FRACTION = 0.25
 """Objects covering more than this fraction of the raster are dropped unless asked otherwise."""
 POINT_MODES = ("coarse", "full")
 """``coarse``: coarse-to-fine points (the default); ``full``: the paper's full grid per tile."""
+REFINE_MODES = ("none", "coarse", "all")
+"""Which passes refine their masks once (mask to mask): none, the coarse scales, every pass."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,14 @@ class SegmentConfig:
     points: str = "coarse"
     point_levels: int = 3
     scales: tuple[int, ...] = (1, 2, 4)
+    refine: str = "none"
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or (self.points_per_batch is not None
                                         and self.points_per_batch < 1):
             raise ValueError("points_per_side and points_per_batch must be at least 1")
+        if self.refine not in REFINE_MODES:
+            raise ValueError(f"refine must be one of {REFINE_MODES}, got {self.refine!r}")
         if self.points not in POINT_MODES:
             raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
         if self.point_levels < 1:

@@ -59,10 +59,10 @@ def is_zarr_input(path: Any) -> bool:
 
 
 def run_record(result) -> dict:
-    """What a segmentation result says about its run: point mode, grid points, decoded points,
-    scales (whichever it reports)."""
+    """What a segmentation result says about its run: point mode, grid points, decoded points
+    (the decoder's prompts, refinements included), scales, refinement (whichever it reports)."""
     names = {"points": "points", "n_points": "grid_points", "n_decoded": "decoded_points",
-             "scales": "scales"}
+             "scales": "scales", "refine": "refine"}
     out = {}
     for attr, key in names.items():
         value = getattr(result, attr, None)
