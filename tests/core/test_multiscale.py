@@ -77,6 +77,18 @@ def test_a_finer_mask_does_not_replace_an_object_longer_than_the_model_segments_
     assert merge_scales([[big], [same]], scales=[4, 2], limit=64) == [same]  # 128 px reach
 
 
+def test_the_whole_object_limit_applies_with_refined_coarse_masks_only():
+    from napari_sam.core.automatic.scale_passes import whole_limit
+    from napari_sam.core.automatic.settings import SegmentConfig
+    from sam_model import prompt_extent_limit
+
+    assert prompt_extent_limit("sam_lite0") == 384
+    assert whole_limit(SegmentConfig(), "sam_lite0") is None  # refine="none" by default
+    assert whole_limit(SegmentConfig(refine="coarse"), "sam_lite0") == 384
+    assert whole_limit(SegmentConfig(refine="all"), "sam_lite0") == 384
+    assert whole_limit(SegmentConfig(refine="coarse"), "sam_vit_b") is None  # no limit known
+
+
 def _speckled(iou, dx=0):
     """A 200 x 200 object (shifted ``dx`` px) with one stray pixel 300 px off: its box is
     mostly empty, so box NMS cannot see it duplicates the plain mask."""

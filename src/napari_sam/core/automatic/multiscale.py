@@ -41,14 +41,18 @@ coarser object ``O``:
 - otherwise both stay; where they overlap the painter's order (predicted
   IoU, stability) decides.
 
-No finer mask is the *same* object as a coarser one longer than the model
-segments whole at the finer scale (``ScaleRules.same_extent``: the model's
+When the coarse masks are refined (``SegmentConfig.refine``), no finer mask
+is the *same* object as a coarser one longer than the model segments whole
+at the finer scale (``ScaleRules.same_extent``: the model's
 ``prompt_extent_limit``, 384 model px for sam_lite0, times the finer pass's
-raster px per model px; :func:`too_long_for_finer`): such a mask is the object
-cut short, and it goes as a fragment. Without this, two whole full-resolution
-masks of halves of a 1400 px field, each with IoU about 0.5 with it, replaced
-the field's coarse mask (4096 benchmark mosaic, masks refined at the coarse
-scales: objects longer than a tile 3 of 9 against 5 of 9 with the rule).
+raster px per model px; :func:`too_long_for_finer`,
+``scale_passes.whole_limit``): such a mask is the object cut short, and it
+goes as a fragment. Without this, two whole full-resolution masks of halves
+of a 1400 px field, each with IoU about 0.5 with it, replaced the field's
+refined coarse mask (4096 benchmark mosaic: objects longer than a tile 3 of 9
+against 5 of 9 with the rule); unrefined coarse masks of objects a tile can
+hold are worse than the full-resolution ones, so without refinement there is
+no limit.
 
 The kept coarse objects join the full-resolution stream of
 :func:`napari_sam.core.automatic.assembly.assemble_objects` before any row they cover is

@@ -30,7 +30,7 @@ from napari_sam.core.automatic.distributed import dask_executor
 from napari_sam.core.automatic.multiscale import ScaleMerger, ScaleRules, finer_extent
 from napari_sam.core.automatic.object_table import ObjectRecord
 from napari_sam.core.automatic.paint_labels import Sink
-from napari_sam.core.automatic.scale_passes import coarse_passes
+from napari_sam.core.automatic.scale_passes import coarse_passes, whole_limit
 from napari_sam.core.automatic.settings import SegmentConfig
 from napari_sam.core.io.atomic import check_writable
 from napari_sam.core.io.outputs import SegmentOutputs, input_stem, is_zarr_input, write_segmentation
@@ -40,7 +40,7 @@ from napari_sam.core.progress import ProgressGen
 from napari_sam.core.tiling.embed import embed_raster
 from napari_sam.core.tiling.store import EmbeddingStore
 from napari_sam.errors import InputError
-from sam_model import DEFAULT_MODEL, automatic_thresholds, prompt_extent_limit
+from sam_model import DEFAULT_MODEL, automatic_thresholds
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,10 @@ def segment_file(
             model_name=getattr(model, "model_name", None), batch_size=batch_size,
             executor=executor)
 
-        # a full-resolution mask does not replace a coarse object longer than the model
-        # segments whole (see multiscale.too_long_for_finer)
+        # with refined coarse masks, a full-resolution mask does not replace a coarse object
+        # longer than the model segments whole (see multiscale.too_long_for_finer)
         fine_rules = ScaleRules(same_extent=finer_extent(
-            prompt_extent_limit(getattr(model, "model_name", None)), store.grid.scale))
+            whole_limit(config, getattr(model, "model_name", None)), store.grid.scale))
 
         def produce(to):
             return (yield from segment_tiles(raster, store.grid, store_embeddings(store), model,

@@ -60,6 +60,22 @@ MIN_SIDE = 128
 """A coarse scale is used while the downscaled raster's longer side is at least this (px)."""
 
 
+def whole_limit(config: SegmentConfig, model_name: str | None) -> int | None:
+    """The object length (model px) beyond which a finer mask is not taken for the same
+    object as a coarser one (``multiscale.ScaleRules.same_extent``): the model's
+    ``prompt_extent_limit`` when the coarse masks are refined, else None (no limit).
+
+    Measured on ``benchmarks/bench_recall.py``'s 4096 px mosaic (``sam_lite0``): with
+    ``refine="coarse"`` the limit took the objects longer than a tile from 3 of 9 to 5
+    of 9 (refined coarse masks of them beat the full-resolution halves that replaced
+    them); without refinement it lost 5 of the 72 objects of 128-512 px (recall 0.513
+    to 0.502), whose unrefined coarse masks the full-resolution ones beat.
+    """
+    if config.refine == "none":
+        return None
+    return prompt_extent_limit(model_name)
+
+
 def decode_scale(raster, store, model, *, config: SegmentConfig, fine_grid, executor=None,
                  rules: ScaleRules | None = None, known: Sequence = ()
                  ) -> ProgressGen[tuple[list, int]]:
@@ -125,8 +141,8 @@ def coarse_passes(raster, fine_store, model, *, config: SegmentConfig, work_dir:
             shutil.rmtree(path, ignore_errors=True)
         by_scale.append(objects)
         decoded += n
-    # coarsest first; a finer scale's mask does not replace an object longer than the
-    # model segments whole at that scale (its ``prompt_extent_limit``)
+    # coarsest first; with refined masks, a finer scale's mask does not replace an object
+    # longer than the model segments whole at that scale (see :func:`whole_limit`)
     merged = merge_scales(by_scale, scales=[fine.scale * f for f in factors[::-1]],
-                          limit=prompt_extent_limit(model_name))
+                          limit=whole_limit(config, model_name))
     return merged, decoded, tuple(used + sorted(factors))
