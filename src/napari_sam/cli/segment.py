@@ -47,7 +47,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                             "each scale gets the same points per tile side and its masks are "
                             "upsampled smoothly (default 1,2,4; 1 for one scale)")
     group.add_argument("--refine", choices=REFINE_MODES, default=d.refine,
-                       help="decode each mask that passes the predicted-IoU filter once more "
+                       help="decode each mask that passes the filters once more "
                             "from its point and its own mask (one mask-to-mask step, SAM 2's "
                             "use_m2m), filters applied to the refined mask: coarse: the "
                             "downscaled passes only (large objects; few decoder calls); all: "

@@ -55,6 +55,11 @@ class SegmentConfig:
     merged across scales (:mod:`napari_sam.core.automatic.multiscale`,
     :mod:`napari_sam.core.automatic.scale_passes`); ``(1,)`` segments at the
     tiling's own scale only.
+    ``refine``: ``"coarse"`` decodes each mask of the coarse scales that passes
+    the filters once more from its point and its own low-resolution logits and
+    filters the result again (SAM 2's mask-to-mask step), ``"all"`` does so in
+    every pass, ``"none"`` (the default) never; refinements count as decoder
+    calls (:func:`sam_model.mask_candidates.refine_with_masks`).
     """
 
     points_per_side: int = 32
