@@ -4,6 +4,7 @@ and the coarse scales prompted as densely (in model pixels) as full resolution."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -95,6 +96,39 @@ def test_coarse_scales_prompt_at_the_full_resolution_density_in_model_pixels(
         xs = np.unique(np.concatenate(points)[:, 0])
         # 256 px tiles at full resolution, 16 points per side: one every 16 model px
         assert np.allclose(np.diff(xs), 16 * scale), (scale, np.diff(xs)[:3])
+
+
+@pytest.mark.parametrize("refine, refined_scales", [("none", []), ("coarse", [2, 4]),
+                                                     ("all", [1, 2, 4])])
+def test_refine_mode_picks_the_passes_whose_masks_are_refined(tmp_path, tiny_model, monkeypatch,
+                                                              refine, refined_scales):
+    import rasterio
+
+    from napari_sam.core import progress
+    from napari_sam.core.automatic.run import segment_file
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "scene.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=640, width=640, count=3,
+                       dtype="uint8") as ds:
+        ds.write(rng.integers(0, 255, (3, 640, 640), dtype=np.uint8))
+    asked: dict[int, set] = {}
+    real_call = TileDecoder.__call__
+
+    def call(self, work):
+        def decode_points(predictor, points, **kwargs):
+            asked.setdefault(int(work.scale), set()).add(kwargs["refine"])
+            return _no_masks(predictor, points)
+
+        monkeypatch.setattr(generate, "decode_points", decode_points)
+        return real_call(self, work)
+
+    monkeypatch.setattr(TileDecoder, "__call__", call)
+    config = SegmentConfig(points="full", points_per_side=8, scales=(1, 2, 4), refine=refine)
+    progress.run(segment_file(src, tmp_path / "out", tiny_model, tile_size=256, overlap=32,
+                              config=config))
+    assert sorted(asked) == [1, 2, 4] and all(len(v) == 1 for v in asked.values())
+    assert [s for s in sorted(asked) if asked[s] == {True}] == refined_scales
 
 
 def _no_masks(predictor, points, **kwargs):
