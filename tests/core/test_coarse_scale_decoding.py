@@ -69,16 +69,10 @@ def test_downscaled_tile_masks_are_thresholded_bilinear_upsampled_logits(tiny_mo
 
 def test_coarse_scales_prompt_at_the_full_resolution_density_in_model_pixels(
         tmp_path, tiny_model, monkeypatch):
-    import rasterio
-
     from napari_sam.core import progress
     from napari_sam.core.automatic.run import segment_file
 
-    rng = np.random.default_rng(0)
-    src = tmp_path / "scene.tif"
-    with rasterio.open(src, "w", driver="GTiff", height=640, width=640, count=3,
-                       dtype="uint8") as ds:
-        ds.write(rng.integers(0, 255, (3, 640, 640), dtype=np.uint8))
+    src = _noise_scene(tmp_path)
     seen: dict[int, list] = {}
     real_call = TileDecoder.__call__
 
@@ -102,16 +96,10 @@ def test_coarse_scales_prompt_at_the_full_resolution_density_in_model_pixels(
                                                      ("all", [1, 2, 4])])
 def test_refine_mode_picks_the_passes_whose_masks_are_refined(tmp_path, tiny_model, monkeypatch,
                                                               refine, refined_scales):
-    import rasterio
-
     from napari_sam.core import progress
     from napari_sam.core.automatic.run import segment_file
 
-    rng = np.random.default_rng(0)
-    src = tmp_path / "scene.tif"
-    with rasterio.open(src, "w", driver="GTiff", height=640, width=640, count=3,
-                       dtype="uint8") as ds:
-        ds.write(rng.integers(0, 255, (3, 640, 640), dtype=np.uint8))
+    src = _noise_scene(tmp_path)
     asked: dict[int, set] = {}
     real_call = TileDecoder.__call__
 
@@ -129,6 +117,18 @@ def test_refine_mode_picks_the_passes_whose_masks_are_refined(tmp_path, tiny_mod
                               config=config))
     assert sorted(asked) == [1, 2, 4] and all(len(v) == 1 for v in asked.values())
     assert [s for s in sorted(asked) if asked[s] == {True}] == refined_scales
+
+
+def _noise_scene(tmp_path):
+    """A 640 x 640 RGB GeoTIFF of uniform noise (seeded); its path."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "scene.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=640, width=640, count=3,
+                       dtype="uint8") as ds:
+        ds.write(rng.integers(0, 255, (3, 640, 640), dtype=np.uint8))
+    return src
 
 
 def _no_masks(predictor, points, **kwargs):

@@ -133,13 +133,11 @@ def relation(fine: Candidate, coarse: Candidate, rules: ScaleRules = ScaleRules(
     inter = mask_overlap(fine, coarse)
     if inter == 0:
         return "other"
-    if inter / (fine.area + coarse.area - inter) >= rules.same_iou:
-        if fine.partial or too_long_for_finer(coarse, rules):
-            if inter >= rules.inside * fine.area:
-                return "fragment"
-        else:
-            return "same"
-    if inter >= rules.inside * fine.area and (fine.partial or (
+    overlapping = inter / (fine.area + coarse.area - inter) >= rules.same_iou
+    if overlapping and not fine.partial and not too_long_for_finer(coarse, rules):
+        return "same"
+    # past here an overlapping mask is a partial or cut short: a piece of the object
+    if inter >= rules.inside * fine.area and (fine.partial or overlapping or (
             fine.rank <= coarse.rank and fine.area < rules.fragment_share * coarse.area)):
         return "fragment"
     return "other"
