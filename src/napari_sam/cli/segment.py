@@ -50,9 +50,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="decode each mask that passes the filters once more "
                             "from its point and its own mask (one mask-to-mask step, SAM 2's "
                             "use_m2m), filters applied to the refined mask: coarse: the "
-                            "downscaled passes only (large objects; few decoder calls); all: "
-                            "every pass (about 3x the decoder calls); none (default "
-                            "%(default)s; recorded in objects.gpkg's metadata)")
+                            "downscaled passes only (large objects; about a quarter more decoder "
+                            "calls on the README's benchmark); all: every pass (about 3x the "
+                            "calls); none: no pass (default %(default)s); recorded in "
+                            "objects.gpkg's metadata")
     group.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch,
                        metavar="N",
                        help="points per decoder call (default 16 on a CPU, measured fastest "
