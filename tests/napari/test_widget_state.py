@@ -51,7 +51,9 @@ def test_automatic_config_from_widget_and_apply():
     names = AutomaticConfig.segment_widget_fields
     widget = _W(**{n: getattr(d.segment, n) or 0 for n in names},
                 **{n: getattr(d, n) for n in AutomaticConfig._widget_fields})
-    assert {"min_area", "min_region_area", "stitch_seams"} <= set(names)
+    widget.scales.value = "1,2,4"  # a text box
+    assert {"min_area", "min_region_area", "stitch_seams", "points", "scales",
+            "refine"} <= set(names)
     assert set(names) <= set(config_fields(SegmentConfig))  # the widget shows core's settings
     widget.points_per_side.value = 4
     widget.max_area.value = 900
@@ -61,11 +63,25 @@ def test_automatic_config_from_widget_and_apply():
                                         min_area=DEFAULT_MIN_AREA)  # the widget's default
     widget.max_area.value = 0
     assert AutomaticConfig.from_widget(widget).segment.max_area is None  # 0: no limit
+    widget.points.value, widget.scales.value, widget.refine.value = "full", " 1, 4", "coarse"
+    seg = AutomaticConfig.from_widget(widget).segment
+    assert (seg.points, seg.scales, seg.refine) == ("full", (1, 4), "coarse")
+    for bad, message in (("2,4", "start at 1"), ("1,x", "integers"), ("1,4,2", "increase")):
+        widget.scales.value = bad
+        with pytest.raises(ValueError, match=message):
+            AutomaticConfig.from_widget(widget)
+    widget.scales.value, widget.refine.value = "1,2,4", "sometimes"
+    with pytest.raises(ValueError, match="refine"):
+        AutomaticConfig.from_widget(widget)
+    widget.refine.value = "none"
     with pytest.raises(ValueError, match="max_area"):
         widget.max_area.value, widget.min_area.value = 10, 50
         AutomaticConfig.from_widget(widget)
-    AutomaticConfig(segment=SegmentConfig(points_per_side=12)).apply(widget)
+    AutomaticConfig(segment=SegmentConfig(points_per_side=12, scales=(1, 8),
+                                          refine="all")).apply(widget)
     assert widget.points_per_side.value == 12 and widget.max_area.value == 0
+    assert (widget.scales.value, widget.refine.value, widget.points.value) == ("1,8", "all",
+                                                                               "coarse")
     assert widget.stitch_seams.value is True
 
 

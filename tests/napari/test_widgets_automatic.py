@@ -91,3 +91,30 @@ def test_thresholds_follow_the_chosen_model(make_napari_viewer, model_factory):
     widget.model.model_name.value = "vit_b"
     assert widget.pred_iou_thresh.value == 0.88
     assert widget.stability_score_thresh.value == 0.95
+
+
+def test_point_mode_scales_and_refinement_reach_the_run(auto, make_scene, wait_idle, tmp_path):
+    """The widget's points / scales / refine are the run's: its objects.gpkg records them,
+    and refining decodes more prompts than the same run without it; a bad scales text
+    starts nothing and names itself in the status."""
+    import json
+
+    import pyogrio
+
+    viewer, widget = auto
+    viewer.add_image(make_scene(512, 512), name="scene", rgb=True)
+    widget.scales.value = "1,x"
+    assert widget.run() is None and "integers" in widget.status.value
+    runs = {}
+    for refine in ("none", "all"):
+        widget.points.value, widget.scales.value, widget.refine.value = "full", "1,2", refine
+        widget.out_dir.value = tmp_path / refine
+        task = widget.run()
+        wait_idle(widget)
+        assert task.state == "done", widget.status.value
+        info = pyogrio.read_info(tmp_path / refine / "scene" / "objects.gpkg", layer="objects")
+        runs[refine] = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
+    for refine, run in runs.items():
+        assert (run["points"], run["scales"], run["refine"]) == ("full", [1, 2], refine)
+    assert runs["all"]["grid_points"] == runs["none"]["grid_points"]
+    assert runs["all"]["decoded_points"] > runs["none"]["decoded_points"]

@@ -9,7 +9,9 @@ the encoder's submodules and on the mask decoder. In a thread running a
 - raises :class:`Interrupted` once the watch is cancelled, so a run stops
   within one encoder block;
 - reports how far the encoder is (the fraction of its blocks run so far) and
-  how many decoder calls were made, through the watch's callback.
+  how many decoder passes were made (its two-way transformer's runs, whether
+  the caller entered through the decoder's ``forward`` or, as the automatic
+  generator does, ``run_transformer``), through the watch's callback.
 
 Hooks do nothing in other threads (scripts, the CLI, tests calling the model
 directly). No Qt, no napari here.
@@ -119,6 +121,8 @@ def watch_model(model: Any) -> Any:
     encoder.register_forward_pre_hook(encoder_started)
     for block in blocks:
         block.register_forward_pre_hook(block_started)
-    decoder.register_forward_pre_hook(decoder_started)
+    # the decoder's transformer runs once per decoder pass whichever entry point the
+    # caller used (forward, or run_transformer as the automatic generator does)
+    getattr(decoder, "transformer", decoder).register_forward_pre_hook(decoder_started)
     setattr(model, _HOOKED, True)
     return model

@@ -25,6 +25,7 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -37,11 +38,19 @@ from napari_sam._widgets.dock import ScrollingDock
 from napari_sam._widgets.model_panel import ModelCache, ModelFactory, ModelPanel
 from napari_sam._widgets.state import AutomaticConfig
 from napari_sam._widgets.worker import Task, describe
+from napari_sam.core.automatic.settings import POINT_MODES, REFINE_MODES, format_scales
 
 if TYPE_CHECKING:
     import napari
 
     from napari_sam._widgets.engine import AutomaticResult
+
+
+def _points_per_call(config: AutomaticConfig, model: Any) -> int:
+    """Points per decoder call of a run: the config's, else the device's choice."""
+    from napari_sam.core.automatic.decode import points_per_batch_for
+
+    return config.segment.points_per_batch or points_per_batch_for(model.device)
 
 
 class AutomaticWidget(ScrollingDock):
@@ -57,6 +66,7 @@ class AutomaticWidget(ScrollingDock):
         self._task: Task | None = None
         self._last_event: Any = None
         self._calls_seen = self._calls_at_event = 0
+        self._per_batch = 1  # points per decoder call of the current run (set when it starts)
         self.result: AutomaticResult | None = None
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ModelPanel(names=model_names, tile_size=tile_size, overlap=overlap)
@@ -73,6 +83,21 @@ class AutomaticWidget(ScrollingDock):
                                                    step=0.01, value=d.stability_score_thresh)
         self.box_nms_thresh = FloatSpinBox(label="box NMS thresh", min=0.0, max=1.0, step=0.01,
                                            value=d.box_nms_thresh)
+        self.points = ComboBox(
+            label="points", choices=POINT_MODES, value=d.points,
+            tooltip="coarse: a sparse grid first, then points only where no object was "
+                    "found yet (about 4x fewer decoder calls); full: every grid point, "
+                    "as the paper's generator")
+        self.scales = LineEdit(
+            label="scales", value=format_scales(d.scales),
+            tooltip="The image is also segmented downscaled by these factors, so that "
+                    "objects larger than a tile are found whole (1: full resolution only)")
+        self.refine = ComboBox(
+            label="refine masks", choices=REFINE_MODES, value=d.refine,
+            tooltip="Decode each accepted mask once more from its own mask (SAM 2's "
+                    "mask-to-mask step): coarse: the downscaled passes only (more "
+                    "objects larger than a tile whole, about 25% more decoder calls); "
+                    "all: every pass")
         self.min_region_area = SpinBox(label="min region (px)", min=0, max=2**31 - 1,
                                        value=d.min_region_area,
                                        tooltip="Fill holes and remove islands smaller than this")
@@ -103,7 +128,8 @@ class AutomaticWidget(ScrollingDock):
         self.status = Label(value="")
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
-            self.stability_score_thresh, self.box_nms_thresh, self.min_region_area,
+            self.stability_score_thresh, self.box_nms_thresh, self.points, self.scales,
+            self.refine, self.min_region_area,
             self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
             *self.model.widgets, self.store, self.out_dir, self.overwrite, self.planes,
             Container(layout="horizontal", labels=False,
@@ -177,10 +203,12 @@ class AutomaticWidget(ScrollingDock):
         from napari_sam._widgets.engine import automatic_gen
 
         model = self._models.get(config.model)
+        self._per_batch = _points_per_call(config, model)
         return (yield from automatic_gen(source, model, config, name=name))
 
     def _planes_gen(self, image: Any, planes: list, config: AutomaticConfig, join: bool):
         model = self._models.get(config.model)
+        self._per_batch = _points_per_call(config, model)
         return (yield from S.automatic_planes_gen(image, planes, model, config, join=join))
 
     def cancel(self, *_: Any) -> None:
@@ -197,7 +225,8 @@ class AutomaticWidget(ScrollingDock):
 
     def _activity(self, activity: Any) -> None:
         """Progress inside the current tile: encoder blocks run, or decoder calls made
-        out of the ``ceil(points_per_side**2 / points_per_batch)`` a tile needs."""
+        out of the ``ceil(points_per_side**2 / points_per_batch)`` a tile needs at most
+        (the run's batch: the device's when the widget says 0)."""
         event = self._last_event
         if activity.kind == "decoder":
             self._calls_seen = activity.calls
@@ -206,7 +235,7 @@ class AutomaticWidget(ScrollingDock):
         if activity.kind == "encoder":
             fraction = activity.fraction
         else:
-            per_tile = -(-self.points_per_side.value ** 2 // self.points_per_batch.value)
+            per_tile = -(-self.points_per_side.value ** 2 // max(1, self._per_batch))
             fraction = min(0.95, (activity.calls - self._calls_at_event) / max(1, per_tile))
         self.progress.value = min(int((event.done + fraction) * 100), self.progress.max)
         self.status.value = f"{describe(event)} ({fraction:.0%} of the next tile)"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam.core.automatic.settings import SegmentConfig
+from napari_sam.core.automatic.settings import SegmentConfig, format_scales, parse_scales
 from sam_model import DEFAULT_MODEL
 
 
@@ -131,8 +131,8 @@ class AutomaticConfig(_FromWidget):
 
     ``segment``: the settings; the widget shows the fields in
     ``segment_widget_fields`` under their own names (``max_area`` 0 there means
-    no upper limit, ``points_per_batch`` 0 the device's choice) and leaves the
-    others at core's defaults (``min_area`` :data:`DEFAULT_MIN_AREA`: the 1-2 px
+    no upper limit, ``points_per_batch`` 0 the device's choice, ``scales`` text such
+    as "1,2,4") and leaves the others at core's defaults (``min_area`` :data:`DEFAULT_MIN_AREA`: the 1-2 px
     specks and thin fragments the decoder returns are dropped). ``store``: an
     embedding store to use and complete ("" embeds into a temporary one; an
     existing store's tiling and bands are used unless the tiling is chosen);
@@ -148,9 +148,9 @@ class AutomaticConfig(_FromWidget):
     overwrite: bool = False
 
     segment_widget_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
-                             "stability_score_thresh", "box_nms_thresh", "min_region_area",
-                             "min_area", "max_area", "max_area_fraction",
-                             "stitch_seams")
+                             "stability_score_thresh", "box_nms_thresh", "points", "scales",
+                             "refine", "min_region_area", "min_area", "max_area",
+                             "max_area_fraction", "stitch_seams")
     _widget_fields = ("store", "out_dir", "overwrite")
 
     def __post_init__(self) -> None:
@@ -163,6 +163,7 @@ class AutomaticConfig(_FromWidget):
         values = {name: _read(widget, name) for name in cls.segment_widget_fields}
         values["max_area"] = values["max_area"] or None
         values["points_per_batch"] = values["points_per_batch"] or None  # 0: the device's
+        values["scales"] = parse_scales(values["scales"])  # shown as text, "1,2,4"
         base = {name: _read(widget, name) for name in cls._widget_fields}
         base["segment"] = SegmentConfig(**values)
         base.update(overrides)
@@ -173,6 +174,8 @@ class AutomaticConfig(_FromWidget):
         for name in self.segment_widget_fields:
             value = getattr(self.segment, name)
             zero_is_none = name in ("max_area", "points_per_batch")
+            if name == "scales":
+                value = format_scales(value)
             getattr(widget, name).value = (value or 0) if zero_is_none else value
 
 

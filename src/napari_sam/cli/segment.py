@@ -18,7 +18,12 @@ from napari_sam.cli.common import (
     positive_int,
     tiling_from_args,
 )
-from napari_sam.core.automatic.settings import POINT_MODES, REFINE_MODES, SegmentConfig
+from napari_sam.core.automatic.settings import (
+    POINT_MODES,
+    REFINE_MODES,
+    SegmentConfig,
+    parse_scales,
+)
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -94,12 +99,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
 def _scales(text: str) -> tuple[int, ...]:
     """argparse type: increasing positive factors starting at 1, comma-separated."""
     try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers") from None
-    if not values or values[0] != 1 or any(b <= a for a, b in zip(values, values[1:])):
-        raise argparse.ArgumentTypeError(f"{text!r}: scales start at 1 and increase")
-    return values
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(subparsers) -> None:

@@ -18,6 +18,25 @@ REFINE_MODES = ("none", "coarse", "all")
 """Which passes refine their masks once (mask to mask): none, the coarse scales, every pass."""
 
 
+def parse_scales(text: str) -> tuple[int, ...]:
+    """Scales written as on the command line and in the widget ("1,2,4") -> (1, 2, 4).
+
+    Raises ValueError naming the text when it is not increasing integers starting at 1.
+    """
+    try:
+        values = tuple(int(v) for v in str(text).replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"scales {text!r} are not a comma-separated list of integers") from None
+    if not values or values[0] != 1 or any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"scales {text!r} must start at 1 and increase, e.g. 1,2,4")
+    return values
+
+
+def format_scales(scales) -> str:
+    """(1, 2, 4) -> "1,2,4", the text :func:`parse_scales` reads."""
+    return ",".join(str(int(v)) for v in scales)
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """Automatic segmentation settings; pixels are raster pixels.
