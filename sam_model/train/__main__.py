@@ -103,6 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "mask_decoder.iou_prediction_head. to fit the IoU head alone)")
     p.add_argument("--iou-weight", type=float, default=1.0,
                    help="weight of the IoU head's loss (MSE against the true IoU)")
+    p.add_argument("--iou-rank-weight", type=float, default=0.0,
+                   help="weight of the IoU head's ranking loss (cross-entropy of its "
+                        "softmax against the candidate of highest true IoU; default 0: none)")
     p.add_argument("--bn-eval", action="store_true",
                    help="keep the encoder's BatchNorm on its running statistics (fine-tuning "
                         "on small batches)")
@@ -210,7 +213,7 @@ def main(argv=None) -> int:
         trunk_lr_scale=args.trunk_lr_scale,
         freeze_encoder=args.freeze_encoder, bn_eval=args.bn_eval,
         trainable=tuple(v for v in (args.trainable or "").split(",") if v),
-        loss=LossWeights(iou=args.iou_weight),
+        loss=LossWeights(iou=args.iou_weight, rank=args.iou_rank_weight),
         freeze_trunk=args.freeze_trunk, reuse=args.reuse, grad_rounds=args.grad_rounds,
         min_lr_ratio=args.min_lr_ratio,
         point_first_prob=args.point_first_prob,

@@ -47,11 +47,29 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor, *, threshold: float = 0
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Relative weights: mask loss = focal * ``focal`` + dice * ``dice``; plus ``iou`` * MSE."""
+    """Relative weights: mask loss = focal * ``focal`` + dice * ``dice``; plus ``iou`` * MSE
+    of the predicted IoU; plus ``rank`` * the ranking loss of the predicted IoU (see
+    :func:`iou_rank_loss`; 0, the default, leaves it out)."""
 
     focal: float = 20.0
     dice: float = 1.0
     iou: float = 1.0
+    rank: float = 0.0
+
+
+RANK_TEMPERATURE = 0.05
+"""Softmax temperature of :func:`iou_rank_loss`: predicted IoUs 0.05 apart weigh e times apart."""
+
+
+def iou_rank_loss(iou_pred: torch.Tensor, true_iou: torch.Tensor) -> torch.Tensor:
+    """N: cross-entropy of the softmax of the predicted IoUs (NxM, M > 1) against the
+    candidate whose true IoU is highest: what the top-scored candidate is chosen by,
+    which the MSE of each prediction only reaches indirectly. 0 where M is 1."""
+    if iou_pred.shape[1] < 2:
+        return iou_pred.new_zeros(iou_pred.shape[0])
+    best = true_iou.argmax(1)
+    return torch.nn.functional.cross_entropy(iou_pred.float() / RANK_TEMPERATURE, best,
+                                             reduction="none")
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,8 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
     iou_mse = ((iou_pred.float() - true_iou) ** 2).mean(1)
     mask_loss = per_candidate.gather(1, best).squeeze(1)
     total = mask_loss + weights.iou * iou_mse
+    if weights.rank:
+        total = total + weights.rank * iou_rank_loss(iou_pred, true_iou)
     chosen_iou = true_iou.gather(1, best).squeeze(1)
     parts = (total, focal.gather(1, best).squeeze(1), dice.gather(1, best).squeeze(1), iou_mse,
              chosen_iou)

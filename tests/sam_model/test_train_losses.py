@@ -6,7 +6,14 @@ import math
 
 import torch
 
-from sam_model.train.losses import LossWeights, dice_loss, focal_loss, mask_iou, sam_loss
+from sam_model.train.losses import (
+    LossWeights,
+    dice_loss,
+    focal_loss,
+    iou_rank_loss,
+    mask_iou,
+    sam_loss,
+)
 
 BIG = 30.0
 
@@ -77,3 +84,25 @@ def test_weights_are_20_to_1_and_valid_masks_prompts():
     assert abs(only_first.total.item() - first.total.item()) < 1e-6
     expected = 20 * focal_loss(logits[:1], t[:1]) + dice_loss(logits[:1], t[:1])
     assert abs(first.total.item() - (expected.item() + first.iou_mse.item())) < 1e-6
+
+
+def test_the_ranking_loss_points_the_top_score_at_the_best_candidate():
+    """Its gradient raises the predicted IoU of the candidate whose true IoU is highest and
+    lowers the others', even where the MSE is already small; it vanishes once that
+    candidate is scored clearly highest; one candidate: nothing to rank."""
+    true = torch.tensor([[0.60, 0.90, 0.85]])
+    wrong = torch.tensor([[0.60, 0.86, 0.89]], requires_grad=True)  # MSE ~0.001, top-1 wrong
+    loss = iou_rank_loss(wrong, true)
+    loss.sum().backward()
+    assert wrong.grad[0, 1] < 0 < wrong.grad[0, 2]  # descent raises 1, lowers 2
+    right = torch.tensor([[0.2, 0.9, 0.4]])
+    assert float(iou_rank_loss(right, true)) < 1e-3 < float(loss)
+    assert float(iou_rank_loss(torch.tensor([[0.3]]), torch.tensor([[0.9]]))) == 0.0
+    # in sam_loss: weight 0 (the default) leaves the total as it was
+    t = _target()
+    logits = torch.stack([torch.where(t, BIG, -BIG).float()] * 3, 1)
+    iou_pred = torch.tensor([[0.2, 0.9, 0.4]])
+    plain = sam_loss(logits, iou_pred, t).total
+    ranked = sam_loss(logits, iou_pred, t, weights=LossWeights(rank=2.0)).total
+    expected = 2.0 * iou_rank_loss(iou_pred, mask_iou(logits, t))
+    assert abs(float(ranked - plain) - float(expected)) < 1e-6
