@@ -132,8 +132,9 @@ class AutomaticConfig(_FromWidget):
     ``segment``: the settings; the widget shows the fields in
     ``segment_widget_fields`` under their own names (``max_area`` 0 there means
     no upper limit, ``points_per_batch`` 0 the device's choice, ``scales`` text such
-    as "1,2,4") and leaves the others at core's defaults (``min_area`` :data:`DEFAULT_MIN_AREA`: the 1-2 px
-    specks and thin fragments the decoder returns are dropped). ``store``: an
+    as "1,2,4") with core's defaults (``min_area`` :data:`DEFAULT_MIN_AREA`: the
+    1-2 px specks and thin fragments the decoder returns are dropped) and leaves the
+    others (edge margin, deduplication) at core's defaults. ``store``: an
     embedding store to use and complete ("" embeds into a temporary one; an
     existing store's tiling and bands are used unless the tiling is chosen);
     ``out_dir``: also write ``labels.tif``/``objects.gpkg`` into
