@@ -118,3 +118,30 @@ def test_point_mode_scales_and_refinement_reach_the_run(auto, make_scene, wait_i
         assert (run["points"], run["scales"], run["refine"]) == ("full", [1, 2], refine)
     assert runs["all"]["grid_points"] == runs["none"]["grid_points"]
     assert runs["all"]["decoded_points"] > runs["none"]["decoded_points"]
+
+
+def test_tiles_decoded_on_a_dask_scheduler_give_the_local_labels(auto, make_scene, wait_idle):
+    """The widget's dask scheduler: the same labels as decoding here; an unreachable one
+    fails the run and names the scheduler."""
+    from distributed import LocalCluster
+
+    viewer, widget = auto
+    viewer.add_image(make_scene(512, 512), name="scene", rgb=True)
+    results = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        before = cluster.scheduler.transition_counter
+        for address in ("", cluster.scheduler_address):
+            widget.scheduler.value = address
+            task = widget.run()
+            wait_idle(widget)
+            assert task.state == "done", widget.status.value
+            results.append(np.asarray(viewer.layers["scene SAM objects"].data).copy())
+            # the scheduler worked for the second run only
+            assert (cluster.scheduler.transition_counter > before) == bool(address)
+    assert results[0].any() and np.array_equal(results[0], results[1])
+    widget.scheduler.value = "tcp://127.0.0.1:9"
+    task = widget.run()
+    wait_idle(widget)
+    assert task.state == "failed"
+    assert "tcp://127.0.0.1:9" in widget.status.value and "scheduler" in widget.status.value

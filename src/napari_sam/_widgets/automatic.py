@@ -117,6 +117,11 @@ class AutomaticWidget(ScrollingDock):
                                 tooltip="Also write labels.tif, objects.gpkg and objects.csv "
                                         "into FOLDER/<layer name>/; empty: only the layer")
         self.overwrite = CheckBox(text="overwrite existing outputs", value=False)
+        self.scheduler = LineEdit(
+            label="dask scheduler", value="",
+            tooltip="Address of a running dask.distributed scheduler (tcp://host:8786) "
+                    "to decode the tiles on, as `napari-sam segment --scheduler`; "
+                    "empty: decode here")
         self.planes = ComboBox(label="planes (stacks)", choices=S.PLANE_MODES,
                                value=S.PLANE_MODES[0],
                                tooltip="For an image with z/t axes: the plane shown, every "
@@ -131,7 +136,8 @@ class AutomaticWidget(ScrollingDock):
             self.stability_score_thresh, self.box_nms_thresh, self.points, self.scales,
             self.refine, self.min_region_area,
             self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
-            *self.model.widgets, self.store, self.out_dir, self.overwrite, self.planes,
+            *self.model.widgets, self.store, self.out_dir, self.overwrite, self.scheduler,
+            self.planes,
             Container(layout="horizontal", labels=False,
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])
@@ -266,6 +272,8 @@ class AutomaticWidget(ScrollingDock):
         where = f"; written to {result.folder}" if result.folder is not None else ""
         if stacked and self.out_dir.value and str(self.out_dir.value) not in ("", "."):
             where = "; the output folder is not used for stacks (Export writes .zarr)"
+        if stacked and str(self.scheduler.value).strip():
+            where += "; stacks are decoded here, not on the dask scheduler"
         self.status.value = f"{len(table)} objects on {result.n_tiles} tile(s){where}"
 
     def _finished(self, task: Task) -> None:

@@ -8,6 +8,7 @@ it is tested without a viewer.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,9 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
     above ``IN_MEMORY_LIMIT`` pixels: memory only where objects are, and a
     pyramid to show it). An existing ``config.store`` gives its tiling and bands
     unless the tiling is chosen. Closing the generator (cancel) removes the
-    temporary store and any half-written folder.
+    temporary store and any half-written folder. With ``config.scheduler`` the tiles
+    are decoded on that running dask.distributed scheduler (the CLI's ``--scheduler``;
+    an unreachable one fails the run with its address named, before any work).
     """
     raster = open_raster(source)
     labels = None
@@ -128,10 +131,17 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
         def sink(y0: int, x0: int, window: np.ndarray) -> None:
             labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
 
-    summary = yield from segment_file(source, config.out_dir or None, model,
-                                      config=config.segment, name=name, sink=sink,
-                                      embeddings=config.store or None,
-                                      overwrite=config.overwrite, **config.tiling.core_kwargs())
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if config.scheduler:
+            from napari_sam.core.automatic.distributed import dask_executor
+
+            executor = stack.enter_context(dask_executor(scheduler=config.scheduler))
+        summary = yield from segment_file(source, config.out_dir or None, model,
+                                          config=config.segment, name=name, sink=sink,
+                                          embeddings=config.store or None, executor=executor,
+                                          overwrite=config.overwrite,
+                                          **config.tiling.core_kwargs())
     if summary.outputs is not None:
         labels = read_labels(summary.outputs.labels).to_dask()
         if raster.height * raster.width <= IN_MEMORY_LIMIT:

@@ -138,7 +138,9 @@ class AutomaticConfig(_FromWidget):
     embedding store to use and complete ("" embeds into a temporary one; an
     existing store's tiling and bands are used unless the tiling is chosen);
     ``out_dir``: also write ``labels.tif``/``objects.gpkg`` into
-    ``out_dir/<name>/`` ("" keeps the result in memory only).
+    ``out_dir/<name>/`` ("" keeps the result in memory only); ``scheduler``: the
+    address of a running dask.distributed scheduler to decode the tiles on ("":
+    here; stacks are always decoded here).
     """
 
     model: ModelChoice = field(default_factory=ModelChoice)
@@ -147,16 +149,18 @@ class AutomaticConfig(_FromWidget):
     store: str = ""
     out_dir: str = ""
     overwrite: bool = False
+    scheduler: str = ""
 
     segment_widget_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
                              "stability_score_thresh", "box_nms_thresh", "points", "scales",
                              "refine", "min_region_area", "min_area", "max_area",
                              "max_area_fraction", "stitch_seams")
-    _widget_fields = ("store", "out_dir", "overwrite")
+    _widget_fields = ("store", "out_dir", "overwrite", "scheduler")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store", _path_text(self.store))
         object.__setattr__(self, "out_dir", _path_text(self.out_dir))
+        object.__setattr__(self, "scheduler", str(self.scheduler or "").strip())
 
     @classmethod
     def from_widget(cls, widget: Any, **overrides: Any) -> AutomaticConfig:
