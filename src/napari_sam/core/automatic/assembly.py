@@ -110,7 +110,9 @@ def assemble_objects(
         stitcher.add([c for c in candidates if c.partial])
         n_candidates += len(candidates)
         done += 1
-        yield Progress(stage, done, total, f"{next_id - 1 + len(dedup)} objects")
+        # found so far: objects a later overlap may still hide are counted (the final
+        # message counts those left visible)
+        yield Progress(stage, done, total, f"{next_id - 1 + len(dedup)} found so far")
     close_rows_before(len(rows.starts))
     table = painter.finish()
     yield Progress(stage, total, total, f"{len(table)} objects")
