@@ -51,8 +51,14 @@ def test_automatic_progress_inside_a_tile_with_the_devices_batch(make_napari_vie
                              model_names=["sam_tiny"])
     assert widget.points_per_batch.value == 0
     widget.points_per_side.value = 8
-    widget._per_batch = 16  # what a run on the CPU sets
+    widget._per_batch, widget._full_grid = 16, True  # what a full-grid run on the CPU sets
     widget._event(Progress("tiles", 1, 4))
     widget._activity(Activity("decoder", calls=2))
     assert widget.status.value.endswith("(50% of the next tile)")
     assert widget.progress.value == 150
+    # coarse-to-fine: a count, the bar stays at the tile boundary
+    widget._full_grid = False
+    widget._event(Progress("tiles", 2, 4))
+    widget._activity(Activity("decoder", calls=9))
+    assert widget.status.value.endswith("(7 decoder calls in the next tile)")
+    assert widget.progress.value == 200

@@ -67,6 +67,7 @@ class AutomaticWidget(ScrollingDock):
         self._last_event: Any = None
         self._calls_seen = self._calls_at_event = 0
         self._per_batch = 1  # points per decoder call of the current run (set when it starts)
+        self._full_grid = False  # the current run decodes the full point grid
         self.result: AutomaticResult | None = None
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ModelPanel(names=model_names, tile_size=tile_size, overlap=overlap)
@@ -210,11 +211,13 @@ class AutomaticWidget(ScrollingDock):
 
         model = self._models.get(config.model)
         self._per_batch = _points_per_call(config, model)
+        self._full_grid = config.segment.points == "full"
         return (yield from automatic_gen(source, model, config, name=name))
 
     def _planes_gen(self, image: Any, planes: list, config: AutomaticConfig, join: bool):
         model = self._models.get(config.model)
         self._per_batch = _points_per_call(config, model)
+        self._full_grid = config.segment.points == "full"
         return (yield from S.automatic_planes_gen(image, planes, model, config, join=join))
 
     def cancel(self, *_: Any) -> None:
@@ -230,9 +233,10 @@ class AutomaticWidget(ScrollingDock):
         self.status.value = describe(event)
 
     def _activity(self, activity: Any) -> None:
-        """Progress inside the current tile: encoder blocks run, or decoder calls made
-        out of the ``ceil(points_per_side**2 / points_per_batch)`` a tile needs at most
-        (the run's batch: the device's when the widget says 0)."""
+        """Progress inside the current tile: encoder blocks run, or decoder calls made:
+        with the full grid out of the ``ceil(points_per_side**2 / points_per_batch)`` a
+        tile needs (the run's batch: the device's when the widget says 0), coarse-to-fine
+        as a count (a tile's total is known only at its end)."""
         event = self._last_event
         if activity.kind == "decoder":
             self._calls_seen = activity.calls
@@ -240,9 +244,13 @@ class AutomaticWidget(ScrollingDock):
             return
         if activity.kind == "encoder":
             fraction = activity.fraction
-        else:
+        elif self._full_grid:
             per_tile = -(-self.points_per_side.value ** 2 // max(1, self._per_batch))
             fraction = min(0.95, (activity.calls - self._calls_at_event) / max(1, per_tile))
+        else:  # coarse-to-fine: how many calls a tile takes is known only at its end
+            calls = activity.calls - self._calls_at_event
+            self.status.value = f"{describe(event)} ({calls} decoder calls in the next tile)"
+            return
         self.progress.value = min(int((event.done + fraction) * 100), self.progress.max)
         self.status.value = f"{describe(event)} ({fraction:.0%} of the next tile)"
 
