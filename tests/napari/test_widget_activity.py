@@ -61,4 +61,6 @@ def test_automatic_progress_inside_a_tile_with_the_devices_batch(make_napari_vie
     widget._event(Progress("tiles", 2, 4))
     widget._activity(Activity("decoder", calls=9))
     assert widget.status.value.endswith("(7 decoder calls in the next tile)")
+    widget._activity(Activity("decoder", calls=3))
+    assert widget.status.value.endswith("(1 decoder call in the next tile)")
     assert widget.progress.value == 200

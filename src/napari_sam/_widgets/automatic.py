@@ -249,7 +249,8 @@ class AutomaticWidget(ScrollingDock):
             fraction = min(0.95, (activity.calls - self._calls_at_event) / max(1, per_tile))
         else:  # coarse-to-fine: how many calls a tile takes is known only at its end
             calls = activity.calls - self._calls_at_event
-            self.status.value = f"{describe(event)} ({calls} decoder calls in the next tile)"
+            plural = "" if calls == 1 else "s"
+            self.status.value = f"{describe(event)} ({calls} decoder call{plural} in the next tile)"
             return
         self.progress.value = min(int((event.done + fraction) * 100), self.progress.max)
         self.status.value = f"{describe(event)} ({fraction:.0%} of the next tile)"
