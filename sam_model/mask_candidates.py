@@ -66,7 +66,7 @@ class Candidates:
         return len(self.crops)
 
     @classmethod
-    def empty(cls, image_hw: tuple[int, int]) -> Candidates:
+    def empty(cls, image_hw: tuple[int, int], n_refined: int = 0) -> Candidates:
         return cls(
             crops=[],
             boxes=torch.zeros(0, 4, dtype=torch.int64),
@@ -74,6 +74,7 @@ class Candidates:
             stability=torch.zeros(0, dtype=torch.float32),
             points=torch.zeros(0, 2, dtype=torch.float64),
             image_hw=image_hw,
+            n_refined=n_refined,
         )
 
     def select(self, index: torch.Tensor) -> Candidates:
@@ -95,9 +96,7 @@ class Candidates:
         refined = sum(p.n_refined for p in parts)
         parts = [p for p in parts if len(p)]
         if not parts:
-            out = cls.empty(image_hw)
-            out.n_refined = refined
-            return out
+            return cls.empty(image_hw, refined)
         return cls(
             crops=[c for p in parts for c in p.crops],
             boxes=torch.cat([p.boxes for p in parts]),

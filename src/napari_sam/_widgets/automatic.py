@@ -46,13 +46,6 @@ if TYPE_CHECKING:
     from napari_sam._widgets.engine import AutomaticResult
 
 
-def _points_per_call(config: AutomaticConfig, model: Any) -> int:
-    """Points per decoder call of a run: the config's, else the device's choice."""
-    from napari_sam.core.automatic.decode import points_per_batch_for
-
-    return config.segment.points_per_batch or points_per_batch_for(model.device)
-
-
 class AutomaticWidget(ScrollingDock):
     """Dock widget running automatic segmentation on the chosen image layer."""
 
@@ -209,15 +202,21 @@ class AutomaticWidget(ScrollingDock):
     def _run_gen(self, source: Any, config: AutomaticConfig, name: str):
         from napari_sam._widgets.engine import automatic_gen
 
-        model = self._models.get(config.model)
-        self._per_batch = _points_per_call(config, model)
-        self._full_grid = config.segment.points == "full"
+        model = self._run_model(config)
         return (yield from automatic_gen(source, model, config, name=name))
 
-    def _planes_gen(self, image: Any, planes: list, config: AutomaticConfig, join: bool):
+    def _run_model(self, config: AutomaticConfig) -> Any:
+        """The run's model; notes how it decodes, for the in-tile progress: points per
+        decoder call (the config's, else the device's choice) and whether the full grid."""
+        from napari_sam.core.automatic.decode import points_per_batch_for
+
         model = self._models.get(config.model)
-        self._per_batch = _points_per_call(config, model)
+        self._per_batch = config.segment.points_per_batch or points_per_batch_for(model.device)
         self._full_grid = config.segment.points == "full"
+        return model
+
+    def _planes_gen(self, image: Any, planes: list, config: AutomaticConfig, join: bool):
+        model = self._run_model(config)
         return (yield from S.automatic_planes_gen(image, planes, model, config, join=join))
 
     def cancel(self, *_: Any) -> None:

@@ -23,6 +23,7 @@ from napari_sam._widgets.state import (
     InteractiveConfig,
     PromptSet,
 )
+from napari_sam.core.automatic.distributed import dask_executor
 from napari_sam.core.automatic.object_table import to_dataframe
 from napari_sam.core.automatic.run import segment_file
 from napari_sam.core.io.labels import read_labels, write_labels
@@ -131,12 +132,10 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
         def sink(y0: int, x0: int, window: np.ndarray) -> None:
             labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
 
-    with contextlib.ExitStack() as stack:
-        executor = None
-        if config.scheduler:
-            from napari_sam.core.automatic.distributed import dask_executor
-
-            executor = stack.enter_context(dask_executor(scheduler=config.scheduler))
+    # (distributed itself is imported only when a scheduler is used)
+    cluster = (dask_executor(scheduler=config.scheduler) if config.scheduler
+               else contextlib.nullcontext())
+    with cluster as executor:
         summary = yield from segment_file(source, config.out_dir or None, model,
                                           config=config.segment, name=name, sink=sink,
                                           embeddings=config.store or None, executor=executor,

@@ -18,6 +18,11 @@ REFINE_MODES = ("none", "coarse", "all")
 """Which passes refine their masks once (mask to mask): none, the coarse scales, every pass."""
 
 
+def _valid_scales(values: tuple[int, ...]) -> bool:
+    """Scales start at 1 and increase."""
+    return bool(values) and values[0] == 1 and all(b > a for a, b in zip(values, values[1:]))
+
+
 def parse_scales(text: str) -> tuple[int, ...]:
     """Scales written as on the command line and in the widget ("1,2,4") -> (1, 2, 4).
 
@@ -27,7 +32,7 @@ def parse_scales(text: str) -> tuple[int, ...]:
         values = tuple(int(v) for v in str(text).replace(" ", "").split(","))
     except ValueError:
         raise ValueError(f"scales {text!r} are not a comma-separated list of integers") from None
-    if not values or values[0] != 1 or any(b <= a for a, b in zip(values, values[1:])):
+    if not _valid_scales(values):
         raise ValueError(f"scales {text!r} must start at 1 and increase, e.g. 1,2,4")
     return values
 
@@ -111,7 +116,7 @@ class SegmentConfig:
         if self.point_levels < 1:
             raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
         scales = tuple(int(v) for v in self.scales)
-        if not scales or scales[0] != 1 or any(b <= a for a, b in zip(scales, scales[1:])):
+        if not _valid_scales(scales):
             raise ValueError(f"scales must start at 1 and increase, got {self.scales}")
         object.__setattr__(self, "scales", scales)
         if self.max_area is not None and self.max_area < self.min_area:
