@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "regions by a graph segmentation (pseudo-labels; needs --photos)")
     p.add_argument("--large-prob", type=float, default=0.0,
                    help="share of scenes of large objects (a third to most of the frame)")
+    p.add_argument("--small-prob", type=float, default=0.0,
+                   help="share of the scenes not large that are dead-leaves scenes of many "
+                        "small leaves (6-60 px in a 1024 frame), half with soft edges")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--steps", type=int, default=100000, help="most steps to run")
     p.add_argument("--time-budget-minutes", type=float, default=None,
@@ -224,7 +227,8 @@ def main(argv=None) -> int:
                        window_prob=args.window_prob, dead_leaves_prob=args.dead_leaves_prob,
                        randconv_prob=args.randconv_prob, large_prob=args.large_prob,
                        photos=args.photos, photo_prob=args.photo_prob,
-                       photo_regions_prob=args.photo_regions_prob),
+                       photo_regions_prob=args.photo_regions_prob,
+                       small_prob=args.small_prob),
     )
     t0 = time.time()
     gen = train(model, config=config, run_dir=args.out, model_name=args.model,

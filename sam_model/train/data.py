@@ -51,7 +51,8 @@ class BatchPlan:
     ``"skimage"``, see :mod:`.photo_textures`; None: procedural textures only);
     photo_prob: share of a dead-leaves scene's background and leaves filled
     with a patch of a photo; photo_regions_prob: share of scenes that are a
-    window of a photo with its graph-segmentation regions as objects.
+    window of a photo with its graph-segmentation regions as objects;
+    small_prob: share of the scenes not large that are many small leaves.
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -66,6 +67,7 @@ class BatchPlan:
     photos: str | None = None
     photo_prob: float = 0.0
     photo_regions_prob: float = 0.0
+    small_prob: float = 0.0
 
     @property
     def uses_photos(self) -> bool:
@@ -121,7 +123,8 @@ def scene_batch(seed: int, index: int, plan: BatchPlan,
                            dead_leaves_prob=plan.dead_leaves_prob,
                            large_prob=plan.large_prob, photos=photos,
                            photo_prob=plan.photo_prob,
-                           photo_regions_prob=plan.photo_regions_prob)
+                           photo_regions_prob=plan.photo_regions_prob,
+                           small_prob=plan.small_prob)
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:

@@ -347,7 +347,7 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
                pad_prob: float = 0.1, frame: int | None = None,
                dead_leaves_prob: float = 0.0, large_prob: float = 0.0,
                photos=None, photo_prob: float = 0.0,
-               photo_regions_prob: float = 0.0) -> Scene:
+               photo_regions_prob: float = 0.0, small_prob: float = 0.0) -> Scene:
     """Draw one ``size`` x ``size`` scene; see the module docstring.
 
     ``dead_leaves_prob``: share of scenes drawn as dead-leaves scenes
@@ -372,6 +372,9 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     ``photos`` whose objects are its regions by a graph segmentation
     (:func:`.photo_textures.paint_photo_regions`; pseudo-labels: they teach
     the model the edges of real images, not what an object is).
+    ``small_prob``: share of the other scenes (not large) that are dead-leaves
+    scenes of many small leaves, some with soft edges (small clouds on land,
+    cells in tissue; at 0 the random stream is unchanged).
     """
     rng = np.random.default_rng(seed)
     zoom = int(rng.choice([1, 1, 1, 2, 2, 3, 4]))
@@ -380,15 +383,16 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     shape = (inner, inner)
     canvas = _Canvas(rng, shape)
     large = large_prob > 0 and rng.random() < large_prob
+    small = not large and small_prob > 0 and rng.random() < small_prob
     if photos and photo_regions_prob > 0 and rng.random() < photo_regions_prob:
         from .photo_textures import paint_photo_regions
 
         paint_photo_regions(rng, canvas, photos)
-    elif dead_leaves_prob > 0 and rng.random() < dead_leaves_prob:
+    elif small or (dead_leaves_prob > 0 and rng.random() < dead_leaves_prob):
         from .scenes_natural import paint_dead_leaves  # lazy: it imports this module
 
         paint_dead_leaves(rng, canvas, outer, large=large, photos=photos,
-                          photo_prob=photo_prob)
+                          photo_prob=photo_prob, small=small)
     else:
         _paint_objects(rng, canvas, inner, outer, large=large)
     return _finish(rng, canvas, size, inner, zoom, pad_prob)

@@ -9,6 +9,10 @@
   varies much more than hue) and its own texture (fractal "clouds", oriented
   stripes like fields, granular "tissue" spots, fine grain); some leaves
   keep the colour of what lies under them and differ only by texture.
+* ``small`` scenes (:func:`paint_dead_leaves`): dozens of leaves a few to a
+  few tens of pixels across on a textured or photographic ground, some with
+  soft edges (a blurred alpha, the object where it is at least one half), as
+  small clouds lie on land or cells in tissue.
 * :func:`random_convolution` (RandConv, Xu et al. 2021): the image filtered
   by a random convolution, rescaled to the image's own statistics and
   blended with it, so that colour and local texture change while shapes and
@@ -22,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
 from .scenes import SHAPES, _Canvas, smooth_noise
 
@@ -104,12 +109,40 @@ def _paint_leaf(canvas: _Canvas, rr, cc, values) -> None:
     canvas.objects.append((pid,))
 
 
+def _paint_soft_leaf(rng, canvas: _Canvas, rr, cc, colour: np.ndarray) -> None:
+    """A leaf of flat ``colour`` (plus grain) with a soft edge: its mask blurred by a
+    sigma of 0.7-2.5 px is the blending weight, the object is where that weight is at
+    least one half (the painted object and its label agree)."""
+    sigma = float(rng.uniform(0.7, 2.5))
+    pad = int(np.ceil(3 * sigma))
+    h, w = canvas.shape
+    y0, x0 = max(0, int(rr.min()) - pad), max(0, int(cc.min()) - pad)
+    y1, x1 = min(h, int(rr.max()) + pad + 1), min(w, int(cc.max()) + pad + 1)
+    hard = np.zeros((y1 - y0, x1 - x0), np.float32)
+    hard[rr - y0, cc - x0] = 1.0
+    alpha = ndi.gaussian_filter(hard, sigma)
+    inside = alpha >= 0.5
+    if inside.sum() < 4:
+        return
+    region = canvas.image[y0:y1, x0:x1]
+    grain = rng.standard_normal(alpha.shape).astype(np.float32)[..., None] * rng.uniform(0, 8)
+    region[:] = alpha[..., None] * (colour + grain) + (1 - alpha[..., None]) * region
+    yy, xx = np.nonzero(inside)
+    pid = canvas.next_id
+    canvas.next_id += 1
+    canvas.labels[yy + y0, xx + x0] = pid
+    canvas.areas[pid] = len(yy)
+    canvas.objects.append((pid,))
+
+
 def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
-                      large: bool = False, photos=None, photo_prob: float = 0.0) -> None:
+                      large: bool = False, photos=None, photo_prob: float = 0.0,
+                      small: bool = False) -> None:
     """Paint a dead-leaves scene on ``canvas`` (its ``shape`` is a window of an ``outer``
     side frame: leaf sizes are fractions of the frame). Every leaf is one object;
     the background is not an object. ``large``: a few leaves, the largest up to
-    most of the frame across. ``photos`` (HxWx3 float32 list) and ``photo_prob``:
+    most of the frame across. ``small``: 30-150 leaves 6-60 px across in a 1024 frame
+    (a few pixels of the canvas at least), half of them with soft edges. ``photos`` (HxWx3 float32 list) and ``photo_prob``:
     that share of the background and the leaves is a patch of a photograph
     (:func:`.photo_textures.photo_patch`) instead of a procedural texture."""
     use_photos = bool(photos) and photo_prob > 0
@@ -133,6 +166,10 @@ def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
         rmin = max(3.0, rng.uniform(0.05, 0.15) * outer)
         rmax = max(rmin * 1.5, rng.uniform(0.3, 0.45) * outer)
         count = int(rng.integers(3, 14))
+    elif small:
+        rmin = max(3.0, rng.uniform(0.003, 0.008) * outer)
+        rmax = max(rmin * 2, rng.uniform(0.015, 0.03) * outer)
+        count = int(rng.integers(30, 150))
     else:
         rmin = max(3.0, rng.uniform(0.01, 0.04) * outer)
         rmax = max(rmin * 1.5, rng.uniform(0.2, 0.6) * outer)
@@ -140,6 +177,8 @@ def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
     kind_p = LEAF_WEIGHTS * rng.uniform(0.2, 1.0, len(LEAF_KINDS))
     kind_p /= kind_p.sum()
     texture_only = rng.uniform(0, 0.5)  # share of leaves told apart by texture alone
+    if small:
+        texture_only = 0.0  # a few pixels of texture do not make an object
     palette = [natural_colour(rng) for _ in range(int(rng.integers(2, 6)))]
     for _ in range(count):
         u = rng.random()  # radius with density ~ r^-3 between rmin and rmax
@@ -148,6 +187,10 @@ def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
         kind = LEAF_KINDS[rng.choice(len(LEAF_KINDS), p=kind_p)]
         rr, cc = _leaf_pixels(rng, kind, shape, cy, cx, 2 * r)
         if len(rr) < 4:
+            continue
+        if small and rng.random() < 0.5:
+            _paint_soft_leaf(rng, canvas, rr, cc, palette[rng.integers(len(palette))]
+                             if rng.random() < 0.5 else natural_colour(rng))
             continue
         r0, c0 = rr.min(), cc.min()
         box = (int(rr.max() - r0 + 1), int(cc.max() - c0 + 1))

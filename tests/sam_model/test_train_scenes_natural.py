@@ -96,3 +96,66 @@ def test_large_object_scenes_hold_objects_of_a_third_of_the_frame_or_more(dead_l
     assert np.median(large) > np.median(plain)
     same = make_scene(np.random.default_rng(5), size, large_prob=0.0)
     assert np.array_equal(same.image, make_scene(np.random.default_rng(5), size).image)
+
+
+def _extents(scene):
+    out = []
+    for i in range(len(scene.objects)):
+        ys, xs = np.nonzero(scene.mask(i))
+        out.append(max(np.ptp(ys), np.ptp(xs)) + 1)
+    return np.array(out)
+
+
+def test_small_object_scenes_hold_many_small_visible_objects():
+    """--small-prob scenes: dozens of objects, most under 40 px of a 512 frame (small
+    clouds, cells), each one distinct from what lies around it; at 0 the stream is the
+    default one, and large scenes stay large."""
+    size = 512
+    small = [make_scene(np.random.default_rng([4, i]), size, small_prob=1.0) for i in range(4)]
+    plain = [make_scene(np.random.default_rng([4, i]), size, dead_leaves_prob=1.0)
+             for i in range(4)]
+    assert min(len(s.objects) for s in small) >= 15
+    assert np.median(np.concatenate([_extents(s) for s in small])) <= 24
+    assert (np.median(np.concatenate([_extents(s) for s in small]))
+            < np.median(np.concatenate([_extents(s) for s in plain])))
+    for s in small:  # no object told apart by texture alone: its mean colour stands out
+        for i in range(len(s.objects)):
+            m = s.mask(i)
+            ring = np.logical_xor(ndi_dilate(m, 3), m) & (s.labels == 0)
+            if ring.sum() >= 8 and m.sum() >= 12:
+                diff = np.abs(s.image[m].mean(0) - s.image[ring].mean(0)).max()
+                assert diff > 1.0
+    same = make_scene(np.random.default_rng(5), size, small_prob=0.0)
+    assert np.array_equal(same.image, make_scene(np.random.default_rng(5), size).image)
+    large = make_scene(np.random.default_rng([3, 0]), 256, large_prob=1.0, small_prob=1.0)
+    assert _largest_extent(large) >= 256 / 3
+
+
+def ndi_dilate(mask, iterations):
+    from scipy import ndimage as ndi
+
+    return ndi.binary_dilation(mask, iterations=iterations)
+
+
+def test_soft_leaf_label_is_where_the_blend_is_at_least_half():
+    """A soft-edged leaf blends into what lies under it; its object is exactly the pixels
+    where its own colour weighs at least one half, so the label follows the visible edge."""
+    from sam_model.train.scenes import _Canvas
+    from sam_model.train.scenes_natural import _paint_soft_leaf
+
+    rng = np.random.default_rng(0)
+    canvas = _Canvas(rng, (64, 64))
+    canvas.image[:] = 0.0
+    canvas.labels[:] = 0
+    yy, xx = np.mgrid[0:64, 0:64]
+    rr, cc = np.nonzero((yy - 32) ** 2 + (xx - 30) ** 2 <= 8 ** 2)
+    _paint_soft_leaf(np.random.default_rng(1), canvas, rr, cc, np.array([200.0] * 3, np.float32))
+    pid = canvas.objects[-1][0]
+    inside = canvas.labels == pid
+    grey = canvas.image.mean(-1)
+    assert inside.sum() == canvas.areas[pid] >= 100
+    assert grey[inside].min() > 100 - 25  # the blend weight is >= 1/2 (grain aside)
+    assert grey[~inside].max() < 100 + 25
+    halo = (~inside) & (grey > 10)
+    assert halo.sum() > 0  # soft: the colour reaches past the object's edge
+    assert abs(int(inside.sum()) - len(rr)) < 0.35 * len(rr)
