@@ -145,3 +145,40 @@ def test_tiles_decoded_on_a_dask_scheduler_give_the_local_labels(auto, make_scen
     wait_idle(widget)
     assert task.state == "failed"
     assert "tcp://127.0.0.1:9" in widget.status.value and "scheduler" in widget.status.value
+
+
+def test_local_dask_workers_decode_the_tiles(auto, make_scene, wait_idle, monkeypatch):
+    """The widget's local dask workers (the CLI's --workers): a cluster of worker processes
+    is started for the run, decodes its tiles (the scheduler's transitions move) and gives
+    the labels of decoding here; with a scheduler address as well nothing starts."""
+    import contextlib
+
+    from napari_sam._widgets import engine
+
+    viewer, widget = auto
+    viewer.add_image(make_scene(512, 512), name="scene", rgb=True)
+    real, seen = engine.dask_executor, []
+
+    @contextlib.contextmanager
+    def recording(**kwargs):
+        with real(**kwargs) as executor:
+            yield executor
+            client = executor.client
+            seen.append((kwargs, len(client.scheduler_info()["workers"]),
+                         client.run_on_scheduler(lambda dask_scheduler:
+                                                 dask_scheduler.transition_counter)))
+
+    monkeypatch.setattr(engine, "dask_executor", recording)
+    results = []
+    for workers in (0, 1):
+        widget.workers.value = workers
+        task = widget.run()
+        wait_idle(widget)
+        assert task.state == "done", widget.status.value
+        results.append(np.asarray(viewer.layers["scene SAM objects"].data).copy())
+    assert len(seen) == 1
+    kwargs, n_workers, transitions = seen[0]
+    assert kwargs == {"workers": 1} and n_workers == 1 and transitions > 0
+    assert results[0].any() and np.array_equal(results[0], results[1])
+    widget.scheduler.value = "tcp://127.0.0.1:9"
+    assert widget.run() is None and "not both" in widget.status.value

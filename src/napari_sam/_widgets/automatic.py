@@ -116,6 +116,11 @@ class AutomaticWidget(ScrollingDock):
             tooltip="Address of a running dask.distributed scheduler (tcp://host:8786) "
                     "to decode the tiles on, as `napari-sam segment --scheduler`; "
                     "empty: decode here")
+        self.workers = SpinBox(
+            label="local dask workers", min=0, max=256, value=0,
+            tooltip="Decode the tiles on this many local dask worker processes, started "
+                    "for the run (they share this machine's cores), as `napari-sam segment "
+                    "--workers`; 0: decode in this process. Not with a scheduler address")
         self.planes = ComboBox(label="planes (stacks)", choices=S.PLANE_MODES,
                                value=S.PLANE_MODES[0],
                                tooltip="For an image with z/t axes: the plane shown, every "
@@ -131,7 +136,7 @@ class AutomaticWidget(ScrollingDock):
             self.refine, self.min_region_area,
             self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
             *self.model.widgets, self.store, self.out_dir, self.overwrite, self.scheduler,
-            self.planes,
+            self.workers, self.planes,
             Container(layout="horizontal", labels=False,
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])
@@ -280,8 +285,8 @@ class AutomaticWidget(ScrollingDock):
         where = f"; written to {result.folder}" if result.folder is not None else ""
         if stacked and self.out_dir.value and str(self.out_dir.value) not in ("", "."):
             where = "; the output folder is not used for stacks (Export writes .zarr)"
-        if stacked and str(self.scheduler.value).strip():
-            where += "; stacks are decoded here, not on the dask scheduler"
+        if stacked and (str(self.scheduler.value).strip() or self.workers.value):
+            where += "; stacks are decoded here, not on dask workers"
         self.status.value = f"{len(table)} objects on {result.n_tiles} tile(s){where}"
 
     def _finished(self, task: Task) -> None:

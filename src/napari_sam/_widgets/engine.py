@@ -121,7 +121,9 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
     unless the tiling is chosen. Closing the generator (cancel) removes the
     temporary store and any half-written folder. With ``config.scheduler`` the tiles
     are decoded on that running dask.distributed scheduler (the CLI's ``--scheduler``;
-    an unreachable one fails the run with its address named, before any work).
+    an unreachable one fails the run with its address named, before any work); with
+    ``config.workers`` on that many local worker processes, started for the run and
+    closed after it (the CLI's ``--workers``).
     """
     raster = open_raster(source)
     labels = None
@@ -132,9 +134,13 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
         def sink(y0: int, x0: int, window: np.ndarray) -> None:
             labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
 
-    # (distributed itself is imported only when a scheduler is used)
-    cluster = (dask_executor(scheduler=config.scheduler) if config.scheduler
-               else contextlib.nullcontext())
+    # (distributed itself is imported only when a scheduler or workers are used)
+    if config.scheduler:
+        cluster = dask_executor(scheduler=config.scheduler)
+    elif config.workers:
+        cluster = dask_executor(workers=config.workers)
+    else:
+        cluster = contextlib.nullcontext()
     with cluster as executor:
         summary = yield from segment_file(source, config.out_dir or None, model,
                                           config=config.segment, name=name, sink=sink,

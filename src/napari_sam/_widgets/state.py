@@ -140,7 +140,8 @@ class AutomaticConfig(_FromWidget):
     ``out_dir``: also write ``labels.tif``/``objects.gpkg`` into
     ``out_dir/<name>/`` ("" keeps the result in memory only); ``scheduler``: the
     address of a running dask.distributed scheduler to decode the tiles on ("":
-    here; stacks are always decoded here).
+    here; stacks are always decoded here); ``workers``: start that many local dask
+    worker processes for the run instead (the CLI's ``--workers``; 0: none).
     """
 
     model: ModelChoice = field(default_factory=ModelChoice)
@@ -150,17 +151,23 @@ class AutomaticConfig(_FromWidget):
     out_dir: str = ""
     overwrite: bool = False
     scheduler: str = ""
+    workers: int = 0
 
     segment_widget_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
                              "stability_score_thresh", "box_nms_thresh", "points", "scales",
                              "refine", "min_region_area", "min_area", "max_area",
                              "max_area_fraction", "stitch_seams")
-    _widget_fields = ("store", "out_dir", "overwrite", "scheduler")
+    _widget_fields = ("store", "out_dir", "overwrite", "scheduler", "workers")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store", _path_text(self.store))
         object.__setattr__(self, "out_dir", _path_text(self.out_dir))
         object.__setattr__(self, "scheduler", str(self.scheduler or "").strip())
+        object.__setattr__(self, "workers", int(self.workers or 0))
+        if self.workers < 0:
+            raise ValueError(f"local dask workers must be 0 or more, got {self.workers}")
+        if self.workers and self.scheduler:
+            raise ValueError("give a dask scheduler or local dask workers, not both")
 
     @classmethod
     def from_widget(cls, widget: Any, **overrides: Any) -> AutomaticConfig:
