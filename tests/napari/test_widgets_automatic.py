@@ -116,6 +116,17 @@ def test_point_mode_scales_and_refinement_reach_the_run(auto, make_scene, wait_i
         runs[refine] = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
     for refine, run in runs.items():
         assert (run["points"], run["scales"], run["refine"]) == ("full", [1, 2], refine)
+        assert "point_levels" not in run  # the full grid has no levels
+    assert not widget.point_levels.enabled
+    widget.points.value, widget.point_levels.value, widget.scales.value = "coarse", 2, "1"
+    assert widget.point_levels.enabled
+    widget.out_dir.value = tmp_path / "levels"
+    task = widget.run()
+    wait_idle(widget)
+    assert task.state == "done", widget.status.value
+    info = pyogrio.read_info(tmp_path / "levels" / "scene" / "objects.gpkg", layer="objects")
+    run = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
+    assert (run["points"], run["point_levels"], run["scales"]) == ("coarse", 2, [1])
     assert runs["all"]["grid_points"] == runs["none"]["grid_points"]
     assert runs["all"]["decoded_points"] > runs["none"]["decoded_points"]
 

@@ -82,6 +82,11 @@ class AutomaticWidget(ScrollingDock):
             tooltip="coarse: a sparse grid first, then points only where no object was "
                     "found yet (about 4x fewer decoder calls); full: every grid point, "
                     "as the paper's generator")
+        self.point_levels = SpinBox(
+            label="coarse levels", min=1, max=8, value=d.point_levels,
+            tooltip="Levels of the coarse-to-fine grid: the first decodes 1/2**(levels-1) "
+                    "of the points per side, each next level doubles them where no object "
+                    "was found yet (points: coarse only)")
         self.scales = LineEdit(
             label="scales", value=format_scales(d.scales),
             tooltip="The image is also segmented downscaled by these factors, so that "
@@ -132,7 +137,7 @@ class AutomaticWidget(ScrollingDock):
         self.status = Label(value="")
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
-            self.stability_score_thresh, self.box_nms_thresh, self.points, self.scales,
+            self.stability_score_thresh, self.box_nms_thresh, self.points, self.point_levels, self.scales,
             self.refine, self.min_region_area,
             self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
             *self.model.widgets, self.store, self.out_dir, self.overwrite, self.scheduler,
@@ -141,6 +146,8 @@ class AutomaticWidget(ScrollingDock):
                       widgets=[self.run_button, self.cancel_button]),
             self.progress, self.status])
         self.run_button.changed.connect(self.run)
+        self.points.changed.connect(self._points_changed)
+        self._points_changed(self.points.value)
         self._pick_image(napari_viewer)
         self.cancel_button.changed.connect(self.cancel)
         self.model.model_name.changed.connect(self._use_model_thresholds)
@@ -162,6 +169,9 @@ class AutomaticWidget(ScrollingDock):
         thresholds = automatic_thresholds(name)
         self.pred_iou_thresh.value = thresholds["pred_iou_thresh"]
         self.stability_score_thresh.value = thresholds["stability_score_thresh"]
+
+    def _points_changed(self, mode: str) -> None:
+        self.point_levels.enabled = mode == "coarse"  # the full grid has no levels
 
     @property
     def busy(self) -> bool:

@@ -231,7 +231,8 @@ def _batch_crops(batch) -> tuple[list[np.ndarray], np.ndarray]:
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """Objects (by id, see :class:`ObjectRecord`), counts and the work done."""
+    """Objects (by id, see :class:`ObjectRecord`), counts and the work done
+    (``point_levels``: the coarse-to-fine levels, None for the full grid)."""
 
     objects: list[ObjectRecord]
     stats: AssemblyStats
@@ -241,6 +242,7 @@ class SegmentResult:
     points: str = "full"
     scales: tuple[int, ...] = (1,)
     refine: str = "none"
+    point_levels: int | None = None
 
 
 TileSource = Callable[[tuple[int, int]], "tuple[np.ndarray, tuple[int, int]] | None"]
@@ -382,7 +384,8 @@ def segment_tiles(
     yield Progress("segment", len(tiles), len(tiles), f"{len(table)} objects")
     return SegmentResult(objects=table, stats=stats, n_tiles=len(tiles), n_points=points.n_points,
                          n_decoded=counted["decoded"], points=config.points,
-                         scales=tuple(scales), refine=config.refine)
+                         scales=tuple(scales), refine=config.refine,
+                         point_levels=config.point_levels if config.points == "coarse" else None)
 
 
 def point_spacing(config: SegmentConfig, tile_size: int) -> float:
