@@ -23,7 +23,10 @@ true objects crossing a tile seam and found (best IoU >= 0.5), those that
 came out as more than one id covering >= 20% of them each; as controls, the
 same rate for found objects no seam crosses (``split_rate_no_seam``: pieces
 the model makes anyway) and for seam-crossing objects no longer than a tile
-(``split_rate_seam_up_to_tile``: those a tile can hold whole).
+(``split_rate_seam_up_to_tile``: those a tile can hold whole). ``seam_cut_rate``:
+of the same seam-crossing objects, those whose output id changes at a seam (the
+id covering most of the object just before the seam differs from the one just
+after it): the splits the tiling makes, not the model's own fragments elsewhere.
 
     python -m benchmarks.bench_recall --size 2048
     python -m benchmarks.bench_recall --size 4096 --modes full default
@@ -163,6 +166,38 @@ def score(truth: np.ndarray, labels: np.ndarray, tile: int) -> dict:
     # and the seam-crossing objects a single tile could hold whole
     out["split_rate_no_seam"] = _rate(pieces[~crosses & (best >= 0.5)] > 1)
     out["split_rate_seam_up_to_tile"] = _rate(pieces[seen & ~large] > 1)
+    cut = seam_cut(truth, labels, ids[seen], seams, band=tile // 8)
+    out["seam_cut_rate"] = _rate(cut)
+    return out
+
+
+def seam_cut(truth: np.ndarray, labels: np.ndarray, ids: np.ndarray, seams: np.ndarray,
+             band: int) -> np.ndarray:
+    """Per true id in ``ids``: whether a seam cuts it in the output, i.e. for some seam
+    it crosses, the output id covering most of its pixels just before the seam (within
+    ``band`` px) differs from the one covering most just after it, both ids non-zero
+    and each covering at least 20% of its side. Pieces the model makes away from the
+    seams do not count (``split_rate`` counts them)."""
+    out = np.zeros(len(ids), bool)
+    for n, i in enumerate(ids):
+        ys, xs = np.nonzero(truth == i)
+        for s in seams:
+            for coord in (ys, xs):
+                if not (coord.min() < s <= coord.max()):
+                    continue
+                before = (coord >= s - band) & (coord < s)
+                after = (coord >= s) & (coord < s + band)
+                tops = []
+                for side in (before, after):
+                    ids_side = labels[ys[side], xs[side]]
+                    if ids_side.size == 0:
+                        break
+                    vals, counts = np.unique(ids_side, return_counts=True)
+                    k = int(np.argmax(counts))
+                    tops.append((int(vals[k]), counts[k] / ids_side.size))
+                if len(tops) == 2 and tops[0][0] and tops[1][0] and tops[0][0] != tops[1][0] \
+                        and min(tops[0][1], tops[1][1]) >= 0.2:
+                    out[n] = True
     return out
 
 

@@ -1,4 +1,4 @@
-"""The automatic benchmark's scoring: recall, seam splits and their controls."""
+"""The automatic benchmark's scoring: recall, seam splits, seam cuts and their controls."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def test_split_rates_tell_seam_splits_from_the_model_s_own():
     truth[1000:1100, 1000:1100] = 5  # missed
     truth[1200:1300, 100:200] = 6  # no seam, found whole
     labels[1200:1300, 100:200] = 7
+    truth[1400:1600, 850:950] = 7  # crosses the seam, split by the model across it:
+    labels[1400:1500, 850:950] = 8  # top and bottom halves, each one id on both sides
+    labels[1500:1600, 850:950] = 9
     out = score(truth, labels, tile=1024)
-    assert out["objects"] == 6 and out["recall"] == 0.5
-    assert out["seam_objects_found"] == 2 and out["split_rate"] == 0.5
-    assert out["split_rate_no_seam"] == 0.333 and out["split_rate_seam_up_to_tile"] == 0.5
+    assert out["objects"] == 7 and out["recall"] == 0.429
+    assert out["seam_objects_found"] == 3 and out["split_rate"] == 0.667
+    assert out["split_rate_no_seam"] == 0.333 and out["split_rate_seam_up_to_tile"] == 0.667
     assert out["larger_than_tile"] == 0
+    assert out["seam_cut_rate"] == 0.333  # only object 1's id changes at the seam
