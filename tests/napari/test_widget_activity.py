@@ -64,3 +64,25 @@ def test_automatic_progress_inside_a_tile_with_the_devices_batch(make_napari_vie
     widget._activity(Activity("decoder", calls=3))
     assert widget.status.value.endswith("(1 decoder call in the next tile)")
     assert widget.progress.value == 200
+
+
+def test_cnn_trunk_blocks_report_encoder_progress():
+    """sam_lite0's trunk (most of its encoder's time) runs its 16 blocks inside one module:
+    each of them reports, so the progress climbs while the trunk runs instead of sitting
+    at a few percent until it returns."""
+    from sam_model.predictor import SamPredictor
+    from sam_model.sam_lite0 import build_sam_lite0
+
+    model = watch_model(build_sam_lite0(pretrained=False, img_size=128))
+    seen: list[Activity] = []
+    at_trunk_end = []
+    model.image_encoder.trunk._blocks[-1].register_forward_hook(
+        lambda *_: at_trunk_end.append([a.fraction for a in seen if a.kind == "encoder"]))
+    predictor = SamPredictor(model)
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    with Watch(seen.append):
+        predictor.set_image(image)
+    fractions = [a.fraction for a in seen if a.kind == "encoder"]
+    assert fractions == sorted(fractions) and fractions[-1] >= 0.5
+    during_trunk = at_trunk_end[0]
+    assert len(during_trunk) >= 16 and np.diff(during_trunk).max() <= 0.1

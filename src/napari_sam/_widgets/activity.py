@@ -79,6 +79,20 @@ def current() -> Watch | None:
     return getattr(_local, "watch", None)
 
 
+def encoder_blocks(encoder: Any) -> list[Any]:
+    """The encoder's steps whose start is reported: its submodules two levels down (a
+    ViT's ``blocks.N``, a neck's layers) and the items of lists one level further (a
+    CNN trunk's ``trunk._blocks.N``, which run one after another inside the trunk)."""
+    modules = dict(encoder.named_modules())
+    out = []
+    for name, module in modules.items():
+        depth = name.count(".") + 1 if name else 0
+        parent = modules.get(name.rpartition(".")[0]) if depth == 3 else None
+        if 1 <= depth <= 2 or type(parent).__name__ == "ModuleList":
+            out.append(module)
+    return out
+
+
 def watch_model(model: Any) -> Any:
     """Install the hooks on ``model`` (a ``sam_model.Sam``) once; returns the model."""
     if getattr(model, _HOOKED, False):
@@ -87,7 +101,7 @@ def watch_model(model: Any) -> Any:
     decoder = getattr(model, "mask_decoder", None)
     if encoder is None or decoder is None:
         return model
-    blocks = [m for name, m in encoder.named_modules() if name and name.count(".") <= 1]
+    blocks = encoder_blocks(encoder)
     total = max(1, len(blocks))
     state = {"done": 0}
 
