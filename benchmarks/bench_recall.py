@@ -26,7 +26,9 @@ the model makes anyway) and for seam-crossing objects no longer than a tile
 (``split_rate_seam_up_to_tile``: those a tile can hold whole). ``seam_cut_rate``:
 of the same seam-crossing objects, those whose output id changes at a seam (the
 id covering most of the object just before the seam differs from the one just
-after it): the splits the tiling makes, not the model's own fragments elsewhere.
+after it); as its control ``seam_cut_rate_mid_tile``, the same at lines halfway
+between the seams (a larger mask painted over the edge of an object changes its
+id there as often): the difference is what the tiling adds.
 
     python -m benchmarks.bench_recall --size 2048
     python -m benchmarks.bench_recall --size 4096 --modes full default
@@ -155,10 +157,17 @@ def score(truth: np.ndarray, labels: np.ndarray, tile: int) -> dict:
         if sel.any():
             out[f"recall_{lo}_{hi}px"] = round(float(found[sel].mean()), 3)
             out[f"n_{lo}_{hi}px"] = int(sel.sum())
-    seams = np.arange(tile - tile // 8, truth.shape[0], tile - tile // 8)  # inner tile borders
-    crosses = np.zeros(len(ids), bool)
-    for s in seams:
-        crosses |= ((lo_y[1:] < s) & (ext_y[1:] >= s)) | ((lo_x[1:] < s) & (ext_x[1:] >= s))
+    stride = tile - tile // 8
+    seams = np.arange(stride, truth.shape[0], stride)  # inner tile borders
+    mid_lines = seams - stride // 2  # halfway between them: no tile border there
+
+    def crossing(lines):
+        out = np.zeros(len(ids), bool)
+        for s in lines:
+            out |= ((lo_y[1:] < s) & (ext_y[1:] >= s)) | ((lo_x[1:] < s) & (ext_x[1:] >= s))
+        return out
+
+    crosses = crossing(seams)
     seen = crosses & (best >= 0.5)
     out["seam_objects_found"] = int(seen.sum())
     out["split_rate"] = _rate(pieces[seen] > 1)
@@ -166,8 +175,12 @@ def score(truth: np.ndarray, labels: np.ndarray, tile: int) -> dict:
     # and the seam-crossing objects a single tile could hold whole
     out["split_rate_no_seam"] = _rate(pieces[~crosses & (best >= 0.5)] > 1)
     out["split_rate_seam_up_to_tile"] = _rate(pieces[seen & ~large] > 1)
-    cut = seam_cut(truth, labels, ids[seen], seams, band=tile // 8)
-    out["seam_cut_rate"] = _rate(cut)
+    out["seam_cut_rate"] = _rate(seam_cut(truth, labels, ids[seen], seams, band=tile // 8))
+    # control: the same measure at lines halfway between the seams, where masks that
+    # overlap an object change its id just as often but no tile border lies
+    mid_seen = crossing(mid_lines) & (best >= 0.5)
+    out["seam_cut_rate_mid_tile"] = _rate(seam_cut(truth, labels, ids[mid_seen], mid_lines,
+                                                   band=tile // 8))
     return out
 
 

@@ -26,9 +26,13 @@ def test_split_rates_tell_seam_splits_from_the_model_s_own():
     truth[1400:1600, 850:950] = 7  # crosses the seam, split by the model across it:
     labels[1400:1500, 850:950] = 8  # top and bottom halves, each one id on both sides
     labels[1500:1600, 850:950] = 9
+    truth[1850:1950, 400:500] = 8  # crosses the line halfway between seams (x 448) and
+    labels[1850:1950, 400:430] = 10  # changes id there: the control's case
+    labels[1850:1950, 430:500] = 11
     out = score(truth, labels, tile=1024)
-    assert out["objects"] == 7 and out["recall"] == 0.429
+    assert out["objects"] == 8 and out["recall"] == 0.5
     assert out["seam_objects_found"] == 3 and out["split_rate"] == 0.667
-    assert out["split_rate_no_seam"] == 0.333 and out["split_rate_seam_up_to_tile"] == 0.667
+    assert out["split_rate_no_seam"] == 0.5 and out["split_rate_seam_up_to_tile"] == 0.667
     assert out["larger_than_tile"] == 0
     assert out["seam_cut_rate"] == 0.333  # only object 1's id changes at the seam
+    assert out["seam_cut_rate_mid_tile"] == 1.0  # object 8, the only one crossing x 448
