@@ -212,9 +212,9 @@ _ENTRIES = (
         # scenes, see its model card): the reference thresholds keep nothing
         pred_iou_thresh=0.3,
         stability_score_thresh=0.5,
-        # a box around a flat square of 384 / 512 / 768 input px gives IoU 0.97 / 0.77 /
-        # 0.65 (benchmarks/results/size_sweep_sam_lite0.json): boxes longer than 384 px are
-        # decoded downscaled (real images, box mIoU over kinds 0.496 -> 0.606). Clicks are
+        # a box around a flat square of 384 / 512 / 768 input px gives IoU 0.91 / 0.65 /
+        # 0.57 (benchmarks/results/size_sweep_sam_lite0.json): boxes longer than 384 px are
+        # decoded downscaled (real images, box mIoU over kinds 0.564 -> 0.642). Clicks are
         # not: zoomed clicks lost on coins and cells what they won on glands and land
         # (its IoU head cannot choose between the two results; model card, "Zoom-out")
         prompt_extent_limit=384,

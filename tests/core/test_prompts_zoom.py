@@ -179,5 +179,7 @@ def test_shipped_sam_lite0_zooms_large_boxes_but_not_clicks():
     full = RasterPredictor(model=lite, raster=img, percentiles=None,
                            zoom_limit=None).predict(box=box)
     assert zoomed.context.scale == 4 and full.context.scale == 1
-    assert iou(zoomed) >= 0.9 and iou(zoomed) > iou(full) + 0.1, (iou(zoomed), iou(full))
+    # stage 11 segments this ellipse at full scale too (0.93; stage 9 did not), the
+    # zoomed decode still better (0.97)
+    assert iou(zoomed) >= 0.9 and iou(zoomed) > iou(full), (iou(zoomed), iou(full))
     assert auto.predict([[500, 500]]).context.scale == 1  # a click: never zoomed
