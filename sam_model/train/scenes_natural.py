@@ -142,8 +142,9 @@ def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,
     side frame: leaf sizes are fractions of the frame). Every leaf is one object;
     the background is not an object. ``large``: a few leaves, the largest up to
     most of the frame across. ``small``: 30-150 leaves 6-60 px across in a 1024 frame
-    (a few pixels of the canvas at least), half of them with soft edges. ``photos`` (HxWx3 float32 list) and ``photo_prob``:
-    that share of the background and the leaves is a patch of a photograph
+    (a few pixels of the canvas at least), half of them with soft edges, none told
+    apart by texture alone. ``photos`` (HxWx3 float32 list) and ``photo_prob``: that
+    share of the background and the leaves is a patch of a photograph
     (:func:`.photo_textures.photo_patch`) instead of a procedural texture."""
     use_photos = bool(photos) and photo_prob > 0
 

@@ -80,9 +80,9 @@ def current() -> Watch | None:
 
 
 def encoder_blocks(encoder: Any) -> list[Any]:
-    """The encoder's steps whose start is reported: its submodules two levels down (a
-    ViT's ``blocks.N``, a neck's layers) and the items of lists one level further (a
-    CNN trunk's ``trunk._blocks.N``, which run one after another inside the trunk)."""
+    """The encoder's steps whose start is reported: its submodules one and two levels
+    down (a ViT's ``blocks.N``, a neck's layers) and the items of lists at the third
+    (a CNN trunk's ``trunk._blocks.N``, run one after another inside the trunk)."""
     modules = dict(encoder.named_modules())
     out = []
     for name, module in modules.items():

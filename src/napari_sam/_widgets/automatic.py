@@ -137,8 +137,8 @@ class AutomaticWidget(ScrollingDock):
         self.status = Label(value="")
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
-            self.stability_score_thresh, self.box_nms_thresh, self.points, self.point_levels, self.scales,
-            self.refine, self.min_region_area,
+            self.stability_score_thresh, self.box_nms_thresh, self.points, self.point_levels,
+            self.scales, self.refine, self.min_region_area,
             self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
             *self.model.widgets, self.store, self.out_dir, self.overwrite, self.scheduler,
             self.workers, self.planes,
