@@ -126,13 +126,10 @@ def _paint_soft_leaf(rng, canvas: _Canvas, rr, cc, colour: np.ndarray) -> None:
         return
     region = canvas.image[y0:y1, x0:x1]
     grain = rng.standard_normal(alpha.shape).astype(np.float32)[..., None] * rng.uniform(0, 8)
-    region[:] = alpha[..., None] * (colour + grain) + (1 - alpha[..., None]) * region
+    blended = alpha[..., None] * (colour + grain) + (1 - alpha[..., None]) * region
+    region[~inside] = blended[~inside]  # the soft halo, outside the object
     yy, xx = np.nonzero(inside)
-    pid = canvas.next_id
-    canvas.next_id += 1
-    canvas.labels[yy + y0, xx + x0] = pid
-    canvas.areas[pid] = len(yy)
-    canvas.objects.append((pid,))
+    _paint_leaf(canvas, yy + y0, xx + x0, blended[inside])
 
 
 def paint_dead_leaves(rng: np.random.Generator, canvas: _Canvas, outer: int,

@@ -164,11 +164,11 @@ def test_local_dask_workers_decode_the_tiles(auto, make_scene, wait_idle, monkey
     the labels of decoding here; with a scheduler address as well nothing starts."""
     import contextlib
 
-    from napari_sam._widgets import engine
+    from napari_sam.core.automatic import distributed
 
     viewer, widget = auto
     viewer.add_image(make_scene(512, 512), name="scene", rgb=True)
-    real, seen = engine.dask_executor, []
+    real, seen = distributed.dask_executor, []
 
     @contextlib.contextmanager
     def recording(**kwargs):
@@ -179,7 +179,7 @@ def test_local_dask_workers_decode_the_tiles(auto, make_scene, wait_idle, monkey
                          client.run_on_scheduler(lambda dask_scheduler:
                                                  dask_scheduler.transition_counter)))
 
-    monkeypatch.setattr(engine, "dask_executor", recording)
+    monkeypatch.setattr(distributed, "dask_executor", recording)
     results = []
     for workers in (0, 1):
         widget.workers.value = workers

@@ -8,7 +8,6 @@ it is tested without a viewer.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from napari_sam._widgets.state import (
     InteractiveConfig,
     PromptSet,
 )
-from napari_sam.core.automatic.distributed import dask_executor
+from napari_sam.core.automatic.distributed import executor_for
 from napari_sam.core.automatic.object_table import to_dataframe
 from napari_sam.core.automatic.run import segment_file
 from napari_sam.core.io.labels import read_labels, write_labels
@@ -135,13 +134,7 @@ def automatic_gen(source: Any, model: Any, config: AutomaticConfig, *,
             labels[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
 
     # (distributed itself is imported only when a scheduler or workers are used)
-    if config.scheduler:
-        cluster = dask_executor(scheduler=config.scheduler)
-    elif config.workers:
-        cluster = dask_executor(workers=config.workers)
-    else:
-        cluster = contextlib.nullcontext()
-    with cluster as executor:
+    with executor_for(config.scheduler or None, config.workers or None) as executor:
         summary = yield from segment_file(source, config.out_dir or None, model,
                                           config=config.segment, name=name, sink=sink,
                                           embeddings=config.store or None, executor=executor,

@@ -92,3 +92,11 @@ def dask_executor(*, scheduler: str | None = None, workers: int | None = None,
     finally:
         client.close()
         cluster.close()
+
+
+def executor_for(scheduler: str | None = None, workers: int | None = None):
+    """The executor context of a run: :func:`dask_executor` on the ``scheduler`` or the
+    ``workers`` given (both: it refuses), or, with neither, a context that gives None
+    (decode in this process)."""
+    given = {k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v is not None}
+    return dask_executor(**given) if given else contextlib.nullcontext(None)

@@ -26,7 +26,7 @@ from typing import Any
 
 from napari_sam.core import progress as progress_mod
 from napari_sam.core.automatic.decode import segment_tiles, store_embeddings
-from napari_sam.core.automatic.distributed import dask_executor
+from napari_sam.core.automatic.distributed import executor_for
 from napari_sam.core.automatic.multiscale import ScaleMerger, ScaleRules, finer_extent
 from napari_sam.core.automatic.object_table import ObjectRecord
 from napari_sam.core.automatic.paint_labels import Sink
@@ -242,7 +242,7 @@ def segment(
     config = config_for_model(model.model_name, options)
     drain = progress_mod.run_with_bar if progress else progress_mod.run
     summaries = []
-    with _executor(scheduler, workers) as executor:
+    with executor_for(scheduler, workers) as executor:
         for src in inputs:
             gen = segment_file(src, out, model, embeddings=embeddings, tile_size=tile_size,
                                overlap=overlap, scale=scale, bands=bands, batch_size=batch_size,
@@ -257,9 +257,3 @@ def config_for_model(model_name: str | None, options: dict) -> SegmentConfig:
     """A SegmentConfig from ``options``, with the mask thresholds suited to the
     model (``sam_model.automatic_thresholds``) where ``options`` leaves them out."""
     return SegmentConfig(**{**automatic_thresholds(model_name), **options})
-
-
-def _executor(scheduler: str | None, workers: int | None):
-    if scheduler is None and workers is None:
-        return contextlib.nullcontext(None)
-    return dask_executor(scheduler=scheduler, workers=workers)
