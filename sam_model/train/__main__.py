@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--small-prob", type=float, default=0.0,
                    help="share of the scenes not large that are dead-leaves scenes of many "
                         "small leaves (6-60 px in a 1024 frame), half with soft edges")
+    p.add_argument("--parts-prob", type=float, default=0.0,
+                   help="share of the scenes not small that are regions made of many small "
+                        "parts (glands of cells, land of fields; told apart by the parts)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--steps", type=int, default=100000, help="most steps to run")
     p.add_argument("--time-budget-minutes", type=float, default=None,
@@ -228,7 +231,7 @@ def main(argv=None) -> int:
                        randconv_prob=args.randconv_prob, large_prob=args.large_prob,
                        photos=args.photos, photo_prob=args.photo_prob,
                        photo_regions_prob=args.photo_regions_prob,
-                       small_prob=args.small_prob),
+                       small_prob=args.small_prob, parts_prob=args.parts_prob),
     )
     t0 = time.time()
     gen = train(model, config=config, run_dir=args.out, model_name=args.model,

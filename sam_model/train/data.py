@@ -52,7 +52,9 @@ class BatchPlan:
     photo_prob: share of a dead-leaves scene's background and leaves filled
     with a patch of a photo; photo_regions_prob: share of scenes that are a
     window of a photo with its graph-segmentation regions as objects;
-    small_prob: share of the scenes not large that are many small leaves.
+    small_prob: share of the scenes not large that are many small leaves;
+    parts_prob: share of the scenes not small that are regions made of many
+    small parts (see :mod:`.scenes_tissue`).
     """
 
     crop_sizes: tuple[int, ...] = (256, 384, 512)
@@ -68,6 +70,7 @@ class BatchPlan:
     photo_prob: float = 0.0
     photo_regions_prob: float = 0.0
     small_prob: float = 0.0
+    parts_prob: float = 0.0
 
     @property
     def uses_photos(self) -> bool:
@@ -124,7 +127,7 @@ def scene_batch(seed: int, index: int, plan: BatchPlan,
                            large_prob=plan.large_prob, photos=photos,
                            photo_prob=plan.photo_prob,
                            photo_regions_prob=plan.photo_regions_prob,
-                           small_prob=plan.small_prob)
+                           small_prob=plan.small_prob, parts_prob=plan.parts_prob)
         attempt += 1
         objs = [scene.mask(i) for i in range(len(scene.objects))]
         if not objs:

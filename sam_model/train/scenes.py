@@ -347,7 +347,8 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
                pad_prob: float = 0.1, frame: int | None = None,
                dead_leaves_prob: float = 0.0, large_prob: float = 0.0,
                photos=None, photo_prob: float = 0.0,
-               photo_regions_prob: float = 0.0, small_prob: float = 0.0) -> Scene:
+               photo_regions_prob: float = 0.0, small_prob: float = 0.0,
+               parts_prob: float = 0.0) -> Scene:
     """Draw one ``size`` x ``size`` scene; see the module docstring.
 
     ``dead_leaves_prob``: share of scenes drawn as dead-leaves scenes
@@ -375,6 +376,9 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     ``small_prob``: share of the other scenes (not large) that are dead-leaves
     scenes of many small leaves, some with soft edges (small clouds on land,
     cells in tissue; at 0 the random stream is unchanged).
+    ``parts_prob``: share of the scenes not small that are regions made of
+    many small parts (:func:`.scenes_tissue.paint_part_regions`: glands of
+    cells, land of fields; at 0 the random stream is unchanged).
     """
     rng = np.random.default_rng(seed)
     zoom = int(rng.choice([1, 1, 1, 2, 2, 3, 4]))
@@ -384,10 +388,15 @@ def make_scene(seed: int | np.random.Generator, size: int = 384, *,
     canvas = _Canvas(rng, shape)
     large = large_prob > 0 and rng.random() < large_prob
     small = not large and small_prob > 0 and rng.random() < small_prob
+    parts = not small and parts_prob > 0 and rng.random() < parts_prob
     if photos and photo_regions_prob > 0 and rng.random() < photo_regions_prob:
         from .photo_textures import paint_photo_regions
 
         paint_photo_regions(rng, canvas, photos)
+    elif parts:
+        from .scenes_tissue import paint_part_regions
+
+        paint_part_regions(rng, canvas, outer, large=large)
     elif small or (dead_leaves_prob > 0 and rng.random() < dead_leaves_prob):
         from .scenes_natural import paint_dead_leaves  # lazy: it imports this module
 

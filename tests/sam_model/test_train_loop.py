@@ -126,7 +126,7 @@ def test_command_line_starts_a_new_run_from_given_weights(tmp_path, capsys):
     args = ["--out", str(run), "--init", str(init), "--steps", "1", "--rounds", "1",
             "--objects", "1", "--crop-sizes", "64", "--pixels-per-batch", str(64 * 64),
             "--window-prob", "1", "--warmup", "1", "--lr", "1e-9", "--device", "cpu",
-            "--small-prob", "0.25", "--export", str(run / "out.pt")]
+            "--small-prob", "0.25", "--parts-prob", "0.2", "--export", str(run / "out.pt")]
     assert main(args) == 0
     assert "starting from the weights" in capsys.readouterr().out
     trained = torch.load(run / "out.pt", weights_only=True)
@@ -134,7 +134,7 @@ def test_command_line_starts_a_new_run_from_given_weights(tmp_path, capsys):
     assert torch.allclose(bias, torch.full_like(bias, 0.25), atol=1e-3)
     saved = torch.load(run / "last.pt", weights_only=True)["config"]
     assert saved["plan"]["window_prob"] == 1.0 and saved["warmup"] == 1
-    assert saved["plan"]["small_prob"] == 0.25
+    assert saved["plan"]["small_prob"] == 0.25 and saved["plan"]["parts_prob"] == 0.2
 
 
 def test_only_the_trainable_prefixes_change(tmp_path):
