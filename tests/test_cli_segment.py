@@ -250,7 +250,7 @@ def test_point_mode_recorded_in_the_object_layer(tmp_path, shared_data, mode):
     import pyogrio
 
     src = shared_data / "rgb-byte-tenth.tif"
-    extra = [] if mode == "coarse" else ["--points", "full"]
+    extra = ["--cover-iou", "0.6"] if mode == "coarse" else ["--points", "full"]
     assert main(["segment", str(src), "--out", str(tmp_path), *LOOSE, *extra]) == 0
     info = pyogrio.read_info(tmp_path / "rgb-byte-tenth" / "objects.gpkg", layer="objects")
     run = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
@@ -260,6 +260,9 @@ def test_point_mode_recorded_in_the_object_layer(tmp_path, shared_data, mode):
     assert run["refine"] == "none"
     if mode == "full":
         assert run["decoded_points"] == run["grid_points"]
+        assert "cover_iou" not in run  # the full grid covers nothing
+    else:
+        assert run["cover_iou"] == 0.6
 
 
 def test_refinement_recorded_and_its_decoder_calls_counted(tmp_path, shared_data):

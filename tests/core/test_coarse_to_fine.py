@@ -99,6 +99,38 @@ def test_decode_coarse_to_fine_skips_covered_points():
     assert decoded[~inside].all() and decoded[inside].sum() == (inside & (level == 0)).sum()
 
 
+
+def test_the_finest_level_decodes_under_doubtful_masks_only():
+    """A mask scored under ``cover_iou`` covers the points of the middle level, not those
+    of the finest: one point in a mid-size object gives one chance at its mask, the full
+    grid several, and a doubtful first answer is where the others pay."""
+    truth = np.zeros((64, 64), bool)
+    truth[0:40, 0:40] = True
+    spacing = 4.0
+    xs = (np.arange(16) + 0.5) * spacing
+    pts = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
+    level = point_levels(pts, spacing, 3)
+
+    def run(score, cover_iou):
+        calls = []
+
+        class Found:
+            mask, y0, x0, predicted_iou = truth[:40, :40], 0, 0, score
+
+        def decode(p):
+            calls.append(p)
+            return [Found] if truth[p[:, 1].astype(int), p[:, 0].astype(int)].any() else []
+
+        decode_coarse_to_fine(pts, level, None, decode=decode, accept=lambda out: out,
+                              origin=(0, 0), shape=(64, 64), cover_iou=cover_iou)
+        return [truth[c[:, 1].astype(int), c[:, 0].astype(int)].sum() for c in calls]
+
+    inside_last = (truth[pts[:, 1].astype(int), pts[:, 0].astype(int)] & (level == 2)).sum()
+    assert run(0.9, 0.7)[1:] == [0, 0]  # a confident mask covers every later level
+    assert run(0.5, 0.0)[1:] == [0, 0]  # no bar: as before
+    assert run(0.5, 0.7)[1:] == [0, inside_last]  # doubtful: the finest level goes in
+
+
 def _fake_decoder(truth, calls, swallow=None):
     """decode_points stand-in: the true object under each point, deduplicated like NMS;
     ``swallow`` {outer id: inner ids}: a point on the outer object gets a mask over both."""

@@ -44,6 +44,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--point-levels", type=positive_int, default=d.point_levels, metavar="N",
                        help="coarse-to-fine levels, each doubling the density up to "
                             "--points-per-side (default 3: 1/4, 1/2, full)")
+    group.add_argument("--cover-iou", type=float, default=d.cover_iou, metavar="T",
+                       help="coarse points: at full resolution the finest level's points "
+                            "under an accepted mask are still decoded when every such mask "
+                            "has a predicted IoU under T (default %(default)s; 0: never)")
     group.add_argument("--scales", type=_scales, default=d.scales, metavar="1,2,4",
                        help="also segment the raster downscaled by these factors (a pyramid "
                             "level when the file has one) and merge the objects across "
@@ -146,6 +150,7 @@ def generation_options(args: argparse.Namespace) -> dict:
         "points_per_batch": args.points_per_batch,
         "points": args.points,
         "point_levels": args.point_levels,
+        "cover_iou": args.cover_iou,
         "scales": args.scales,
         "refine": args.refine,
         "pred_iou_thresh": args.pred_iou_thresh,

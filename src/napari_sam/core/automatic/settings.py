@@ -12,6 +12,9 @@ DEFAULT_MIN_AREA = 16
 """Objects smaller than this (raster pixels) are dropped unless asked otherwise."""
 DEFAULT_MAX_AREA_FRACTION = 0.25
 """Objects covering more than this fraction of the raster are dropped unless asked otherwise."""
+DEFAULT_COVER_IOU = 0.7
+"""Coarse points at full resolution: masks scored under this do not cover the finest
+level's points (see :mod:`napari_sam.core.automatic.coarse_to_fine`)."""
 POINT_MODES = ("coarse", "full")
 """``coarse``: coarse-to-fine points (the default); ``full``: the paper's full grid per tile."""
 REFINE_MODES = ("none", "coarse", "all")
@@ -71,7 +74,9 @@ class SegmentConfig:
     ``point_levels`` levels, skipping points under accepted masks and those
     with no edge nearby but accepted masks' outlines, the finest level's points
     moved onto blobs (:mod:`napari_sam.core.automatic.coarse_to_fine`,
-    :mod:`napari_sam.core.automatic.blobs`);
+    :mod:`napari_sam.core.automatic.blobs`); at full resolution a mask with a
+    predicted IoU under ``cover_iou`` does not cover the finest level's points
+    (a doubtful first answer gets more prompts; 0 turns this off);
     ``"full"`` decodes every grid point, as the paper's generator does.
     ``scales``: the raster is also segmented downscaled by each factor after
     the first (same points per tile side, so the same density in model
@@ -102,6 +107,7 @@ class SegmentConfig:
     max_area_fraction: float | None = DEFAULT_MAX_AREA_FRACTION
     points: str = "coarse"
     point_levels: int = 3
+    cover_iou: float = DEFAULT_COVER_IOU
     scales: tuple[int, ...] = (1, 2, 4)
     refine: str = "none"
 
@@ -113,6 +119,8 @@ class SegmentConfig:
             raise ValueError(f"refine must be one of {REFINE_MODES}, got {self.refine!r}")
         if self.points not in POINT_MODES:
             raise ValueError(f"points must be one of {POINT_MODES}, got {self.points!r}")
+        if not 0.0 <= self.cover_iou <= 1.0:
+            raise ValueError(f"cover_iou must be in [0, 1], got {self.cover_iou}")
         if self.point_levels < 1:
             raise ValueError(f"point_levels must be at least 1, got {self.point_levels}")
         scales = tuple(int(v) for v in self.scales)

@@ -60,9 +60,10 @@ def is_zarr_input(path: Any) -> bool:
 
 def run_record(result) -> dict:
     """What a segmentation result says about its run: point mode (and its coarse-to-fine
-    levels), grid points, decoded points (the decoder's prompts, refinements included),
+    levels and cover bar), grid points, decoded points (the decoder's prompts, refinements included),
     scales, refinement (whichever it reports)."""
-    names = {"points": "points", "point_levels": "point_levels", "n_points": "grid_points",
+    names = {"points": "points", "point_levels": "point_levels", "cover_iou": "cover_iou",
+             "n_points": "grid_points",
              "n_decoded": "decoded_points", "scales": "scales", "refine": "refine"}
     out = {}
     for attr, key in names.items():
