@@ -142,6 +142,32 @@ def test_unpartnered_partial_is_dropped_and_the_whole_neighbour_kept():
     assert stats.partials == 1 and stats.stitched == 0
 
 
+@pytest.mark.parametrize("graze_share", [0.1, 0.0])
+def test_a_part_that_grazes_a_border_nothing_continues_still_joins(graze_share):
+    """A bar across the seam of tiles (1, 0) and (1, 1); the left part's mask spills up to
+    the tile's top border on 2 px of its 44 px side (a leak past the object's edge, as a
+    coarse mask of a large object often has). The top border is not continued by any part
+    above, but the object is not cut there: it is joined, unless grazes count as cuts."""
+    rows = AxisWindows((0, 40), (64, 64), 104)
+    cols = AxisWindows((0, 40), (64, 64), 104)
+    bar = np.zeros((104, 104), bool)
+    bar[50:70, 20:90] = True
+    left_mask = bar.copy()
+    left_mask[40:50, 30:32] = True  # the spill, up to the top border (row 40)
+    a = Candidate(mask=left_mask[40:70, 20:64], y0=40, x0=20, predicted_iou=0.9,
+                  stability_score=0.95, tile=(1, 0), point=(30, 60), cut=(False, True, True, False))
+    b = Candidate(mask=bar[50:70, 40:90], y0=50, x0=40, predicted_iou=0.9,
+                  stability_score=0.95, tile=(1, 1), point=(70, 60), cut=(True, False, False, False))
+    stitcher = SeamStitcher(rows=rows, cols=cols, settings=StitchSettings(graze_share=graze_share))
+    stitcher.add([a])
+    stitcher.add([b])
+    out = stitcher.pop_finished(200)
+    if graze_share > 0:
+        assert len(out) == 1 and out[0].area == bar.sum() + 20
+    else:
+        assert out == [] and stitcher.n_dropped == 2
+
+
 @pytest.mark.parametrize("stitched_better", [False, True])
 def test_a_stitched_object_and_a_one_tile_candidate_of_it_do_not_both_survive(stitched_better):
     cols = AxisWindows((0, 40), (64, 64), 104)

@@ -23,7 +23,11 @@ stitching it would be lost. Such masks are kept as *partials*
    is checked: of the part's pixels on the tile border that cuts it, at
    least ``cut_covered`` must also be in a part from a tile beyond that
    border. So the union touches an inner border only where the object goes
-   on into another joined part;
+   on into another joined part. A side that only *grazes* its border (the
+   part's pixels on it fewer than ``graze_share``, 0.1, of the part's length
+   along it: a mask that leaks a little past the object's edge, as coarse
+   masks of large objects do) is not a cut: on the 4096 px benchmark mosaic
+   counting grazes as cuts dropped one more object of 128-512 px;
 4. **result**: the union of the parts' masks (one crop over the union box,
    memory follows the object's size), then the same cleanup
    (``min_region_area``) and ``min_area``/``max_area`` as a one-tile
@@ -72,6 +76,7 @@ class StitchSettings:
     iou_thresh: float = 0.5
     min_pixels: int = 16
     cut_covered: float = 0.8
+    graze_share: float = 0.1
     cleanup: TileFilter = TileFilter()
 
 
@@ -226,12 +231,17 @@ class SeamStitcher:
             ((wx1 - 1, part.box[1], wx1, part.box[3]), lambda t: t[1] > c),
             ((part.box[0], wy1 - 1, part.box[2], wy1), lambda t: t[0] > r),
         )
-        for is_cut, (line, beyond) in zip(part.cut, lines):
+        for side, (is_cut, (line, beyond)) in enumerate(zip(part.cut, lines)):
             if not is_cut or _intersect(line, part.box) is None:
                 continue
             mine = _window(part, line)
             n = int(np.count_nonzero(mine))
             if n == 0:  # within the margin of the border, but not on it: nothing goes on
+                continue
+            # the border grazed: a few pixels of a long side (a mask that spills a little
+            # past the object's edge to the border), not an object cut across
+            along = part.box[3] - part.box[1] if side in (0, 2) else part.box[2] - part.box[0]
+            if n < self.settings.graze_share * along:
                 continue
             covered = np.zeros_like(mine)
             for q in others:
