@@ -72,14 +72,19 @@ def test_content_marks_only_points_near_edges():
     assert not content_at(data, valid, pts, window=32).any()
 
 
-def test_decode_coarse_to_fine_skips_covered_points():
-    # one object (a square) on the left: level-0 finds it, later levels skip its points
+def _square_on_a_grid():
+    """A 40 px square in a 64 px tile, the tile's 16 x 16 grid and its three levels."""
     truth = np.zeros((64, 64), bool)
     truth[0:40, 0:40] = True
     spacing = 4.0
     xs = (np.arange(16) + 0.5) * spacing
     pts = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
-    level = point_levels(pts, spacing, 3)
+    return truth, pts, point_levels(pts, spacing, 3)
+
+
+def test_decode_coarse_to_fine_skips_covered_points():
+    # one object (a square) on the left: level-0 finds it, later levels skip its points
+    truth, pts, level = _square_on_a_grid()
     calls = []
 
     class Found:
@@ -104,12 +109,7 @@ def test_the_finest_level_decodes_under_doubtful_masks_only():
     """A mask scored under ``cover_iou`` covers the points of the middle level, not those
     of the finest: one point in a mid-size object gives one chance at its mask, the full
     grid several, and a doubtful first answer is where the others pay."""
-    truth = np.zeros((64, 64), bool)
-    truth[0:40, 0:40] = True
-    spacing = 4.0
-    xs = (np.arange(16) + 0.5) * spacing
-    pts = np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)
-    level = point_levels(pts, spacing, 3)
+    truth, pts, level = _square_on_a_grid()
 
     def run(score, cover_iou):
         calls = []
