@@ -117,9 +117,10 @@ def test_point_mode_scales_and_refinement_reach_the_run(auto, make_scene, wait_i
     for refine, run in runs.items():
         assert (run["points"], run["scales"], run["refine"]) == ("full", [1, 2], refine)
         assert "point_levels" not in run  # the full grid has no levels
-    assert not widget.point_levels.enabled
+    assert not widget.point_levels.enabled and not widget.cover_iou.enabled
     widget.points.value, widget.point_levels.value, widget.scales.value = "coarse", 2, "1"
-    assert widget.point_levels.enabled
+    widget.cover_iou.value = 0.55
+    assert widget.point_levels.enabled and widget.cover_iou.enabled
     widget.out_dir.value = tmp_path / "levels"
     task = widget.run()
     wait_idle(widget)
@@ -127,6 +128,7 @@ def test_point_mode_scales_and_refinement_reach_the_run(auto, make_scene, wait_i
     info = pyogrio.read_info(tmp_path / "levels" / "scene" / "objects.gpkg", layer="objects")
     run = json.loads(info["layer_metadata"]["NAPARI_SAM_SEGMENTATION"])
     assert (run["points"], run["point_levels"], run["scales"]) == ("coarse", 2, [1])
+    assert run["cover_iou"] == pytest.approx(0.55)
     assert runs["all"]["grid_points"] == runs["none"]["grid_points"]
     assert runs["all"]["decoded_points"] > runs["none"]["decoded_points"]
 

@@ -87,6 +87,11 @@ class AutomaticWidget(ScrollingDock):
             tooltip="Levels of the coarse-to-fine grid: the first decodes 1/2**(levels-1) "
                     "of the points per side, each next level doubles them where no object "
                     "was found yet (points: coarse only)")
+        self.cover_iou = FloatSpinBox(
+            label="cover IoU", min=0.0, max=1.0, step=0.05, value=d.cover_iou,
+            tooltip="A mask scored under this does not hide the finest points under it from "
+                    "the decoder: a doubtful first answer gets more prompts, as the full "
+                    "grid gives every object (0: every mask hides; points: coarse only)")
         self.scales = LineEdit(
             label="scales", value=format_scales(d.scales),
             tooltip="The image is also segmented downscaled by these factors, so that "
@@ -138,7 +143,7 @@ class AutomaticWidget(ScrollingDock):
         self.extend([
             self.image, self.points_per_side, self.points_per_batch, self.pred_iou_thresh,
             self.stability_score_thresh, self.box_nms_thresh, self.points, self.point_levels,
-            self.scales, self.refine, self.min_region_area,
+            self.cover_iou, self.scales, self.refine, self.min_region_area,
             self.min_area, self.max_area, self.max_area_fraction, self.stitch_seams,
             *self.model.widgets, self.store, self.out_dir, self.overwrite, self.scheduler,
             self.workers, self.planes,
@@ -171,7 +176,8 @@ class AutomaticWidget(ScrollingDock):
         self.stability_score_thresh.value = thresholds["stability_score_thresh"]
 
     def _points_changed(self, mode: str) -> None:
-        self.point_levels.enabled = mode == "coarse"  # the full grid has no levels
+        # the full grid has no levels, and decodes every point anyway
+        self.point_levels.enabled = self.cover_iou.enabled = mode == "coarse"
 
     @property
     def busy(self) -> bool:
