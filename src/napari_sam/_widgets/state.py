@@ -156,8 +156,8 @@ class AutomaticConfig(_FromWidget):
     segment_widget_fields = ("points_per_side", "points_per_batch", "pred_iou_thresh",
                              "stability_score_thresh", "box_nms_thresh", "points",
                              "point_levels", "cover_iou", "scales", "refine",
-                             "min_region_area",
-                             "min_area", "max_area", "max_area_fraction", "stitch_seams")
+                             "min_region_area", "min_area", "max_area", "max_area_fraction",
+                             "stitch_seams")
     _widget_fields = ("store", "out_dir", "overwrite", "scheduler", "workers")
 
     def __post_init__(self) -> None:

@@ -330,8 +330,6 @@ def decode_coarse_to_fine(
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     level = np.asarray(level, dtype=np.int64).reshape(-1)
     covered = np.zeros(shape, dtype=bool)
-    # what masks of predicted IoU >= cover_iou cover and explain (the finest level's test)
-    sure_cover = np.zeros(shape, dtype=bool) if cover_iou > 0 else covered
     oy, ox = origin
     py = np.clip(np.floor(pts[:, 1]).astype(np.int64) - oy, 0, shape[0] - 1)
     px = np.clip(np.floor(pts[:, 0]).astype(np.int64) - ox, 0, shape[1] - 1)
@@ -339,13 +337,16 @@ def decode_coarse_to_fine(
         raise ValueError(f"edge map {edges.shape} is not the tile's shape {tuple(shape)}")
     decoded = np.zeros(len(pts), dtype=bool)
     outputs, accepted = [], []
-    sure = [] if cover_iou > 0 else accepted
     n_levels = int(level.max()) + 1 if len(level) else 0
     for k in range(n_levels):
         pick = level == k
         last = k == n_levels - 1
-        cover, explaining = (sure_cover, sure) if last else (covered, accepted)
-        if targets is not None and k == n_levels - 1 and k > 0:
+        cover, explaining = covered, accepted
+        if last and cover_iou > 0:  # the finest level: only confident masks cover and explain
+            explaining = [c for c in accepted if c.predicted_iou >= cover_iou]
+            cover = np.zeros(shape, dtype=bool)
+            paint_coverage(cover, origin, explaining)
+        if targets is not None and last and k > 0:
             moved = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
             pick &= np.isfinite(moved).all(axis=1)
             pts = np.where(pick[:, None], moved, pts)
@@ -369,8 +370,4 @@ def decode_coarse_to_fine(
             found = accept(out)
             paint_coverage(covered, origin, found)
             accepted.extend(found)
-            if cover_iou > 0:
-                confident = [c for c in found if c.predicted_iou >= cover_iou]
-                paint_coverage(sure_cover, origin, confident)
-                sure.extend(confident)
     return outputs, decoded
